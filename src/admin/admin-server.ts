@@ -1,0 +1,61 @@
+/**
+ * The admin server (Envoy's admin port, 15000, bound to localhost) and the readiness server
+ * (15021 `/healthz/ready`). Plain node:http: none of this is on the request path.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+
+/** What the admin endpoints read from the running proxy. */
+export interface AdminView {
+  readonly ready: boolean;
+  configStatus(): unknown;
+  configDump(): unknown;
+  /** Lines in Envoy's /clusters text format. */
+  clusterLines(): string[];
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=UTF-8'): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function json(res: ServerResponse, value: unknown): void {
+  send(res, 200, JSON.stringify(value, null, 2) + '\n', 'application/json');
+}
+
+function serve(routes: Record<string, Handler>): Server {
+  return createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const handler = routes[path];
+    if (handler === undefined) send(res, 404, `no admin endpoint ${path}\n`);
+    else handler(req, res);
+  });
+}
+
+export function createAdminServer(view: AdminView): Server {
+  return serve({
+    '/ready': (_req, res) => send(res, view.ready ? 200 : 503, view.ready ? 'LIVE\n' : 'PRE_INITIALIZING\n'),
+    '/config_dump': (_req, res) => json(res, view.configDump()),
+    '/config_status': (_req, res) => json(res, view.configStatus()),
+    '/clusters': (_req, res) => send(res, 200, view.clusterLines().join('\n') + '\n'),
+    '/': (_req, res) => send(res, 200, ['/ready', '/config_dump', '/config_status', '/clusters'].join('\n') + '\n'),
+  });
+}
+
+export function createReadinessServer(view: AdminView): Server {
+  return serve({
+    '/healthz/ready': (_req, res) => send(res, view.ready ? 200 : 503, view.ready ? '' : 'config not loaded\n'),
+  });
+}
+
+export function listenServer(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.removeListener('error', reject);
+      const addr = server.address();
+      resolve(typeof addr === 'object' && addr !== null ? addr.port : port);
+    });
+  });
+}

@@ -1,0 +1,157 @@
+/**
+ * Compiled route actions: weighted forwarding with rewrites, redirects and direct responses.
+ * Everything that does not depend on the request is prepared here.
+ */
+import { compileSearch } from '../core/re2.js';
+import type {
+  DirectResponseAction,
+  ForwardAction,
+  RedirectAction,
+  RouteMatch,
+  StringMatch,
+} from '../model/route.js';
+import { compileHeaderMutation, type HeaderMutator } from './header-mutation.js';
+import type { RouteRequest } from './request-view.js';
+
+export interface CompiledWeightedCluster {
+  readonly name: string;
+  readonly weight: number;
+  readonly requestHeaders: HeaderMutator | null;
+  readonly responseHeaders: HeaderMutator | null;
+  readonly hostRewrite: string | undefined;
+}
+
+export interface CompiledForward {
+  readonly kind: 'forward';
+  readonly clusters: readonly CompiledWeightedCluster[];
+  /** Picks a destination by weight (a single destination is always picked). */
+  pick(): CompiledWeightedCluster;
+  /** The path to send upstream, or undefined when no rewrite applies. */
+  readonly rewritePath: ((req: RouteRequest) => string) | null;
+  readonly hostRewrite: string | undefined;
+  /** 0 disables the route timeout. */
+  readonly timeoutMs: number;
+}
+
+export interface CompiledRedirect {
+  readonly kind: 'redirect';
+  readonly status: number;
+  /** The Location header value for a request addressed to `destinationPort`. */
+  location(req: RouteRequest, destinationPort: number): string;
+}
+
+export interface CompiledDirect {
+  readonly kind: 'direct';
+  readonly status: number;
+  readonly body: Buffer;
+}
+
+export type CompiledAction = CompiledForward | CompiledRedirect | CompiledDirect;
+
+/** Envoy's default route timeout when an xDS route leaves it unset. */
+export const ENVOY_DEFAULT_ROUTE_TIMEOUT_MS = 15_000;
+
+export function compileForward(a: ForwardAction, match: RouteMatch): CompiledForward {
+  const clusters: CompiledWeightedCluster[] = a.clusters
+    .filter((c) => c.weight > 0 || a.clusters.length === 1)
+    .map((c) => ({
+      name: c.cluster,
+      weight: c.weight,
+      requestHeaders: compileHeaderMutation(c.requestHeaders),
+      responseHeaders: compileHeaderMutation(c.responseHeaders),
+      hostRewrite: c.hostRewrite,
+    }));
+  if (clusters.length === 0) throw new Error('route has no destination with a positive weight');
+  const total = clusters.reduce((s, c) => s + c.weight, 0);
+  const pick =
+    clusters.length === 1
+      ? () => clusters[0]!
+      : () => {
+          let r = Math.random() * total;
+          for (const c of clusters) {
+            r -= c.weight;
+            if (r < 0) return c;
+          }
+          return clusters[clusters.length - 1]!;
+        };
+  return {
+    kind: 'forward',
+    clusters,
+    pick,
+    rewritePath: compilePathRewrite(a, match.path),
+    hostRewrite: a.hostRewrite,
+    timeoutMs: a.timeoutMs ?? ENVOY_DEFAULT_ROUTE_TIMEOUT_MS,
+  };
+}
+
+function splitQuery(path: string): [string, string] {
+  const q = path.indexOf('?');
+  return q === -1 ? [path, ''] : [path.slice(0, q), path.slice(q)];
+}
+
+function compilePathRewrite(a: ForwardAction, pathMatch: StringMatch | undefined): ((req: RouteRequest) => string) | null {
+  if (a.regexRewrite !== undefined) {
+    const re = compileSearch(a.regexRewrite.pattern);
+    // Envoy substitutions use \1 for groups; JS uses $1 and needs literal $ doubled.
+    const substitution = a.regexRewrite.substitution.replace(/\$/g, '$$$$').replace(/\\(\d)/g, '$$$1');
+    return (req) => {
+      const [path, query] = splitQuery(req.path);
+      return path.replace(re, substitution) + query;
+    };
+  }
+  if (a.prefixRewrite === undefined) return null;
+  const replacement = a.prefixRewrite;
+  if (pathMatch === undefined || pathMatch.kind === 'prefix') {
+    const prefixLength = pathMatch === undefined ? 1 : pathMatch.value.length;
+    return (req) => replacement + req.path.slice(prefixLength);
+  }
+  // Exact and regex matches cover the whole path: the rewrite replaces it, keeping the query.
+  return (req) => replacement + splitQuery(req.path)[1];
+}
+
+export function compileRedirect(a: RedirectAction, match: RouteMatch): CompiledRedirect {
+  const prefixLength = match.path?.kind === 'prefix' ? match.path.value.length : 1;
+  return {
+    kind: 'redirect',
+    status: a.responseCode,
+    location(req, destinationPort) {
+      const scheme = a.schemeRedirect ?? req.scheme;
+      const schemeChanged = scheme !== req.scheme;
+      let port: number | undefined = a.portRedirect;
+      if (port === undefined && a.derivePort === 'FROM_REQUEST_PORT') port = destinationPort;
+      if ((port === 80 && scheme === 'http') || (port === 443 && scheme === 'https')) port = undefined;
+      let host: string;
+      if (a.hostRedirect !== undefined) {
+        host = a.hostRedirect;
+      } else {
+        host = req.authority;
+        const [name, requestPort] = splitHostPort(host);
+        if (port !== undefined || a.derivePort === 'FROM_PROTOCOL_DEFAULT') {
+          host = name;
+        } else if (schemeChanged && ((requestPort === '80' && req.scheme === 'http') || (requestPort === '443' && req.scheme === 'https'))) {
+          host = name;
+        }
+      }
+      let path: string;
+      if (a.pathRedirect !== undefined) {
+        path = a.pathRedirect.includes('?') ? a.pathRedirect : a.pathRedirect + splitQuery(req.path)[1];
+      } else if (a.prefixRewrite !== undefined) {
+        path = a.prefixRewrite + req.path.slice(prefixLength);
+      } else {
+        path = req.path;
+      }
+      return `${scheme}://${host}${port === undefined ? '' : `:${port}`}${path}`;
+    },
+  };
+}
+
+export function compileDirect(a: DirectResponseAction): CompiledDirect {
+  return { kind: 'direct', status: a.status, body: a.body ?? Buffer.alloc(0) };
+}
+
+/** Splits `host:port` (IPv6 in brackets); the port is '' when absent. */
+export function splitHostPort(authority: string): [string, string] {
+  const colon = authority.lastIndexOf(':');
+  if (colon === -1 || authority.indexOf(']', colon) !== -1) return [authority, ''];
+  return [authority.slice(0, colon), authority.slice(colon + 1)];
+}

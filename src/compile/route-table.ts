@@ -1,0 +1,113 @@
+/**
+ * Compiled outbound route tables: per port, a domain table of virtual hosts, each an ordered
+ * list of compiled routes. `resolve` picks the table for a request the way the outbound
+ * listener sees it: by the port the client addressed, and for a Host without a port, by the
+ * one port the name is served on when it is not served on 80.
+ */
+import type { RouteConfig, VirtualHost } from '../model/route.js';
+import { compileHeaderMutation, type HeaderMutator } from './header-mutation.js';
+import { DomainTable } from './domain-table.js';
+import type { RouteRequest } from './request-view.js';
+import { compileDirect, compileForward, compileRedirect, type CompiledAction } from './route-action.js';
+import { compileRouteMatch, type RoutePredicate } from './route-matcher.js';
+
+export interface CompiledRoute {
+  readonly name: string;
+  readonly matches: RoutePredicate;
+  readonly action: CompiledAction;
+  readonly requestHeaders: HeaderMutator | null;
+  readonly responseHeaders: HeaderMutator | null;
+}
+
+export interface CompiledVirtualHost {
+  readonly name: string;
+  readonly routes: readonly CompiledRoute[];
+  /** The first route whose match succeeds, or undefined (404 NR). */
+  select(req: RouteRequest): CompiledRoute | undefined;
+}
+
+function compileVirtualHost(vh: VirtualHost): CompiledVirtualHost {
+  const routes: CompiledRoute[] = vh.routes.map((r) => {
+    const action: CompiledAction =
+      r.action.kind === 'forward'
+        ? compileForward(r.action, r.match)
+        : r.action.kind === 'redirect'
+          ? compileRedirect(r.action, r.match)
+          : compileDirect(r.action);
+    return {
+      name: r.name,
+      matches: compileRouteMatch(r.match),
+      action,
+      requestHeaders: compileHeaderMutation(r.requestHeaders),
+      responseHeaders: compileHeaderMutation(r.responseHeaders),
+    };
+  });
+  return {
+    name: vh.name,
+    routes,
+    select(req) {
+      for (let i = 0; i < routes.length; i++) {
+        const r = routes[i]!;
+        if (r.matches(req)) return r;
+      }
+      return undefined;
+    },
+  };
+}
+
+export function compileRouteConfig(rc: RouteConfig): DomainTable<CompiledVirtualHost> {
+  const table = new DomainTable<CompiledVirtualHost>();
+  for (const vh of rc.virtualHosts) {
+    const compiled = compileVirtualHost(vh);
+    for (const d of vh.domains) table.add(d, compiled);
+  }
+  return table;
+}
+
+export class RouteTables {
+  readonly #byPort: ReadonlyMap<number, DomainTable<CompiledVirtualHost>>;
+  readonly #fallback: DomainTable<CompiledVirtualHost>;
+  /** For names served on exactly one port: that port. */
+  readonly #soloPort: ReadonlyMap<string, number>;
+
+  constructor(routeConfigs: readonly RouteConfig[], fallback: RouteConfig) {
+    const byPort = new Map<number, DomainTable<CompiledVirtualHost>>();
+    const ports = new Map<string, Set<number>>();
+    for (const rc of routeConfigs) {
+      const port = Number(rc.name);
+      byPort.set(port, compileRouteConfig(rc));
+      for (const vh of rc.virtualHosts) {
+        for (const d of vh.domains) {
+          if (d === '*') continue;
+          let set = ports.get(d);
+          if (set === undefined) ports.set(d, (set = new Set()));
+          set.add(port);
+        }
+      }
+    }
+    const solo = new Map<string, number>();
+    for (const [d, set] of ports) if (set.size === 1) solo.set(d, [...set][0]!);
+    this.#byPort = byPort;
+    this.#fallback = compileRouteConfig(fallback);
+    this.#soloPort = solo;
+  }
+
+  /**
+   * The virtual host for `host` (lowercase, without port). `port` is the port the client
+   * addressed, or undefined when the Host header named none. Returns the port used as well.
+   */
+  resolve(host: string, port: number | undefined): { vhost: CompiledVirtualHost | undefined; port: number } {
+    if (port === undefined) {
+      const on80 = this.#byPort.get(80)?.find(host, false);
+      if (on80 !== undefined) return { vhost: on80, port: 80 };
+      const solo = this.#soloPort.get(host);
+      port = solo ?? 80;
+    }
+    const table = this.#byPort.get(port) ?? this.#fallback;
+    return { vhost: table.find(host), port };
+  }
+
+  get ports(): number[] {
+    return [...this.#byPort.keys()];
+  }
+}

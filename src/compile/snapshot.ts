@@ -1,0 +1,43 @@
+/**
+ * The compiled snapshot: everything the data path reads, built once per config version and
+ * never mutated. A request takes one reference and uses it to the end, so a swap never changes
+ * a request midway.
+ */
+import type { Cluster, MeshSettings, Model } from '../model/index.js';
+import { DomainTable } from './domain-table.js';
+import { RouteTables } from './route-table.js';
+
+/** A cluster as the upstream layer builds it, with a hash of its config for reuse across swaps. */
+export interface ClusterSpec extends Cluster {
+  readonly configHash: string;
+}
+
+export interface Snapshot {
+  readonly version: number;
+  readonly mesh: MeshSettings;
+  readonly routes: RouteTables;
+  readonly clusters: ReadonlyMap<string, ClusterSpec>;
+  /** CONNECT targets: per port, a domain table of cluster names. */
+  readonly tcp: ReadonlyMap<number, DomainTable<string>>;
+  /** The model this snapshot was compiled from (admin config dumps). */
+  readonly model: Model;
+}
+
+export function compileSnapshot(model: Model, version: number): Snapshot {
+  const clusters = new Map<string, ClusterSpec>();
+  for (const c of model.clusters) clusters.set(c.name, { ...c, configHash: JSON.stringify(c) });
+  const tcp = new Map<number, DomainTable<string>>();
+  for (const s of model.tcpServices) {
+    let table = tcp.get(s.port);
+    if (table === undefined) tcp.set(s.port, (table = new DomainTable<string>()));
+    for (const d of s.domains) table.add(d, s.cluster);
+  }
+  return {
+    version,
+    mesh: model.mesh,
+    routes: new RouteTables(model.routeConfigs, model.fallbackRouteConfig),
+    clusters,
+    tcp,
+    model,
+  };
+}

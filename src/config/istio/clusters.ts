@@ -1,0 +1,85 @@
+/**
+ * Clusters for the registry: `outbound|<port>||<host>` for every service port, plus one per
+ * DestinationRule subset with the endpoints its labels select, each with the traffic policy in
+ * force for that port and subset. Plus Istio's PassthroughCluster and BlackHoleCluster.
+ */
+import {
+  BLACKHOLE_CLUSTER,
+  PASSTHROUGH_CLUSTER,
+  type Cluster,
+  type DiscoveryType,
+  type Endpoint,
+} from '../../model/cluster.js';
+import type { MeshSettings } from '../../model/mesh.js';
+import { clusterName } from './routes.js';
+import { endpointPort, labelsMatch, type Service, type ServicePort } from './registry.js';
+import { effectivePolicy, loadBalancing, type DestinationRuleIndex } from './traffic-policy.js';
+
+/** Istio's default idle timeout for upstream HTTP connections (http.idleTimeout). */
+const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
+
+function endpointsFor(service: Service, port: ServicePort, subsetLabels: Readonly<Record<string, string>> | undefined): Endpoint[] {
+  const declared = service.endpoints;
+  if (declared.length === 0) {
+    // DNS resolution without endpoints resolves the host itself.
+    if ((service.resolution === 'DNS' || service.resolution === 'DNS_ROUND_ROBIN') && subsetLabels === undefined && !service.writtenHost.startsWith('*')) {
+      return [{ address: service.writtenHost, port: port.targetPort ?? port.number, weight: 1, labels: {} }];
+    }
+    return [];
+  }
+  return declared
+    .filter((e) => subsetLabels === undefined || labelsMatch(subsetLabels, e.labels ?? {}))
+    .map((e) => ({ address: e.address!, port: endpointPort(e, port), weight: e.weight ?? 1, labels: e.labels ?? {} }));
+}
+
+function discoveryFor(service: Service, passthrough: boolean): DiscoveryType {
+  if (passthrough) return 'ORIGINAL_DST';
+  switch (service.resolution) {
+    case 'STATIC':
+      return 'STATIC';
+    case 'DNS':
+    case 'DNS_ROUND_ROBIN':
+      return 'STRICT_DNS';
+    default:
+      return 'ORIGINAL_DST';
+  }
+}
+
+export function buildClusters(registry: ReadonlyMap<string, Service>, rules: DestinationRuleIndex, mesh: MeshSettings): Cluster[] {
+  const clusters: Cluster[] = [];
+  for (const service of registry.values()) {
+    const dr = rules.find(service.hostname);
+    for (const port of service.ports) {
+      const variants: Array<{ subset?: string; labels?: Readonly<Record<string, string>> }> = [{}];
+      for (const s of dr?.spec.subsets ?? []) variants.push({ subset: s.name!, labels: s.labels ?? {} });
+      for (const v of variants) {
+        const policy = effectivePolicy(dr, port.number, v.subset);
+        const balancing = loadBalancing(policy?.loadBalancer);
+        const http = policy?.connectionPool?.http;
+        clusters.push({
+          name: clusterName(port.number, v.subset, service.hostname),
+          discovery: discoveryFor(service, balancing.passthrough),
+          lb: balancing.lb,
+          ...(balancing.hashPolicy !== undefined ? { hashPolicy: balancing.hashPolicy } : {}),
+          endpoints: endpointsFor(service, port, v.labels),
+          connectTimeoutMs: policy?.connectionPool?.tcp?.connectTimeout ?? mesh.connectTimeoutMs,
+          dnsRefreshRateMs: mesh.dnsRefreshRateMs,
+          idleTimeoutMs: http?.idleTimeout ?? DEFAULT_IDLE_TIMEOUT_MS,
+          maxRequestsPerConnection: http?.maxRequestsPerConnection ?? 0,
+          service: { host: service.hostname, port: port.number, ...(v.subset !== undefined ? { subset: v.subset } : {}) },
+        });
+      }
+    }
+  }
+  const base = {
+    lb: { kind: 'ROUND_ROBIN' } as const,
+    endpoints: [],
+    connectTimeoutMs: mesh.connectTimeoutMs,
+    dnsRefreshRateMs: mesh.dnsRefreshRateMs,
+    idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
+    maxRequestsPerConnection: 0,
+  };
+  clusters.push({ ...base, name: PASSTHROUGH_CLUSTER, discovery: 'ORIGINAL_DST' });
+  clusters.push({ ...base, name: BLACKHOLE_CLUSTER, discovery: 'STATIC' });
+  return clusters;
+}

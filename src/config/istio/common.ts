@@ -1,0 +1,76 @@
+/** Schema pieces shared by the Istio kinds (istio/api networking/v1alpha3 messages). */
+import {
+  array,
+  boolean,
+  integer,
+  number,
+  object,
+  re2,
+  record,
+  string,
+  type Infer,
+} from '../schema.js';
+
+/** Kubernetes object metadata. Fields skiff does not read are accepted and ignored. */
+export const metadataSchema = object(
+  {
+    name: string({
+      nonEmpty: true,
+      pattern: /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/,
+      patternHint: 'must be a lowercase DNS-1123 name',
+    }),
+    namespace: string({
+      nonEmpty: true,
+      pattern: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
+      patternHint: 'must be a lowercase DNS-1123 label',
+    }),
+    labels: record(string()),
+    annotations: record(string()),
+    creationTimestamp: string(),
+  },
+  {
+    required: ['name'],
+    ignored: [
+      'generation', 'resourceVersion', 'uid', 'managedFields', 'ownerReferences', 'finalizers',
+      'generateName', 'selfLink', 'deletionTimestamp', 'deletionGracePeriodSeconds',
+    ],
+  },
+);
+
+/** istio StringMatch: exactly one of exact, prefix, regex; `{}` is a presence match where allowed. */
+export const stringMatchSchema = object(
+  { exact: string(), prefix: string(), regex: re2() },
+  { oneOf: [['exact', 'prefix', 'regex']] },
+);
+export type IstioStringMatch = Infer<typeof stringMatchSchema>;
+
+export const percentSchema = object({ value: number({ min: 0, max: 100 }) });
+
+export const portSelectorSchema = object({ number: integer({ min: 1, max: 65535 }) });
+
+export const destinationSchema = object(
+  {
+    host: string({ nonEmpty: true }),
+    subset: string(),
+    port: portSelectorSchema,
+  },
+  { required: ['host'] },
+);
+export type IstioDestination = Infer<typeof destinationSchema>;
+
+const HEADER_NAME = { pattern: /^[!#$%&'*+\-.^_`|~0-9A-Za-z:]+$/, hint: 'not a valid HTTP header name' };
+
+const headerOperationsSchema = object({
+  set: record(string(), { key: HEADER_NAME }),
+  add: record(string(), { key: HEADER_NAME }),
+  remove: array(string({ nonEmpty: true })),
+});
+
+export const headersSchema = object({ request: headerOperationsSchema, response: headerOperationsSchema });
+export type IstioHeaders = Infer<typeof headersSchema>;
+
+export const workloadSelectorSchema = object({ matchLabels: record(string()) });
+
+export const labelsSchema = record(string());
+
+export const booleanSchema = boolean();

@@ -1,0 +1,31 @@
+/**
+ * skiff's mesh settings kind (apiVersion skiff.dev/v1alpha1, kind MeshConfig). Field names follow
+ * Istio's MeshConfig where one exists; `defaultNamespace` and `ports` are skiff's own.
+ */
+import { duration, enumOf, integer, object, string, type Infer } from '../schema.js';
+
+const port = integer({ min: 0, max: 65535 });
+
+export const meshConfigSpecSchema = object({
+  outboundTrafficPolicy: object({ mode: enumOf(['ALLOW_ANY', 'REGISTRY_ONLY']) }),
+  trustDomain: string({ nonEmpty: true }),
+  defaultNamespace: string({
+    nonEmpty: true,
+    pattern: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
+    patternHint: 'must be a lowercase DNS-1123 label',
+  }),
+  rootNamespace: string({ nonEmpty: true }),
+  connectTimeout: duration({ minMs: 1 }),
+  dnsRefreshRate: duration({ minMs: 1 }),
+  requestHeadersTimeout: duration({ minMs: 1 }),
+  idleTimeout: duration({ minMs: 1 }),
+  ports: object({
+    outbound: port,
+    inbound: port,
+    admin: port,
+    status: port,
+    readiness: port,
+    stats: port,
+  }),
+});
+export type MeshConfigSpec = Infer<typeof meshConfigSpecSchema>;

@@ -1,0 +1,378 @@
+/**
+ * VirtualServices and the registry → outbound HTTP route configs, one per port, following
+ * istiod's sidecar logic (pilot route.go and httproute.go):
+ * - a VirtualService applies to the HTTP ports of the services its hosts name; hosts outside the
+ *   registry get a virtual host on port 80 when the VirtualService names no service at all;
+ * - its http rules are ordered and the first match wins; a `match.port` limits a rule to that
+ *   port; rules stop after a catch-all;
+ * - a service without a VirtualService gets a default route to its cluster;
+ * - every route config ends with the catch-all `allow_any` (PassthroughCluster) or `block_all`
+ *   (direct 502) virtual host, by outboundTrafficPolicy.
+ */
+import type { MeshSettings } from '../../model/mesh.js';
+import {
+  NO_HEADER_MUTATION,
+  PASSTHROUGH_CLUSTER,
+  type HeaderMatch,
+  type HeaderMutation,
+  type QueryParamMatch,
+  type Route,
+  type RouteAction,
+  type RouteConfig,
+  type RouteMatch,
+  type StringMatch,
+  type VirtualHost,
+  type WeightedCluster,
+} from '../../model/index.js';
+import type { Diagnostic } from '../diagnostics.js';
+import type { IstioDestination, IstioHeaders, IstioStringMatch } from './common.js';
+import { hostMatches, nameForms, toFqdn } from './hosts.js';
+import type { Service } from './registry.js';
+import { resourceDiagnostic, type IstioResource } from './resources.js';
+import type { HttpMatch, HttpRoute } from './virtual-service.js';
+
+export type VirtualServiceResource = Extract<IstioResource, { kind: 'VirtualService' }>;
+
+export interface RouteContext {
+  readonly mesh: MeshSettings;
+  /** Labels of the workload this proxy stands for (for `sourceLabels`). */
+  readonly proxyLabels: Readonly<Record<string, string>>;
+  readonly registry: ReadonlyMap<string, Service>;
+  readonly diagnostics: Diagnostic[];
+}
+
+/** Whether a VirtualService applies to sidecars (its gateways are unset or include `mesh`). */
+export function appliesToMesh(vs: VirtualServiceResource): boolean {
+  const gateways = vs.spec.gateways;
+  return gateways === undefined || gateways.length === 0 || gateways.includes('mesh');
+}
+
+export function clusterName(port: number, subset: string | undefined, host: string): string {
+  return `outbound|${port}|${subset ?? ''}|${host}`;
+}
+
+// === matches ===
+
+function stringMatch(m: IstioStringMatch, ignoreCase = false): StringMatch | undefined {
+  if (m.exact !== undefined) return { kind: 'exact', value: m.exact, ignoreCase };
+  if (m.prefix !== undefined) return { kind: 'prefix', value: m.prefix, ignoreCase };
+  if (m.regex !== undefined) return { kind: 'regex', value: m.regex };
+  return undefined;
+}
+
+/** Istio turns an empty StringMatch, or the regex `*`, into a presence match. */
+function isPresence(m: IstioStringMatch): boolean {
+  return m.exact === undefined && m.prefix === undefined && (m.regex === undefined || m.regex === '*');
+}
+
+function headerMatch(name: string, m: IstioStringMatch, invert: boolean): HeaderMatch {
+  const presence = isPresence(m);
+  const match = presence ? undefined : stringMatch(m);
+  return {
+    name,
+    ...(match !== undefined ? { match } : {}),
+    invert,
+    treatMissingAsEmpty: invert && !presence,
+  };
+}
+
+function translateMatch(m: HttpMatch | undefined): RouteMatch {
+  if (m === undefined) return { headers: [], queryParams: [] };
+  const headers: HeaderMatch[] = [];
+  for (const [name, sm] of Object.entries(m.headers ?? {})) headers.push(headerMatch(name, sm, false));
+  for (const [name, sm] of Object.entries(m.withoutHeaders ?? {})) headers.push(headerMatch(name, sm, true));
+  headers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (m.method !== undefined) headers.push(headerMatch(':method', m.method, false));
+  if (m.authority !== undefined) headers.push(headerMatch(':authority', m.authority, false));
+  if (m.scheme !== undefined) headers.push(headerMatch(':scheme', m.scheme, false));
+  const queryParams: QueryParamMatch[] = Object.entries(m.queryParams ?? {}).map(([name, sm]) => {
+    const match = isPresence(sm) ? undefined : stringMatch(sm);
+    return { name, ...(match !== undefined ? { match } : {}) };
+  });
+  const path = m.uri === undefined ? undefined : stringMatch(m.uri, m.ignoreUriCase === true);
+  return { ...(path !== undefined ? { path } : {}), headers, queryParams };
+}
+
+/** Istio's IsCatchAllRoute: matches every path with no header or query conditions. */
+function isCatchAll(match: RouteMatch): boolean {
+  const p = match.path;
+  const everyPath = p === undefined || (p.kind === 'prefix' && p.value === '/') || (p.kind === 'regex' && (p.value === '*' || p.value === '.*'));
+  return everyPath && match.headers.length === 0 && match.queryParams.length === 0;
+}
+
+// === header operations ===
+
+const isAuthority = (name: string): boolean => name.toLowerCase() === ':authority' || name.toLowerCase() === 'host';
+const isInternal = (name: string): boolean => name.startsWith(':') || name.toLowerCase() === 'host';
+
+interface HeaderOperations {
+  readonly request: HeaderMutation;
+  readonly response: HeaderMutation;
+  /** Host rewrite requested through `:authority`/`host` in set (preferred) or add. */
+  readonly authority: string | undefined;
+}
+
+function sortedEntries(map: Readonly<Record<string, string>> | undefined): Array<[string, string]> {
+  return Object.entries(map ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+function headerOperations(h: IstioHeaders | undefined): HeaderOperations {
+  const mutation = (ops: NonNullable<IstioHeaders['request']> | undefined): HeaderMutation => ({
+    set: sortedEntries(ops?.set).filter(([n]) => !isInternal(n)),
+    add: sortedEntries(ops?.add).filter(([n]) => !isInternal(n)),
+    remove: (ops?.remove ?? []).filter((n) => !isInternal(n)),
+  });
+  const setAuthority = sortedEntries(h?.request?.set).find(([n]) => isAuthority(n))?.[1];
+  const addAuthority = sortedEntries(h?.request?.add).find(([n]) => isAuthority(n))?.[1];
+  return { request: mutation(h?.request), response: mutation(h?.response), authority: setAuthority ?? addAuthority };
+}
+
+function concatMutations(a: HeaderMutation, b: HeaderMutation): HeaderMutation {
+  return { set: [...a.set, ...b.set], add: [...a.add, ...b.add], remove: [...a.remove, ...b.remove] };
+}
+
+// === routes ===
+
+class VirtualServiceTranslator {
+  readonly #vs: VirtualServiceResource;
+  readonly #ctx: RouteContext;
+  readonly #namespace: string;
+
+  constructor(vs: VirtualServiceResource, ctx: RouteContext) {
+    this.#vs = vs;
+    this.#ctx = ctx;
+    this.#namespace = vs.metadata.namespace ?? ctx.mesh.defaultNamespace;
+  }
+
+  /** Istio sourceMatchHTTP: per-match gateways, or sourceLabels/sourceNamespace against this proxy. */
+  #sourceMatches(m: HttpMatch): boolean {
+    if (m.gateways !== undefined && m.gateways.length > 0) return m.gateways.includes('mesh');
+    for (const [k, v] of Object.entries(m.sourceLabels ?? {})) if (this.#ctx.proxyLabels[k] !== v) return false;
+    return m.sourceNamespace === undefined || m.sourceNamespace === this.#ctx.mesh.defaultNamespace;
+  }
+
+  /** The routes this VirtualService contributes on `port` (empty when none apply). */
+  routesFor(port: number): Route[] {
+    const out: Route[] = [];
+    for (const [i, http] of (this.#vs.spec.http ?? []).entries()) {
+      const matches = http.match ?? [];
+      if (matches.length === 0) {
+        out.push(this.#route(http, i, undefined, port));
+        return out;
+      }
+      for (const m of matches) {
+        if (m.port !== undefined && m.port !== port) continue;
+        if (!this.#sourceMatches(m)) continue;
+        const r = this.#route(http, i, m, port);
+        out.push(r);
+        if (isCatchAll(r.match)) return out;
+      }
+    }
+    return out;
+  }
+
+  #route(http: HttpRoute, index: number, m: HttpMatch | undefined, port: number): Route {
+    const name = m?.name !== undefined ? `${http.name ?? ''}.${m.name}` : (http.name ?? '');
+    const ops = headerOperations(http.headers);
+    let requestHeaders = ops.request;
+    let responseHeaders = ops.response;
+    let action: RouteAction;
+    if (http.redirect !== undefined) {
+      const r = http.redirect;
+      action = {
+        kind: 'redirect',
+        ...(r.uri ? { pathRedirect: r.uri } : {}),
+        ...(r.authority ? { hostRedirect: r.authority } : {}),
+        ...(r.scheme ? { schemeRedirect: r.scheme } : {}),
+        ...(r.port !== undefined ? { portRedirect: r.port } : {}),
+        ...(r.derivePort !== undefined ? { derivePort: r.derivePort } : {}),
+        responseCode: (r.redirectCode || 301) as 301 | 302 | 303 | 307 | 308,
+      };
+    } else if (http.directResponse !== undefined) {
+      const d = http.directResponse;
+      const body = d.body?.string !== undefined ? Buffer.from(d.body.string) : d.body?.bytes !== undefined ? Buffer.from(d.body.bytes, 'base64') : undefined;
+      action = { kind: 'direct', status: d.status!, ...(body !== undefined ? { body } : {}) };
+    } else {
+      const destinations = http.route ?? [];
+      let hostRewrite = http.rewrite?.authority ?? ops.authority;
+      let clusters: WeightedCluster[];
+      if (destinations.length === 1) {
+        const d = destinations[0]!;
+        const dOps = headerOperations(d.headers);
+        requestHeaders = concatMutations(requestHeaders, dOps.request);
+        responseHeaders = concatMutations(responseHeaders, dOps.response);
+        hostRewrite ??= dOps.authority;
+        clusters = [{ cluster: this.#destinationCluster(d.destination!, port, ['spec', 'http', index, 'route', 0]), weight: 1, requestHeaders: NO_HEADER_MUTATION, responseHeaders: NO_HEADER_MUTATION }];
+      } else {
+        clusters = [];
+        destinations.forEach((d, j) => {
+          if ((d.weight ?? 0) === 0) return;
+          const dOps = headerOperations(d.headers);
+          clusters.push({
+            cluster: this.#destinationCluster(d.destination!, port, ['spec', 'http', index, 'route', j]),
+            weight: d.weight!,
+            requestHeaders: dOps.request,
+            responseHeaders: dOps.response,
+            ...(dOps.authority !== undefined ? { hostRewrite: dOps.authority } : {}),
+          });
+        });
+      }
+      const rw = http.rewrite;
+      action = {
+        kind: 'forward',
+        clusters,
+        ...(rw?.uriRegexRewrite !== undefined
+          ? { regexRewrite: { pattern: rw.uriRegexRewrite.match!, substitution: rw.uriRegexRewrite.rewrite! } }
+          : rw?.uri
+            ? { prefixRewrite: rw.uri }
+            : {}),
+        ...(hostRewrite !== undefined ? { hostRewrite } : {}),
+        timeoutMs: http.timeout ?? 0,
+      };
+    }
+    return { name, match: translateMatch(m), action, requestHeaders, responseHeaders };
+  }
+
+  /** GetDestinationCluster: explicit port, else the service's only port, else the listener port. */
+  #destinationCluster(d: IstioDestination, port: number, path: Array<string | number>): string {
+    const host = toFqdn(d.host!, this.#namespace);
+    const service = this.#ctx.registry.get(host);
+    const p = d.port?.number ?? (service !== undefined && service.ports.length === 1 ? service.ports[0]!.number : port);
+    if (service === undefined && !host.startsWith('*')) {
+      this.#warn([...path, 'destination', 'host'], `host ${host} is not in the service registry (no ServiceEntry declares it): requests routed here get 503 NC`);
+    } else if (service !== undefined && !service.ports.some((sp) => sp.number === p)) {
+      this.#warn([...path, 'destination'], `service ${host} has no port ${p}: requests routed here get 503 NC`);
+    }
+    return clusterName(p, d.subset, host);
+  }
+
+  #warned = new Set<string>();
+
+  #warn(path: Array<string | number>, message: string): void {
+    const key = `${path.join('.')}|${message}`;
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.#ctx.diagnostics.push(resourceDiagnostic(this.#vs, path, message, 'warning'));
+  }
+}
+
+// === route configs ===
+
+function defaultRoute(service: Service, port: number): Route {
+  return {
+    name: 'default',
+    match: { headers: [], queryParams: [] },
+    action: {
+      kind: 'forward',
+      clusters: [{ cluster: clusterName(port, undefined, service.hostname), weight: 1, requestHeaders: NO_HEADER_MUTATION, responseHeaders: NO_HEADER_MUTATION }],
+      timeoutMs: 0,
+    },
+    requestHeaders: NO_HEADER_MUTATION,
+    responseHeaders: NO_HEADER_MUTATION,
+  };
+}
+
+export function catchAllVirtualHost(mesh: MeshSettings): VirtualHost {
+  const allowAny = mesh.outboundTrafficPolicy === 'ALLOW_ANY';
+  const name = allowAny ? 'allow_any' : 'block_all';
+  const action: RouteAction = allowAny
+    ? {
+        kind: 'forward',
+        clusters: [{ cluster: PASSTHROUGH_CLUSTER, weight: 1, requestHeaders: NO_HEADER_MUTATION, responseHeaders: NO_HEADER_MUTATION }],
+        timeoutMs: 0,
+      }
+    : { kind: 'direct', status: 502 };
+  return {
+    name,
+    domains: ['*'],
+    routes: [{ name, match: { headers: [], queryParams: [] }, action, requestHeaders: NO_HEADER_MUTATION, responseHeaders: NO_HEADER_MUTATION }],
+  };
+}
+
+function serviceDomains(service: Service, clientNamespace: string): string[] {
+  return [...nameForms(service.hostname, clientNamespace), ...service.addresses];
+}
+
+export function buildRouteConfigs(
+  virtualServices: readonly VirtualServiceResource[],
+  ctx: RouteContext,
+): { routeConfigs: RouteConfig[]; fallback: RouteConfig } {
+  const meshVs = virtualServices.filter(appliesToMesh);
+  const translators = new Map(meshVs.map((vs) => [vs, new VirtualServiceTranslator(vs, ctx)]));
+  const clientNs = ctx.mesh.defaultNamespace;
+
+  // Resolve each VirtualService's hosts once: registry services and hosts outside it. A wildcard
+  // host claims a service only when it is the most specific wildcard VirtualService for it.
+  const bestWildcard = new Map<string, { vs: VirtualServiceResource; length: number }>();
+  for (const vs of meshVs) {
+    const ns = vs.metadata.namespace ?? clientNs;
+    for (const h of vs.spec.hosts ?? []) {
+      const host = toFqdn(h, ns);
+      if (!host.startsWith('*')) continue;
+      for (const svc of ctx.registry.keys()) {
+        if (!hostMatches(host, svc)) continue;
+        const best = bestWildcard.get(svc);
+        if (best === undefined || host.length > best.length) bestWildcard.set(svc, { vs, length: host.length });
+      }
+    }
+  }
+  const resolved = meshVs.map((vs) => {
+    const ns = vs.metadata.namespace ?? clientNs;
+    const services: Service[] = [];
+    const outside: string[] = [];
+    for (const h of vs.spec.hosts ?? []) {
+      const host = toFqdn(h, ns);
+      if (!host.startsWith('*')) {
+        const svc = ctx.registry.get(host);
+        if (svc !== undefined) services.push(svc);
+        else outside.push(host);
+        continue;
+      }
+      let found = false;
+      for (const [name, svc] of ctx.registry) {
+        if (!hostMatches(host, name)) continue;
+        found = true;
+        if (bestWildcard.get(name)?.vs === vs) services.push(svc);
+      }
+      if (!found) outside.push(host);
+    }
+    return { vs, services, outside };
+  });
+
+  const hasHttpPort = (s: Service): boolean => s.ports.some((p) => p.http);
+  const ports = new Set<number>();
+  for (const svc of ctx.registry.values()) for (const p of svc.ports) if (p.http) ports.add(p.number);
+  // Hosts outside the registry, in a VirtualService that names no HTTP service, live on port 80.
+  const outsideOnly = (r: (typeof resolved)[number]): boolean => r.outside.length > 0 && !r.services.some(hasHttpPort);
+  if (resolved.some(outsideOnly)) ports.add(80);
+
+  const routeConfigs: RouteConfig[] = [];
+  for (const port of [...ports].sort((a, b) => a - b)) {
+    const vhosts: VirtualHost[] = [];
+    const used = new Set<string>();
+    const covered = new Set<string>();
+    const claim = (domains: string[]): string[] => domains.filter((d) => !used.has(d) && (used.add(d), true));
+    for (const r of resolved) {
+      const { vs, services, outside } = r;
+      const onPort = services.filter((s) => s.ports.some((p) => p.http && p.number === port));
+      if (onPort.length === 0 && !(port === 80 && outsideOnly(r))) continue;
+      const routes = translators.get(vs)!.routesFor(port);
+      if (routes.length === 0) continue;
+      const wanted = [...onPort.flatMap((s) => serviceDomains(s, clientNs)), ...outside.flatMap((h) => nameForms(h, clientNs))];
+      const domains = claim(wanted);
+      if (domains.length < new Set(wanted).size) {
+        ctx.diagnostics.push(resourceDiagnostic(vs, ['spec', 'hosts'], `some hosts already have a VirtualService on port ${port}; the first one wins for them`, 'warning'));
+      }
+      for (const s of onPort) covered.add(s.hostname);
+      if (domains.length > 0) vhosts.push({ name: `${domains[0]}:${port}`, domains, routes });
+    }
+    for (const svc of ctx.registry.values()) {
+      if (covered.has(svc.hostname) || !svc.ports.some((p) => p.http && p.number === port)) continue;
+      const domains = claim(serviceDomains(svc, clientNs));
+      if (domains.length > 0) vhosts.push({ name: `${svc.hostname}:${port}`, domains, routes: [defaultRoute(svc, port)] });
+    }
+    vhosts.push(catchAllVirtualHost(ctx.mesh));
+    routeConfigs.push({ name: String(port), virtualHosts: vhosts });
+  }
+  return { routeConfigs, fallback: { name: 'fallback', virtualHosts: [catchAllVirtualHost(ctx.mesh)] } };
+}

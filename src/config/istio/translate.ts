@@ -1,0 +1,199 @@
+/**
+ * Istio resources → the internal model. Cross-resource checks happen here (duplicates,
+ * references to unknown hosts and subsets) and so do the honest refusals: a field that would
+ * change security if ignored is an error; one skiff does not enforce yet is a warning.
+ */
+import { DEFAULT_MESH, type MeshSettings, type Model, type TcpService } from '../../model/index.js';
+import type { Diagnostic } from '../diagnostics.js';
+import { clusterName } from './routes.js';
+import { buildClusters } from './clusters.js';
+import { nameForms, toFqdn } from './hosts.js';
+import { buildRegistry, type ServiceEntryResource } from './registry.js';
+import { resourceDiagnostic, type IstioResource } from './resources.js';
+import { buildRouteConfigs, type VirtualServiceResource } from './routes.js';
+import { DestinationRuleIndex, type DestinationRuleResource } from './traffic-policy.js';
+
+export interface Translation {
+  readonly model: Model;
+  readonly diagnostics: Diagnostic[];
+}
+
+type Kind<K extends IstioResource['kind']> = Extract<IstioResource, { kind: K }>;
+
+function meshSettings(configs: ReadonlyArray<Kind<'MeshConfig'>>, diagnostics: Diagnostic[]): MeshSettings {
+  configs.slice(1).forEach((extra) => {
+    diagnostics.push(resourceDiagnostic(extra, ['kind'], `only one MeshConfig is allowed (${configs[0]!.label} is already loaded)`, 'error'));
+  });
+  const spec = configs[0]?.spec;
+  if (spec === undefined) return DEFAULT_MESH;
+  const ports = { ...DEFAULT_MESH.ports };
+  for (const [k, v] of Object.entries(spec.ports ?? {})) if (v !== undefined) ports[k as keyof typeof ports] = v;
+  return {
+    outboundTrafficPolicy: spec.outboundTrafficPolicy?.mode ?? DEFAULT_MESH.outboundTrafficPolicy,
+    trustDomain: spec.trustDomain ?? DEFAULT_MESH.trustDomain,
+    defaultNamespace: spec.defaultNamespace ?? DEFAULT_MESH.defaultNamespace,
+    rootNamespace: spec.rootNamespace ?? DEFAULT_MESH.rootNamespace,
+    connectTimeoutMs: spec.connectTimeout ?? DEFAULT_MESH.connectTimeoutMs,
+    dnsRefreshRateMs: spec.dnsRefreshRate ?? DEFAULT_MESH.dnsRefreshRateMs,
+    requestHeadersTimeoutMs: spec.requestHeadersTimeout ?? DEFAULT_MESH.requestHeadersTimeoutMs,
+    downstreamIdleTimeoutMs: spec.idleTimeout ?? DEFAULT_MESH.downstreamIdleTimeoutMs,
+    ports,
+  };
+}
+
+/** Duplicate kind/namespace/name: the later one is an error, as the API server would refuse it. */
+function rejectDuplicates(resources: readonly IstioResource[], defaultNamespace: string, diagnostics: Diagnostic[]): IstioResource[] {
+  const seen = new Map<string, IstioResource>();
+  const out: IstioResource[] = [];
+  for (const r of resources) {
+    const key = `${r.kind}/${r.metadata.namespace ?? defaultNamespace}/${r.metadata.name}`;
+    const first = seen.get(key);
+    if (first !== undefined) {
+      const where = `${first.document.file.name}`;
+      diagnostics.push(resourceDiagnostic(r, ['metadata', 'name'], `duplicate ${r.kind} "${r.metadata.name}" (first defined in ${where})`, 'error'));
+      continue;
+    }
+    seen.set(key, r);
+    out.push(r);
+  }
+  return out;
+}
+
+/** Fields skiff refuses (ignoring them could fail open or misroute) or does not enforce yet. */
+function checkSupport(r: IstioResource, d: Diagnostic[]): void {
+  const error = (path: Array<string | number>, message: string): void => void d.push(resourceDiagnostic(r, path, message, 'error'));
+  const warn = (path: Array<string | number>, message: string): void => void d.push(resourceDiagnostic(r, path, message, 'warning'));
+  const notYet = (path: Array<string | number>, what: string): void => warn(path, `${what} is accepted but not enforced yet`);
+  switch (r.kind) {
+    case 'VirtualService': {
+      const spec = r.spec;
+      if (spec.tls !== undefined) notYet(['spec', 'tls'], 'TLS routing');
+      if (spec.tcp !== undefined) notYet(['spec', 'tcp'], 'TCP routing');
+      spec.http?.forEach((h, i) => {
+        const at = (f: string): Array<string | number> => ['spec', 'http', i, f];
+        if (h.delegate !== undefined) error(at('delegate'), 'delegate is not supported yet');
+        if (h.retries !== undefined) notYet(at('retries'), 'retries');
+        if (h.fault !== undefined) notYet(at('fault'), 'fault injection');
+        if (h.mirror !== undefined || h.mirrors !== undefined) notYet(at(h.mirror !== undefined ? 'mirror' : 'mirrors'), 'mirroring');
+        if (h.corsPolicy !== undefined) notYet(at('corsPolicy'), 'corsPolicy');
+        h.match?.forEach((m, j) => {
+          for (const name of [...Object.keys(m.headers ?? {}), ...Object.keys(m.withoutHeaders ?? {})]) {
+            if (name.startsWith('@request.auth.claims')) {
+              error(['spec', 'http', i, 'match', j, 'headers', name], 'routing on JWT claims is not supported yet');
+            }
+          }
+        });
+      });
+      return;
+    }
+    case 'DestinationRule': {
+      const policies = [
+        { path: ['spec', 'trafficPolicy'], p: r.spec.trafficPolicy },
+        ...(r.spec.subsets ?? []).map((s, i) => ({ path: ['spec', 'subsets', i, 'trafficPolicy'], p: s.trafficPolicy })),
+      ];
+      for (const { path, p } of policies) {
+        if (p === undefined) continue;
+        const blocks = [{ at: path, b: p }, ...(p.portLevelSettings ?? []).map((b, i) => ({ at: [...path, 'portLevelSettings', i], b }))];
+        for (const { at, b } of blocks) {
+          const mode = b.tls?.mode;
+          if (mode !== undefined && mode !== 'DISABLE') {
+            error([...at, 'tls', 'mode'], `TLS origination (${mode}) is not supported yet; refusing to send this traffic in plaintext`);
+          }
+          const tcp = b.connectionPool?.tcp;
+          const http = b.connectionPool?.http;
+          if (tcp?.maxConnections !== undefined || http?.http1MaxPendingRequests !== undefined || http?.http2MaxRequests !== undefined || http?.maxRetries !== undefined) {
+            notYet([...at, 'connectionPool'], 'circuit breaking');
+          }
+          if (b.outlierDetection !== undefined) notYet([...at, 'outlierDetection'], 'outlier detection');
+          if (b.loadBalancer?.localityLbSetting !== undefined) notYet([...at, 'loadBalancer', 'localityLbSetting'], 'locality load balancing');
+          if (b.loadBalancer?.warmup !== undefined || b.loadBalancer?.warmupDurationSecs !== undefined) {
+            notYet([...at, 'loadBalancer'], 'slow-start warmup');
+          }
+        }
+      }
+      return;
+    }
+    case 'ServiceEntry':
+      if (r.spec.workloadSelector !== undefined) {
+        error(['spec', 'workloadSelector'], 'workloadSelector needs a workload registry; list endpoints instead');
+      }
+      if (r.spec.resolution === 'DYNAMIC_DNS') error(['spec', 'resolution'], 'resolution DYNAMIC_DNS is not supported');
+      return;
+    case 'MeshConfig':
+      return;
+  }
+}
+
+function tcpServices(registry: ReturnType<typeof buildRegistry>, clientNamespace: string): TcpService[] {
+  const out: TcpService[] = [];
+  for (const svc of registry.values()) {
+    const domains = [...nameForms(svc.hostname, clientNamespace), ...svc.addresses];
+    for (const p of svc.ports) out.push({ domains, port: p.number, cluster: clusterName(p.number, undefined, svc.hostname) });
+  }
+  return out;
+}
+
+export function translate(all: readonly IstioResource[]): Translation {
+  const diagnostics: Diagnostic[] = [];
+  const mesh = meshSettings(all.filter((r): r is Kind<'MeshConfig'> => r.kind === 'MeshConfig'), diagnostics);
+  const resources = rejectDuplicates(all, mesh.defaultNamespace, diagnostics);
+  for (const r of resources) checkSupport(r, diagnostics);
+  const of = <K extends IstioResource['kind']>(k: K): Array<Kind<K>> => resources.filter((r): r is Kind<K> => r.kind === k);
+
+  const registry = buildRegistry(of('ServiceEntry') as ServiceEntryResource[], mesh.defaultNamespace, diagnostics);
+  const rules = new DestinationRuleIndex(of('DestinationRule') as DestinationRuleResource[], mesh.defaultNamespace, (dr, other) => {
+    diagnostics.push(resourceDiagnostic(dr, ['spec', 'host'], `${other.label} already applies to this host; this rule is ignored`, 'warning'));
+  });
+  for (const dr of of('DestinationRule')) {
+    const host = toFqdn(dr.spec.host!, dr.metadata.namespace ?? mesh.defaultNamespace);
+    const matchesService = [...registry.keys()].some((h) => rules.find(h) === dr);
+    if (!matchesService && rules.find(host) === dr) {
+      diagnostics.push(resourceDiagnostic(dr, ['spec', 'host'], `no service in the registry matches ${host}; this rule has no effect`, 'warning'));
+    }
+  }
+  checkSubsetReferences(of('VirtualService') as VirtualServiceResource[], rules, mesh.defaultNamespace, diagnostics);
+
+  const { routeConfigs, fallback } = buildRouteConfigs(of('VirtualService') as VirtualServiceResource[], {
+    mesh,
+    proxyLabels: {},
+    registry,
+    diagnostics,
+  });
+  const model: Model = {
+    mesh,
+    routeConfigs,
+    fallbackRouteConfig: fallback,
+    clusters: buildClusters(registry, rules, mesh),
+    tcpServices: tcpServices(registry, mesh.defaultNamespace),
+  };
+  return { model, diagnostics };
+}
+
+/** Warns about route destinations naming a subset no DestinationRule defines (Envoy: 503 NC). */
+function checkSubsetReferences(
+  virtualServices: readonly VirtualServiceResource[],
+  rules: DestinationRuleIndex,
+  defaultNamespace: string,
+  diagnostics: Diagnostic[],
+): void {
+  for (const vs of virtualServices) {
+    const ns = vs.metadata.namespace ?? defaultNamespace;
+    vs.spec.http?.forEach((h, i) =>
+      h.route?.forEach((d, j) => {
+        const subset = d.destination?.subset;
+        if (subset === undefined || subset === '') return;
+        const host = toFqdn(d.destination!.host!, ns);
+        const dr = rules.find(host);
+        if (dr?.spec.subsets?.some((s) => s.name === subset)) return;
+        diagnostics.push(
+          resourceDiagnostic(
+            vs,
+            ['spec', 'http', i, 'route', j, 'destination', 'subset'],
+            `subset "${subset}" is not defined by any DestinationRule for ${host}: requests routed here get 503 NC`,
+            'warning',
+          ),
+        );
+      }),
+    );
+  }
+}

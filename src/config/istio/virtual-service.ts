@@ -1,0 +1,204 @@
+/** VirtualService schema (istio/api networking/v1alpha3/virtual_service.proto). */
+import {
+  array,
+  boolean,
+  duration,
+  enumOf,
+  integer,
+  object,
+  re2,
+  record,
+  refine,
+  string,
+  type Infer,
+} from '../schema.js';
+import {
+  destinationSchema,
+  headersSchema,
+  labelsSchema,
+  percentSchema,
+  stringMatchSchema,
+} from './common.js';
+
+const HEADER_KEY = { pattern: /^[!#$%&'*+\-.^_`|~0-9a-z@[\]]+$/, hint: 'header names must be lowercase' };
+
+const httpMatchSchema = object({
+  name: string(),
+  uri: stringMatchSchema,
+  scheme: stringMatchSchema,
+  method: stringMatchSchema,
+  authority: stringMatchSchema,
+  headers: record(stringMatchSchema, { key: HEADER_KEY }),
+  port: integer({ min: 1, max: 65535 }),
+  sourceLabels: labelsSchema,
+  gateways: array(string({ nonEmpty: true })),
+  queryParams: record(stringMatchSchema),
+  ignoreUriCase: boolean(),
+  withoutHeaders: record(stringMatchSchema, { key: HEADER_KEY }),
+  sourceNamespace: string(),
+  statPrefix: string(),
+});
+export type HttpMatch = Infer<typeof httpMatchSchema>;
+
+const httpRouteDestinationSchema = object(
+  {
+    destination: destinationSchema,
+    weight: integer({ min: 0, max: 2 ** 31 - 1 }),
+    headers: headersSchema,
+  },
+  { required: ['destination'] },
+);
+export type HttpRouteDestination = Infer<typeof httpRouteDestinationSchema>;
+
+const REDIRECT_CODES = [301, 302, 303, 307, 308];
+
+const redirectSchema = object(
+  {
+    uri: string(),
+    authority: string(),
+    port: integer({ min: 1, max: 65535 }),
+    derivePort: enumOf(['FROM_PROTOCOL_DEFAULT', 'FROM_REQUEST_PORT']),
+    scheme: string({ pattern: /^[A-Za-z][A-Za-z0-9+.-]*$/, patternHint: 'not a URI scheme' }),
+    redirectCode: refine(integer({ min: 0, max: 999 }), (code, path, issues) => {
+      if (code === 0 || REDIRECT_CODES.includes(code)) return code;
+      issues.error(path, `unsupported redirect code ${code}: expected one of ${REDIRECT_CODES.join(', ')}`);
+      return undefined;
+    }),
+  },
+  { oneOf: [['port', 'derivePort']] },
+);
+
+const directResponseSchema = object(
+  {
+    status: integer({ min: 200, max: 599 }),
+    body: object({ string: string(), bytes: string() }, { oneOf: [['string', 'bytes']] }),
+  },
+  { required: ['status'] },
+);
+
+const rewriteSchema = object(
+  {
+    uri: string(),
+    authority: string(),
+    uriRegexRewrite: object(
+      { match: re2(), rewrite: string() },
+      { required: ['match', 'rewrite'] },
+    ),
+  },
+  { oneOf: [['uri', 'uriRegexRewrite']] },
+);
+
+const retrySchema = object({
+  attempts: integer({ min: 0, max: 2 ** 31 - 1 }),
+  perTryTimeout: duration({ minMs: 1 }),
+  retryOn: string(),
+  retryRemoteLocalities: boolean(),
+  retryIgnorePreviousHosts: boolean(),
+  backoff: duration({ minMs: 1 }),
+});
+
+const faultSchema = object({
+  delay: object(
+    {
+      fixedDelay: duration({ minMs: 1 }),
+      exponentialDelay: duration({ minMs: 1 }),
+      percentage: percentSchema,
+      percent: integer({ min: 0, max: 100 }),
+    },
+    { exactlyOneOf: [['fixedDelay', 'exponentialDelay']] },
+  ),
+  abort: object(
+    {
+      httpStatus: integer({ min: 200, max: 599 }),
+      grpcStatus: string({ nonEmpty: true }),
+      http2Error: string({ nonEmpty: true }),
+      percentage: percentSchema,
+    },
+    { exactlyOneOf: [['httpStatus', 'grpcStatus', 'http2Error']] },
+  ),
+});
+
+const corsSchema = object({
+  allowOrigins: array(stringMatchSchema),
+  allowOrigin: array(string()),
+  allowMethods: array(string()),
+  allowHeaders: array(string()),
+  exposeHeaders: array(string()),
+  maxAge: duration({ allowZero: true }),
+  allowCredentials: boolean(),
+  unmatchedPreflights: enumOf(['UNSPECIFIED', 'FORWARD', 'IGNORE']),
+});
+
+const mirrorPolicySchema = object({ destination: destinationSchema, percentage: percentSchema }, { required: ['destination'] });
+
+const httpRouteSchema = object(
+  {
+    name: string(),
+    match: array(httpMatchSchema),
+    route: array(httpRouteDestinationSchema),
+    redirect: redirectSchema,
+    directResponse: directResponseSchema,
+    delegate: object({ name: string({ nonEmpty: true }), namespace: string() }, { required: ['name'] }),
+    rewrite: rewriteSchema,
+    timeout: duration({ allowZero: true, minMs: 1 }),
+    retries: retrySchema,
+    fault: faultSchema,
+    mirror: destinationSchema,
+    mirrors: array(mirrorPolicySchema),
+    mirrorPercentage: percentSchema,
+    mirrorPercent: integer({ min: 0, max: 100 }),
+    corsPolicy: corsSchema,
+    headers: headersSchema,
+  },
+  {
+    exactlyOneOf: [['route', 'redirect', 'directResponse', 'delegate']],
+    check(route, path, issues) {
+      if (route.rewrite !== undefined && (route.redirect !== undefined || route.directResponse !== undefined)) {
+        issues.error([...path, 'rewrite'], 'rewrite cannot be used together with redirect or directResponse', true);
+      }
+      if (route.route !== undefined && route.route.length === 0) {
+        issues.error([...path, 'route'], 'must have at least one destination');
+      }
+      if (route.route !== undefined && route.route.length > 1 && route.route.every((d) => (d.weight ?? 0) === 0)) {
+        issues.error([...path, 'route'], 'with more than one destination, at least one weight must be greater than 0');
+      }
+    },
+  },
+);
+export type HttpRoute = Infer<typeof httpRouteSchema>;
+
+const l4MatchSchema = object({
+  destinationSubnets: array(string()),
+  port: integer({ min: 1, max: 65535 }),
+  sourceLabels: labelsSchema,
+  gateways: array(string()),
+  sourceNamespace: string(),
+  sourceSubnet: string(),
+});
+
+const tlsMatchSchema = object(
+  {
+    sniHosts: array(string({ nonEmpty: true }), { minItems: 1 }),
+    destinationSubnets: array(string()),
+    port: integer({ min: 1, max: 65535 }),
+    sourceLabels: labelsSchema,
+    gateways: array(string()),
+    sourceNamespace: string(),
+  },
+  { required: ['sniHosts'] },
+);
+
+const routeDestinationSchema = object(
+  { destination: destinationSchema, weight: integer({ min: 0, max: 2 ** 31 - 1 }) },
+  { required: ['destination'] },
+);
+
+export const virtualServiceSpecSchema = object({
+  hosts: array(string({ nonEmpty: true })),
+  gateways: array(string({ nonEmpty: true })),
+  http: array(httpRouteSchema),
+  tls: array(object({ match: array(tlsMatchSchema), route: array(routeDestinationSchema) })),
+  tcp: array(object({ match: array(l4MatchSchema), route: array(routeDestinationSchema) })),
+  exportTo: array(string()),
+});
+export type VirtualServiceSpec = Infer<typeof virtualServiceSpecSchema>;

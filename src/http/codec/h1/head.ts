@@ -1,0 +1,310 @@
+/**
+ * Strict parsing of HTTP/1.1 request and response heads (RFC 9112), one byte loop per section.
+ * Anything ambiguous is refused: that is how a proxy avoids request smuggling. Rejected:
+ * obs-fold, bare CR or LF, whitespace before the colon, control characters, invalid or
+ * duplicate Content-Length, Transfer-Encoding other than a final `chunked`, both framings at
+ * once, a missing or repeated Host, non-ASCII request targets and userinfo in absolute URLs.
+ */
+import { HeaderMap } from '../../headers.js';
+import { COLON, CR, FIELD_VALUE, HTAB, LF, SP, TARGET, TCHAR } from './chars.js';
+import { internHeaderName } from './header-names.js';
+
+/** A parse failure, carrying the status a server answers with and Envoy's response code details. */
+export class H1Error {
+  constructor(
+    readonly status: number,
+    readonly details: string,
+    readonly message: string,
+  ) {}
+}
+
+export const MAX_HEADERS_COUNT = 100;
+
+function bad(message: string, details = 'http1.codec_error'): H1Error {
+  return new H1Error(400, details, message);
+}
+
+/** Framing and connection semantics derived from the header section. */
+interface Framing {
+  /** -1 when absent. */
+  contentLength: number;
+  chunked: boolean;
+  /** Lowercase tokens of the Connection header. */
+  connection: readonly string[];
+}
+
+export type TargetForm = 'origin' | 'absolute' | 'authority' | 'asterisk';
+
+export class RequestHead implements Framing {
+  contentLength = -1;
+  chunked = false;
+  connection: readonly string[] = [];
+  /** Authority from the Host header, or from the URL in absolute-form. */
+  authority = '';
+  /** Path and query to send upstream ('' for CONNECT). */
+  path = '';
+  /** Scheme named by an absolute-form target, else undefined. */
+  scheme: string | undefined = undefined;
+  form: TargetForm = 'origin';
+
+  constructor(
+    readonly method: string,
+    readonly target: string,
+    readonly minorVersion: number,
+    readonly headers: HeaderMap,
+  ) {}
+
+  get keepAlive(): boolean {
+    if (this.connection.includes('close')) return false;
+    return this.minorVersion === 1 || this.connection.includes('keep-alive');
+  }
+
+  get expectsContinue(): boolean {
+    return this.headers.get('expect')?.toLowerCase() === '100-continue';
+  }
+}
+
+export class ResponseHead implements Framing {
+  contentLength = -1;
+  chunked = false;
+  connection: readonly string[] = [];
+
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    readonly minorVersion: number,
+    readonly headers: HeaderMap,
+  ) {}
+
+  get keepAlive(): boolean {
+    if (this.connection.includes('close')) return false;
+    return this.minorVersion === 1 || this.connection.includes('keep-alive');
+  }
+}
+
+/**
+ * Parses header lines in buf[pos, end), where `end` is the index of the CRLF that ends the last
+ * line (so the section is followed by CRLFCRLF at `end`). Fills `headers`; returns an error or null.
+ */
+export function parseFieldLines(buf: Buffer, pos: number, end: number, headers: HeaderMap): H1Error | null {
+  while (pos < end) {
+    // pos is at the start of a line; the previous line ended with CRLF.
+    const first = buf[pos]!;
+    if (first === SP || first === HTAB) return bad('obsolete line folding is not allowed');
+    const nameStart = pos;
+    let upper = false;
+    while (pos < end) {
+      const b = buf[pos]!;
+      if (b === COLON) break;
+      if (TCHAR[b] === 0) {
+        if (b === SP || b === HTAB) return bad('whitespace between header name and colon');
+        if (b === CR || b === LF) return bad('header line without a colon');
+        return bad('invalid character in header name', 'http1.invalid_characters');
+      }
+      if (b >= 0x41 && b <= 0x5a) upper = true;
+      pos++;
+    }
+    if (pos === nameStart) return bad('empty header name');
+    if (pos >= end) return bad('header line without a colon');
+    let name = internHeaderName(buf, nameStart, pos);
+    if (name === undefined) {
+      name = buf.toString('latin1', nameStart, pos);
+      if (upper) name = name.toLowerCase();
+    }
+    pos++; // colon
+    while (pos < end && (buf[pos] === SP || buf[pos] === HTAB)) pos++;
+    const valueStart = pos;
+    let valueEnd = pos;
+    for (;;) {
+      const b = buf[pos];
+      if (b === CR) {
+        if (buf[pos + 1] !== LF) return bad('bare CR in header section');
+        break;
+      }
+      if (b === undefined || FIELD_VALUE[b] === 0) {
+        return b === LF ? bad('bare LF in header section') : bad('invalid character in header value', 'http1.invalid_characters');
+      }
+      pos++;
+      if (b !== SP && b !== HTAB) valueEnd = pos;
+    }
+    headers.append(name, valueEnd === valueStart ? '' : buf.toString('latin1', valueStart, valueEnd));
+    if (headers.size > MAX_HEADERS_COUNT) return new H1Error(431, 'http1.too_many_headers', 'too many headers');
+    pos += 2; // CRLF
+  }
+  return null;
+}
+
+/** Applies framing headers to `head`. Shared by requests and responses. */
+function readFraming(head: Framing, headers: HeaderMap, isRequest: boolean): H1Error | null {
+  const names = headers.names;
+  const values = headers.values;
+  let sawLength = false;
+  let sawEncoding = false;
+  for (let i = 0; i < names.length; i++) {
+    switch (names[i]) {
+      case 'content-length': {
+        if (sawLength) return bad('multiple Content-Length headers');
+        sawLength = true;
+        const v = values[i]!;
+        if (!/^\d{1,15}$/.test(v)) return bad('invalid Content-Length');
+        head.contentLength = Number(v);
+        break;
+      }
+      case 'transfer-encoding': {
+        if (sawEncoding) return bad('multiple Transfer-Encoding headers');
+        sawEncoding = true;
+        const v = values[i]!.toLowerCase();
+        if (v === 'chunked') {
+          head.chunked = true;
+        } else {
+          // Any other coding (gzip, identity, "chunked, gzip", "x, chunked") is not supported.
+          return isRequest
+            ? new H1Error(501, 'http1.invalid_transfer_encoding', `unsupported Transfer-Encoding "${values[i]}"`)
+            : bad(`unsupported Transfer-Encoding "${values[i]}"`, 'http1.invalid_transfer_encoding');
+        }
+        break;
+      }
+      case 'connection':
+        head.connection = head.connection.concat(
+          values[i]!.toLowerCase().split(',').map((t) => t.trim()).filter((t) => t !== ''),
+        );
+        break;
+    }
+  }
+  if (head.chunked && sawLength) {
+    return bad('both Content-Length and Transfer-Encoding', 'http1.content_length_and_chunked_not_allowed');
+  }
+  return null;
+}
+
+const HOST_SYNTAX = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::\d{1,5})?$/;
+const ABSOLUTE_FORM = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([^#]*)$/;
+
+/** Parses a request head in buf[start, end) where `end` is the index of the final CRLFCRLF. */
+export function parseRequestHead(buf: Buffer, start: number, end: number): RequestHead | H1Error {
+  let pos = start;
+  // method SP
+  while (pos < end && TCHAR[buf[pos]!] === 1) pos++;
+  if (pos === start || buf[pos] !== SP) return bad('malformed request line: invalid method');
+  const method = buf.toString('latin1', start, pos);
+  pos++;
+  // request-target SP
+  const targetStart = pos;
+  while (pos < end && TARGET[buf[pos]!] === 1) pos++;
+  if (pos === targetStart || buf[pos] !== SP) return bad('malformed request line: invalid request target', 'http1.invalid_url');
+  const target = buf.toString('latin1', targetStart, pos);
+  pos++;
+  // HTTP-version CRLF
+  if (
+    end - pos < 8 ||
+    buf[pos] !== 0x48 || buf[pos + 1] !== 0x54 || buf[pos + 2] !== 0x54 || buf[pos + 3] !== 0x50 ||
+    buf[pos + 4] !== 0x2f || buf[pos + 6] !== 0x2e ||
+    buf[pos + 8] !== CR || buf[pos + 9] !== LF
+  ) {
+    return bad('malformed request line: invalid HTTP version');
+  }
+  const major = buf[pos + 5]! - 0x30;
+  const minor = buf[pos + 7]! - 0x30;
+  if (major < 0 || major > 9 || minor < 0 || minor > 9) return bad('malformed request line: invalid HTTP version');
+  if (major !== 1 || minor > 1) return new H1Error(505, 'http1.codec_error', 'HTTP version not supported');
+  pos += 10;
+
+  const headers = new HeaderMap();
+  const err = parseFieldLines(buf, pos, end, headers);
+  if (err !== null) return err;
+  const head = new RequestHead(method, target, minor, headers);
+  const framing = readFraming(head, headers, true);
+  if (framing !== null) return framing;
+  return readTarget(head);
+}
+
+function readTarget(head: RequestHead): RequestHead | H1Error {
+  const { target, method, headers } = head;
+  let host: string | undefined;
+  let hostCount = 0;
+  for (let i = 0; i < headers.names.length; i++) {
+    if (headers.names[i] === 'host') {
+      hostCount++;
+      host = headers.values[i];
+    }
+  }
+  if (hostCount > 1) return bad('multiple Host headers');
+  if (host !== undefined && host !== '' && !HOST_SYNTAX.test(host)) return bad('invalid Host header');
+
+  if (method === 'CONNECT') {
+    if (!HOST_SYNTAX.test(target) || !/:\d{1,5}$/.test(target)) {
+      return bad('CONNECT needs an authority-form target (host:port)', 'http1.invalid_url');
+    }
+    if (head.chunked || head.contentLength > 0) return bad('CONNECT request with a body');
+    head.form = 'authority';
+    head.authority = target;
+    head.path = '';
+    return head;
+  }
+  const c = target.charCodeAt(0);
+  if (c === 0x2f /* / */) {
+    head.form = 'origin';
+    head.path = target;
+  } else if (target === '*') {
+    if (method !== 'OPTIONS') return bad('asterisk-form target is only valid for OPTIONS', 'http1.invalid_url');
+    head.form = 'asterisk';
+    head.path = '*';
+  } else {
+    const m = ABSOLUTE_FORM.exec(target);
+    if (m === null) return bad('malformed request target', 'http1.invalid_url');
+    const authority = m[2]!;
+    if (authority.includes('@')) return bad('userinfo is not allowed in the request target', 'http1.invalid_url');
+    if (authority === '' || !HOST_SYNTAX.test(authority)) return bad('invalid authority in request target', 'http1.invalid_url');
+    head.form = 'absolute';
+    head.scheme = m[1]!.toLowerCase();
+    const rest = m[3]!;
+    head.path = rest === '' ? '/' : rest.charCodeAt(0) === 0x3f /* ? */ ? '/' + rest : rest;
+    // RFC 9112 §3.2.2: the target's authority replaces the Host header.
+    head.authority = authority;
+    return head;
+  }
+  if (hostCount === 0) {
+    if (head.minorVersion === 1) return bad('missing Host header', 'missing_host_header');
+  } else if (host === '') {
+    return bad('empty Host header', 'missing_host_header');
+  }
+  head.authority = host ?? '';
+  return head;
+}
+
+/** Parses a response head in buf[start, end) where `end` is the index of the final CRLFCRLF. */
+export function parseResponseHead(buf: Buffer, start: number, end: number): ResponseHead | H1Error {
+  let pos = start;
+  if (
+    end - pos < 12 ||
+    buf[pos] !== 0x48 || buf[pos + 1] !== 0x54 || buf[pos + 2] !== 0x54 || buf[pos + 3] !== 0x50 ||
+    buf[pos + 4] !== 0x2f || buf[pos + 5] !== 0x31 || buf[pos + 6] !== 0x2e || buf[pos + 8] !== SP
+  ) {
+    return bad('malformed status line');
+  }
+  const minor = buf[pos + 7]! - 0x30;
+  if (minor < 0 || minor > 9) return bad('malformed status line');
+  const d0 = buf[pos + 9]! - 0x30;
+  const d1 = buf[pos + 10]! - 0x30;
+  const d2 = buf[pos + 11]! - 0x30;
+  if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return bad('malformed status code');
+  const status = d0 * 100 + d1 * 10 + d2;
+  pos += 12;
+  let reason = '';
+  if (buf[pos] === SP) {
+    const rs = ++pos;
+    while (buf[pos] !== CR) {
+      const b = buf[pos];
+      if (b === undefined || FIELD_VALUE[b] === 0) return bad('invalid character in reason phrase');
+      pos++;
+    }
+    reason = buf.toString('latin1', rs, pos);
+  }
+  if (buf[pos] !== CR || buf[pos + 1] !== LF) return bad('malformed status line');
+  pos += 2;
+  const headers = new HeaderMap();
+  const err = parseFieldLines(buf, pos, end, headers);
+  if (err !== null) return err;
+  const head = new ResponseHead(status, reason, minor, headers);
+  return readFraming(head, headers, false) ?? head;
+}

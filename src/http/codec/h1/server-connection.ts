@@ -1,0 +1,459 @@
+/**
+ * One downstream HTTP/1.1 connection: decodes requests, turns each into a `DownstreamStream`,
+ * and encodes its response. Requests are served one at a time: a pipelined request is not read
+ * until the previous response has been written (RFC 9112 §9.3.2 ordering for free).
+ *
+ * Invariants:
+ * - `#stream` is the request being served, or null between requests.
+ * - The socket is paused while the body sink applies backpressure or a request waits for its
+ *   predecessor's response.
+ * - A decoding error answers with Envoy's status and reason-phrase body, then closes.
+ */
+import type { Socket } from 'node:net';
+import { httpDate } from '../../../core/http-date.js';
+import { reasonPhrase } from '../../../core/http-status.js';
+import { ResponseFlag } from '../../../core/response-flags.js';
+import { HeaderMap } from '../../headers.js';
+import { StreamInfo, type BodySink, type DownstreamStream, type LocalReplyOptions } from '../../stream.js';
+import { RequestDecoder } from './decoder.js';
+import { CHUNK_SUFFIX, chunkPrefix, lastChunk, responseHead } from './encoder.js';
+import type { H1Error, RequestHead } from './head.js';
+
+/** Receives each new request stream; implemented by the connection manager. */
+export interface StreamHandler {
+  onStream(stream: H1ServerStream): void;
+}
+
+export interface ServerConnectionOptions {
+  /** Time allowed from the first byte of a request to the end of its head. */
+  readonly requestHeadersTimeoutMs: number;
+  /** Idle keep-alive connections are closed after this long. */
+  readonly idleTimeoutMs: number;
+}
+
+/** Request body bytes held before the router attaches a sink; above this the socket pauses. */
+const BODY_BUFFER_LIMIT = 64 * 1024;
+
+const CONTINUE_100 = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+export class H1ServerConnection {
+  readonly socket: Socket;
+  readonly #handler: StreamHandler;
+  readonly #options: ServerConnectionOptions;
+  readonly #decoder: RequestDecoder;
+  #stream: H1ServerStream | null = null;
+  /** Set when the connection must close after the current response. */
+  #closeAfterResponse = false;
+  #closed = false;
+  /** performance.now() when the current head started arriving; 0 when not waiting for one. */
+  #headStartedAt = 0;
+  #lastActivity = performance.now();
+  /** Nesting depth of write batches; the socket is corked while it is above 0. */
+  #batchDepth = 0;
+  readonly #remoteAddress: string;
+  readonly #remotePort: number;
+  readonly #localAddress: string;
+  readonly #localPort: number;
+  onClose: ((conn: H1ServerConnection) => void) | null = null;
+
+  constructor(socket: Socket, handler: StreamHandler, options: ServerConnectionOptions) {
+    this.socket = socket;
+    this.#handler = handler;
+    this.#options = options;
+    this.#remoteAddress = socket.remoteAddress ?? '';
+    this.#remotePort = socket.remotePort ?? 0;
+    this.#localAddress = socket.localAddress ?? '';
+    this.#localPort = socket.localPort ?? 0;
+    this.#decoder = new RequestDecoder({
+      onHead: (head) => this.#onHead(head),
+      onBody: (chunk) => this.#stream?.deliverBody(chunk),
+      onComplete: (trailers) => this.#onRequestComplete(trailers),
+      onError: (err) => this.#onDecodeError(err),
+    });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('end', () => this.#onEnd());
+    socket.on('close', () => this.#onSocketClose());
+    socket.on('error', () => {
+      /* 'close' follows; nothing to report to the client */
+    });
+    socket.on('drain', () => this.#stream?.onWritable?.());
+  }
+
+  get idle(): boolean {
+    return this.#stream === null && this.#decoder.idle;
+  }
+
+  /** Called periodically by the listener: enforces the header and idle timeouts. */
+  sweep(now: number): void {
+    if (this.#closed) return;
+    if (this.#headStartedAt !== 0 && now - this.#headStartedAt > this.#options.requestHeadersTimeoutMs) {
+      this.#headStartedAt = 0;
+      this.#decoder.stop();
+      this.#writeErrorAndClose(408);
+      return;
+    }
+    if (this.idle && now - this.#lastActivity > this.#options.idleTimeoutMs) this.close();
+  }
+
+  /** Graceful close: now if idle, else after the current response. */
+  close(): void {
+    if (this.#closed) return;
+    if (this.#stream === null) {
+      this.#destroy();
+    } else {
+      this.#closeAfterResponse = true;
+    }
+  }
+
+  #destroy(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#decoder.stop();
+    this.socket.destroy();
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#lastActivity = performance.now();
+    if (this.#stream === null && this.#headStartedAt === 0) this.#headStartedAt = this.#lastActivity;
+    this.#decoder.push(chunk);
+  }
+
+  #onEnd(): void {
+    // Half-close from the client: finish the current response, then close.
+    this.#decoder.end();
+    this.#closeAfterResponse = true;
+    if (this.#stream === null) this.#destroy();
+  }
+
+  #onSocketClose(): void {
+    this.#closed = true;
+    this.#decoder.stop();
+    const stream = this.#stream;
+    this.#stream = null;
+    if (stream !== null) stream.abortFromDownstream();
+    this.onClose?.(this);
+  }
+
+  #onHead(head: RequestHead): void {
+    this.#headStartedAt = 0;
+    const info = new StreamInfo(this.#remoteAddress, this.#remotePort, this.#localAddress, this.#localPort);
+    const stream = new H1ServerStream(this, head, info);
+    this.#stream = stream;
+    if (!head.keepAlive) this.#closeAfterResponse = true;
+    if (head.expectsContinue && stream.hasRequestBody) {
+      // Envoy answers 100-continue itself and does not forward the expectation.
+      this.socket.write(CONTINUE_100);
+      head.headers.remove('expect');
+    }
+    this.#handler.onStream(stream);
+  }
+
+  #onRequestComplete(trailers: HeaderMap | null): void {
+    const stream = this.#stream;
+    if (stream === null) return;
+    stream.completeBody(trailers);
+  }
+
+  #onDecodeError(err: H1Error): void {
+    const stream = this.#stream;
+    if (stream !== null && stream.responseStarted) {
+      stream.abortFromDownstream();
+      this.#destroy();
+      return;
+    }
+    if (stream !== null) stream.abortFromDownstream();
+    this.#writeErrorAndClose(err.status);
+  }
+
+  /** Writes a protocol-error reply (Envoy: reason phrase as body) and closes. */
+  #writeErrorAndClose(status: number): void {
+    if (this.#closed) return;
+    this.#stream = null;
+    const body = reasonPhrase(status);
+    const headers = new HeaderMap(
+      ['content-length', 'content-type', 'date', 'server', 'connection'],
+      [String(body.length), 'text/plain', httpDate(), 'envoy', 'close'],
+    );
+    this.socket.end(responseHead(status, headers) + body);
+    this.#closed = true;
+    this.#decoder.stop();
+  }
+
+  // === used by H1ServerStream ===
+
+  /** Whether the response being written must end with `connection: close`. */
+  get closing(): boolean {
+    return this.#closeAfterResponse;
+  }
+
+  markClose(): void {
+    this.#closeAfterResponse = true;
+  }
+
+  write(data: string | Buffer): boolean {
+    if (this.#closed) return true;
+    return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data);
+  }
+
+  beginBatch(): void {
+    if (this.#batchDepth++ === 0 && !this.#closed) this.socket.cork();
+  }
+
+  endBatch(): void {
+    if (--this.#batchDepth === 0) this.socket.uncork();
+  }
+
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    if (!this.#closed) this.socket.resume();
+  }
+
+  /** The response to `stream` has been fully written. */
+  responseComplete(stream: H1ServerStream): void {
+    if (this.#stream !== stream) return;
+    this.#stream = null;
+    this.#lastActivity = performance.now();
+    if (this.#closeAfterResponse || !stream.requestComplete) {
+      // An unread request body would be taken for the next request: close instead.
+      this.#closed = true;
+      this.#decoder.stop();
+      this.socket.end();
+      return;
+    }
+    this.socket.resume();
+    this.#decoder.resume();
+  }
+
+  /** Hands the raw socket to a tunnel (CONNECT); the connection stops speaking HTTP. */
+  detach(stream: H1ServerStream): { socket: Socket; buffered: Buffer | null } {
+    const buffered = this.#decoder.takeHeld();
+    this.#decoder.stop();
+    this.#stream = null;
+    this.#closed = true;
+    this.socket.removeAllListeners('data');
+    this.socket.removeAllListeners('end');
+    this.socket.removeAllListeners('drain');
+    void stream;
+    return { socket: this.socket, buffered };
+  }
+
+  resetConnection(): void {
+    this.#destroy();
+  }
+}
+
+const enum BodyMode {
+  None,
+  Length,
+  Chunked,
+}
+
+/** One request/response exchange on an H1ServerConnection. */
+export class H1ServerStream implements DownstreamStream {
+  readonly method: string;
+  path: string;
+  authority: string;
+  readonly scheme: string;
+  readonly headers: HeaderMap;
+  readonly hasRequestBody: boolean;
+  readonly info: StreamInfo;
+  readonly head: RequestHead;
+  onWritable: (() => void) | null = null;
+  onAbort: (() => void) | null = null;
+
+  readonly #conn: H1ServerConnection;
+  #sink: BodySink | null = null;
+  #held: Buffer[] | null = null;
+  #heldBytes = 0;
+  #requestComplete: boolean;
+  #trailers: HeaderMap | null = null;
+  #responseStarted = false;
+  #responseMode = BodyMode.None;
+  #done = false;
+  #paused = false;
+
+  constructor(conn: H1ServerConnection, head: RequestHead, info: StreamInfo) {
+    this.#conn = conn;
+    this.head = head;
+    this.method = head.method;
+    this.path = head.path;
+    this.authority = head.authority;
+    this.scheme = head.scheme ?? 'http';
+    this.headers = head.headers;
+    this.hasRequestBody = head.chunked || head.contentLength > 0;
+    this.#requestComplete = !this.hasRequestBody;
+    this.info = info;
+  }
+
+  get responseStarted(): boolean {
+    return this.#responseStarted;
+  }
+
+  get requestComplete(): boolean {
+    return this.#requestComplete;
+  }
+
+  // === request body ===
+
+  deliverBody(chunk: Buffer): void {
+    this.info.bytesReceived += chunk.length;
+    if (this.#sink !== null && this.#held === null) {
+      this.#sink.onData(chunk);
+      return;
+    }
+    (this.#held ??= []).push(chunk);
+    this.#heldBytes += chunk.length;
+    if (this.#heldBytes > BODY_BUFFER_LIMIT) this.#conn.pauseReading();
+  }
+
+  completeBody(trailers: HeaderMap | null): void {
+    this.#requestComplete = true;
+    this.#trailers = trailers;
+    if (this.#sink !== null && this.#held === null) this.#sink.onEnd(trailers);
+  }
+
+  setBodySink(sink: BodySink): void {
+    this.#sink = sink;
+    const held = this.#held;
+    if (held !== null) {
+      this.#held = null;
+      this.#heldBytes = 0;
+      for (const c of held) sink.onData(c);
+      if (!this.#paused) this.#conn.resumeReading();
+    }
+    if (this.#requestComplete && this.hasRequestBody) sink.onEnd(this.#trailers);
+  }
+
+  pauseRequestBody(): void {
+    this.#paused = true;
+    this.#conn.pauseReading();
+  }
+
+  resumeRequestBody(): void {
+    this.#paused = false;
+    this.#conn.resumeReading();
+  }
+
+  // === response ===
+
+  sendHead(status: number, headers: HeaderMap, endStream: boolean, reason?: string): void {
+    if (this.#done || this.#responseStarted) return;
+    this.#responseStarted = true;
+    this.info.responseCode = status;
+    const bodyless = this.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
+    if (bodyless) {
+      this.#responseMode = BodyMode.None;
+    } else if (endStream) {
+      if (!headers.has('content-length')) headers.append('content-length', '0');
+      this.#responseMode = BodyMode.None;
+    } else if (headers.has('content-length')) {
+      this.#responseMode = BodyMode.Length;
+    } else {
+      headers.append('transfer-encoding', 'chunked');
+      this.#responseMode = BodyMode.Chunked;
+    }
+    if (!this.#requestComplete) this.#conn.markClose();
+    if (this.#conn.closing) headers.set('connection', 'close');
+    this.#conn.write(responseHead(status, headers, reason));
+    if (endStream) this.#finish();
+  }
+
+  sendData(chunk: Buffer): boolean {
+    if (this.#done || chunk.length === 0) return true;
+    this.info.bytesSent += chunk.length;
+    switch (this.#responseMode) {
+      case BodyMode.Length:
+        return this.#conn.write(chunk);
+      case BodyMode.Chunked: {
+        this.#conn.beginBatch();
+        this.#conn.write(chunkPrefix(chunk.length));
+        this.#conn.write(chunk);
+        const ok = this.#conn.write(CHUNK_SUFFIX);
+        this.#conn.endBatch();
+        return ok;
+      }
+      case BodyMode.None:
+        return true;
+    }
+  }
+
+  sendEnd(trailers: HeaderMap | null): void {
+    if (this.#done) return;
+    if (this.#responseMode === BodyMode.Chunked) this.#conn.write(lastChunk(trailers));
+    this.#finish();
+  }
+
+  sendLocalReply(status: number, body: string | Buffer, options: LocalReplyOptions): void {
+    if (this.#done || this.#responseStarted) return;
+    this.info.responseCodeDetails = options.details;
+    if (options.flag !== undefined) this.info.setFlag(options.flag);
+    if (options.closeConnection) this.#conn.markClose();
+    const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+    const headers = localReplyHeaders(bytes.length, options);
+    this.#conn.beginBatch();
+    this.sendHead(status, headers, bytes.length === 0);
+    if (bytes.length > 0) {
+      this.sendData(bytes);
+      this.sendEnd(null);
+    }
+    this.#conn.endBatch();
+  }
+
+  beginBatch(): void {
+    this.#conn.beginBatch();
+  }
+
+  endBatch(): void {
+    this.#conn.endBatch();
+  }
+
+  reset(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.info.endMs = performance.now();
+    this.#conn.resetConnection();
+  }
+
+  /** Switches the connection to an opaque tunnel after a 200 to CONNECT. */
+  acceptTunnel(): { socket: Socket; buffered: Buffer | null } {
+    this.#responseStarted = true;
+    this.#done = true;
+    this.info.responseCode = 200;
+    this.#conn.write('HTTP/1.1 200 OK\r\n\r\n');
+    return this.#conn.detach(this);
+  }
+
+  /** The client went away (or sent garbage) before the response ended. */
+  abortFromDownstream(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.info.setFlag(ResponseFlag.DownstreamConnectionTermination);
+    this.info.endMs = performance.now();
+    const onAbort = this.onAbort;
+    this.onAbort = null;
+    onAbort?.();
+  }
+
+  #finish(): void {
+    this.#done = true;
+    this.info.endMs = performance.now();
+    this.onAbort = null;
+    this.#conn.responseComplete(this);
+  }
+}
+
+function localReplyHeaders(length: number, options: LocalReplyOptions): HeaderMap {
+  const headers = new HeaderMap();
+  if (length > 0) {
+    headers.append('content-length', String(length));
+    headers.append('content-type', options.contentType ?? 'text/plain');
+  }
+  for (const [n, v] of options.headers ?? []) headers.append(n, v);
+  headers.append('date', httpDate());
+  headers.append('server', 'envoy');
+  return headers;
+}

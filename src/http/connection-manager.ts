@@ -1,0 +1,45 @@
+/**
+ * The HTTP connection manager: decides what happens to each new request stream before routing,
+ * as Envoy's HCM does: protocol checks (HTTP/1.0 → 426, unsupported upgrades → 403), then
+ * hands the stream and the snapshot current at that moment to the router.
+ */
+import type { Snapshot } from '../compile/snapshot.js';
+import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
+import type { Router } from './router/router.js';
+
+/** Where the current snapshot comes from; read once per request. */
+export interface SnapshotSource {
+  current(): Snapshot;
+}
+
+export class HttpConnectionManager implements StreamHandler {
+  readonly #source: SnapshotSource;
+  readonly #router: Router;
+
+  constructor(source: SnapshotSource, router: Router) {
+    this.#source = source;
+    this.#router = router;
+  }
+
+  onStream(stream: H1ServerStream): void {
+    const head = stream.head;
+    if (head.minorVersion === 0) {
+      // Istio does not enable accept_http_10: Envoy answers 426 with an empty body.
+      stream.sendLocalReply(426, '', { details: 'low_version', closeConnection: true });
+      return;
+    }
+    if (head.connection.includes('upgrade') && head.headers.has('upgrade')) {
+      const protocol = head.headers.get('upgrade')!.toLowerCase();
+      if (protocol !== 'h2c') {
+        // No upgrade is configured on this path yet: Envoy rejects it with 403.
+        stream.sendLocalReply(403, '', { details: 'upgrade_failed', closeConnection: true });
+        return;
+      }
+      // An h2c upgrade offer is ignored and the request served over HTTP/1.1.
+      head.headers.remove('http2-settings');
+    }
+    const snapshot = this.#source.current();
+    if (stream.method === 'CONNECT') this.#router.connect(stream, snapshot);
+    else this.#router.route(stream, snapshot);
+  }
+}

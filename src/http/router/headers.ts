@@ -1,0 +1,109 @@
+/**
+ * What the router does to headers on the way through, as Envoy's HTTP connection manager and
+ * router do for a sidecar: hop-by-hop headers removed, forwarding headers and x-request-id
+ * added on requests; x-envoy-upstream-service-time and `server: envoy` on responses. Each
+ * direction is one pass over the header list.
+ */
+import { randomUUID } from 'node:crypto';
+import type { HeaderMap } from '../headers.js';
+import type { DownstreamStream } from '../stream.js';
+
+/**
+ * Header names a `Connection` header lists (RFC 9110 §7.6.1), other than close/keep-alive;
+ * null in the usual case of none.
+ */
+function connectionListed(headers: HeaderMap): Set<string> | null {
+  const value = headers.get('connection');
+  if (value === undefined) return null;
+  let listed: Set<string> | null = null;
+  for (const token of value.toLowerCase().split(',')) {
+    const name = token.trim();
+    if (name !== '' && name !== 'close' && name !== 'keep-alive') (listed ??= new Set()).add(name);
+  }
+  return listed;
+}
+
+/** Truncates the parallel arrays to `length` if they are longer. */
+function truncate(headers: HeaderMap, length: number): void {
+  if (length < headers.names.length) {
+    headers.names.length = length;
+    headers.values.length = length;
+  }
+}
+
+/** Prepares request headers for the first upstream attempt. */
+export function prepareRequestHeaders(stream: DownstreamStream): void {
+  const h = stream.headers;
+  const { names, values } = h;
+  const listed = connectionListed(h);
+  const remote = stream.info.downstreamRemoteAddress;
+  let sawProto = false;
+  let sawXff = false;
+  let sawRequestId = false;
+  let w = 0;
+  for (let r = 0; r < names.length; r++) {
+    const name = names[r]!;
+    let value = values[r]!;
+    switch (name) {
+      case 'connection':
+      case 'keep-alive':
+      case 'proxy-connection':
+      case 'transfer-encoding':
+      case 'upgrade':
+      case 'x-envoy-attempt-count':
+        continue;
+      case 'te':
+        if (value.toLowerCase() !== 'trailers') continue;
+        break;
+      case 'x-forwarded-proto':
+        sawProto = true;
+        break;
+      case 'x-forwarded-for':
+        if (sawXff) break;
+        sawXff = true;
+        if (remote !== '') value = `${value}, ${remote}`;
+        break;
+      case 'x-request-id':
+        sawRequestId = true;
+        break;
+    }
+    if (listed !== null && listed.has(name)) continue;
+    names[w] = name;
+    values[w] = value;
+    w++;
+  }
+  truncate(h, w);
+  if (!sawProto) h.append('x-forwarded-proto', stream.scheme);
+  if (!sawXff && remote !== '') h.append('x-forwarded-for', remote);
+  if (!sawRequestId) h.append('x-request-id', randomUUID());
+  h.append('x-envoy-attempt-count', '1');
+  // A body of unknown length goes upstream chunked (the downstream framing header was hop-by-hop).
+  if (stream.hasRequestBody && !h.has('content-length')) h.append('transfer-encoding', 'chunked');
+}
+
+/** Rewrites response headers received from upstream before they go downstream. */
+export function prepareResponseHeaders(headers: HeaderMap, upstreamServiceTimeMs: number): void {
+  const { names, values } = headers;
+  const listed = connectionListed(headers);
+  let w = 0;
+  for (let r = 0; r < names.length; r++) {
+    const name = names[r]!;
+    switch (name) {
+      case 'connection':
+      case 'keep-alive':
+      case 'proxy-connection':
+      case 'transfer-encoding':
+      case 'upgrade':
+      case 'server':
+      case 'x-envoy-upstream-service-time':
+        continue;
+    }
+    if (listed !== null && listed.has(name)) continue;
+    names[w] = name;
+    values[w] = values[r]!;
+    w++;
+  }
+  truncate(headers, w);
+  headers.append('x-envoy-upstream-service-time', String(Math.round(upstreamServiceTimeMs)));
+  headers.append('server', 'envoy');
+}

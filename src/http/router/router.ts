@@ -1,0 +1,187 @@
+/**
+ * The router: picks the route for a request from the snapshot it started with, then answers
+ * directly (redirect, direct response, local reply) or forwards it: weighted cluster → load
+ * balancer → host → UpstreamRequest. Also opens CONNECT tunnels.
+ */
+import type { CompiledForward } from '../../compile/route-action.js';
+import type { CompiledRoute } from '../../compile/route-table.js';
+import type { Snapshot } from '../../compile/snapshot.js';
+import { ResponseFlag } from '../../core/response-flags.js';
+import { PASSTHROUGH_CLUSTER } from '../../model/cluster.js';
+import type { ClusterManager } from '../../upstream/cluster-manager.js';
+import type { Host } from '../../upstream/host.js';
+import { joinSockets } from '../../tcp/tunnel.js';
+import { connectUpstream } from '../../upstream/connect.js';
+import { HeaderMap } from '../headers.js';
+import type { DownstreamStream } from '../stream.js';
+import { hashRequest } from './hash-policy.js';
+import { prepareRequestHeaders } from './headers.js';
+import { RequestView, splitAuthority } from './request-view.js';
+import { connectFailure, replyNoHealthyUpstream, replyUpstreamReset } from './upstream-failure.js';
+import { UpstreamRequest } from './upstream-request.js';
+import type { Socket } from 'node:net';
+
+/** A stream that can become an opaque tunnel (HTTP/1.1 CONNECT). */
+export interface TunnelCapableStream extends DownstreamStream {
+  acceptTunnel(): { socket: Socket; buffered: Buffer | null };
+}
+
+export interface RouterOptions {
+  /** Ports this proxy listens on; a passthrough to one of them on a local address would loop. */
+  readonly ownPorts: ReadonlySet<number>;
+}
+
+const LOCAL_NAMES = new Set(['localhost', '127.0.0.1', '::1', '0.0.0.0', '::']);
+
+export class Router {
+  readonly #clusters: ClusterManager;
+  readonly #options: RouterOptions;
+
+  constructor(clusters: ClusterManager, options: RouterOptions) {
+    this.#clusters = clusters;
+    this.#options = options;
+  }
+
+  route(stream: DownstreamStream, snapshot: Snapshot): void {
+    const { host, port } = splitAuthority(stream.authority);
+    const view = new RequestView(stream);
+    const resolved = snapshot.routes.resolve(host, port);
+    const route = resolved.vhost?.select(view);
+    if (route === undefined) {
+      stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
+      return;
+    }
+    stream.info.routeName = route.name;
+    const action = route.action;
+    switch (action.kind) {
+      case 'direct': {
+        stream.sendLocalReply(action.status, action.body, {
+          details: 'direct_response',
+          headers: mutatedResponseHeaders(route),
+        });
+        return;
+      }
+      case 'redirect': {
+        stream.sendLocalReply(action.status, '', {
+          details: 'direct_response',
+          headers: [['location', action.location(view, resolved.port)], ...mutatedResponseHeaders(route)],
+        });
+        return;
+      }
+      case 'forward':
+        this.#forward(stream, snapshot, route, action, view, host, resolved.port);
+    }
+  }
+
+  #forward(
+    stream: DownstreamStream,
+    snapshot: Snapshot,
+    route: CompiledRoute,
+    action: CompiledForward,
+    view: RequestView,
+    host: string,
+    port: number,
+  ): void {
+    const target = action.pick();
+    const spec = snapshot.clusters.get(target.name);
+    const cluster = spec === undefined ? undefined : this.#clusters.get(spec);
+    if (spec === undefined || cluster === undefined) {
+      stream.sendLocalReply(503, '', { details: 'cluster_not_found', flag: ResponseFlag.NoClusterFound });
+      return;
+    }
+    stream.info.upstreamCluster = spec.name;
+    if (spec.discovery === 'ORIGINAL_DST' && this.#loopsBack(host, port)) {
+      stream.sendLocalReply(508, 'request addressed to the proxy itself', { details: 'passthrough_loop' });
+      return;
+    }
+    const hashed = spec.hashPolicy === undefined ? undefined : hashRequest(spec.hashPolicy, stream, view.query);
+    const upstream = cluster.pick({ hash: hashed?.hash }, { host, port });
+    if (upstream === undefined) {
+      replyNoHealthyUpstream(stream);
+      return;
+    }
+    prepareRequestHeaders(stream);
+    const headers = stream.headers;
+    target.requestHeaders?.(headers);
+    route.requestHeaders?.(headers);
+    if (action.rewritePath !== null) {
+      const rewritten = action.rewritePath(view);
+      if (rewritten !== stream.path) {
+        headers.set('x-envoy-original-path', stream.path);
+        stream.path = rewritten;
+      }
+    }
+    const authority = target.hostRewrite ?? action.hostRewrite;
+    if (authority !== undefined) stream.authority = authority;
+    headers.set('host', stream.authority);
+    new UpstreamRequest(stream, upstream, {
+      timeoutMs: action.timeoutMs,
+      clusterResponseHeaders: target.responseHeaders,
+      routeResponseHeaders: route.responseHeaders,
+      setCookie: hashed?.setCookie,
+    }).start();
+  }
+
+  /** Whether forwarding to host:port would reach this proxy's own listener. */
+  #loopsBack(host: string, port: number): boolean {
+    return this.#options.ownPorts.has(port) && (LOCAL_NAMES.has(host) || host.startsWith('127.'));
+  }
+
+  /** CONNECT host:port: a TCP tunnel to the service's endpoints, or to the named address. */
+  connect(stream: TunnelCapableStream, snapshot: Snapshot): void {
+    const { host, port } = splitAuthority(stream.authority);
+    const targetPort = port ?? 443;
+    let clusterName = snapshot.tcp.get(targetPort)?.find(host);
+    if (clusterName === undefined) {
+      if (snapshot.mesh.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+        stream.sendLocalReply(502, '', { details: 'registry_only' });
+        return;
+      }
+      clusterName = PASSTHROUGH_CLUSTER;
+    }
+    const spec = snapshot.clusters.get(clusterName);
+    const cluster = spec === undefined ? undefined : this.#clusters.get(spec);
+    if (spec === undefined || cluster === undefined) {
+      stream.sendLocalReply(503, '', { details: 'cluster_not_found', flag: ResponseFlag.NoClusterFound });
+      return;
+    }
+    stream.info.upstreamCluster = spec.name;
+    if (spec.discovery === 'ORIGINAL_DST' && this.#loopsBack(host, targetPort)) {
+      stream.sendLocalReply(508, 'request addressed to the proxy itself', { details: 'passthrough_loop' });
+      return;
+    }
+    const upstream: Host | undefined = cluster.pick({ hash: undefined }, { host, port: targetPort });
+    if (upstream === undefined) {
+      replyNoHealthyUpstream(stream);
+      return;
+    }
+    stream.info.upstreamHost = upstream.key;
+    upstream.activeRequests++;
+    let aborted = false;
+    stream.onAbort = () => {
+      aborted = true;
+    };
+    connectUpstream(upstream.pool.target, spec.connectTimeoutMs, (err, socket) => {
+      upstream.activeRequests--;
+      if (aborted) {
+        socket?.destroy();
+        return;
+      }
+      stream.onAbort = null;
+      if (err !== null) {
+        replyUpstreamReset(stream, connectFailure(err.reason, err.transport));
+        return;
+      }
+      const { socket: downstream, buffered } = stream.acceptTunnel();
+      joinSockets(downstream, socket!, buffered);
+    });
+  }
+}
+
+/** A route's response header mutation applied to an empty list, for local replies. */
+function mutatedResponseHeaders(route: CompiledRoute): Array<[string, string]> {
+  if (route.responseHeaders === null) return [];
+  const headers = new HeaderMap();
+  route.responseHeaders(headers);
+  return headers.names.map((n, i) => [n, headers.values[i]!]);
+}

@@ -1,0 +1,95 @@
+/**
+ * The downstream side of one HTTP request, independent of the codec that carries it. The
+ * connection manager hands a stream to the router; the router reads the request (head, then body
+ * with backpressure) and writes the response through it.
+ *
+ * Response contract, in order: `sendHead` once, then `sendData`* and `sendEnd` unless the head
+ * ended the stream; or `sendLocalReply` instead of all of these while no head has been sent; or
+ * `reset` at any time. After the response ends or the stream resets, every method is a no-op.
+ */
+import type { ResponseFlagCode } from '../core/response-flags.js';
+import type { HeaderMap } from './headers.js';
+
+/** Receives request body bytes. `onEnd` fires once, after the last byte. */
+export interface BodySink {
+  onData(chunk: Buffer): void;
+  onEnd(trailers: HeaderMap | null): void;
+}
+
+/** Facts about one request, filled in as it runs; the record telemetry is built from. */
+export class StreamInfo {
+  readonly startTime = Date.now();
+  readonly startMs = performance.now();
+  /** Envoy response flags set so far; null until the first one (most requests have none). */
+  responseFlags: ResponseFlagCode[] | null = null;
+  responseCodeDetails = '';
+  responseCode = 0;
+  routeName = '';
+  upstreamCluster = '';
+  upstreamHost = '';
+  bytesReceived = 0;
+  bytesSent = 0;
+  endMs = 0;
+
+  constructor(
+    readonly downstreamRemoteAddress: string,
+    readonly downstreamRemotePort: number,
+    readonly downstreamLocalAddress: string,
+    readonly downstreamLocalPort: number,
+  ) {}
+
+  setFlag(flag: ResponseFlagCode): void {
+    if (this.responseFlags === null) this.responseFlags = [flag];
+    else if (!this.responseFlags.includes(flag)) this.responseFlags.push(flag);
+  }
+}
+
+export interface LocalReplyOptions {
+  /** Envoy response code details, e.g. `route_not_found`. */
+  readonly details: string;
+  readonly flag?: ResponseFlagCode;
+  /** Extra response headers, e.g. `location` or `x-envoy-overloaded`. */
+  readonly headers?: ReadonlyArray<readonly [string, string]>;
+  readonly contentType?: string;
+  /** Close the downstream connection after the reply (protocol errors). */
+  readonly closeConnection?: boolean;
+}
+
+export interface DownstreamStream {
+  readonly method: string;
+  /** Path with query string, as it will be sent upstream; rewrites replace it. */
+  path: string;
+  /** Host / :authority; rewrites replace it. */
+  authority: string;
+  readonly scheme: string;
+  readonly headers: HeaderMap;
+  /** The request carries a body (Content-Length > 0 or chunked). */
+  readonly hasRequestBody: boolean;
+  readonly info: StreamInfo;
+
+  /** Starts delivering request body bytes (those already received first). */
+  setBodySink(sink: BodySink): void;
+  pauseRequestBody(): void;
+  resumeRequestBody(): void;
+
+  /** `bodyless` means no body bytes follow regardless of framing headers (HEAD, 204, 304). */
+  sendHead(status: number, headers: HeaderMap, endStream: boolean, reason?: string): void;
+  /** Returns false when the client is slow; `onWritable` fires when it has caught up. */
+  sendData(chunk: Buffer): boolean;
+  sendEnd(trailers: HeaderMap | null): void;
+  sendLocalReply(status: number, body: string | Buffer, options: LocalReplyOptions): void;
+  /** Aborts the response; the client sees the connection close. */
+  reset(): void;
+  /**
+   * Writes between beginBatch and endBatch may be coalesced into one syscall (e.g. a response
+   * head and the body bytes that arrived with it). Calls nest.
+   */
+  beginBatch(): void;
+  endBatch(): void;
+
+  readonly responseStarted: boolean;
+  /** Called when a previously full downstream buffer drains. */
+  onWritable: (() => void) | null;
+  /** Called once if the client goes away before the response ends. */
+  onAbort: (() => void) | null;
+}

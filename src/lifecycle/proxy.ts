@@ -1,0 +1,257 @@
+/**
+ * The composition root: config source → snapshot store → compile → data path, and the admin
+ * and readiness servers. Reloads are serialised; a failed reload keeps the old snapshot serving
+ * and is reported in the log and on the admin port (`/config_status`).
+ */
+import type { Server } from 'node:http';
+import { compileSnapshot, type Snapshot } from '../compile/snapshot.js';
+import { SkiffError } from '../core/errors.js';
+import { createLogger, type Logger } from '../core/logger.js';
+import { enableLinearRegexFallback } from '../core/re2.js';
+import { formatDiagnostic, type Diagnostic } from '../config/diagnostics.js';
+import { loadConfig, type LoadResult } from '../config/load.js';
+import { SnapshotStore } from '../config/store.js';
+import { watchConfig, type ConfigWatcher } from '../config/watch.js';
+import { HttpConnectionManager } from '../http/connection-manager.js';
+import { Router } from '../http/router/router.js';
+import { HttpListener } from '../listener/http-listener.js';
+import type { ListenerPorts, Model } from '../model/index.js';
+import { ClusterManager } from '../upstream/cluster-manager.js';
+import { createAdminServer, createReadinessServer, listenServer, type AdminView } from '../admin/admin-server.js';
+
+export interface ProxyOptions {
+  readonly configPath: string;
+  /** Port overrides from flags; they win over MeshConfig. Port 0 picks a free port. */
+  readonly ports?: Partial<Pick<ListenerPorts, 'outbound' | 'admin' | 'readiness'>>;
+  /** Address of the outbound listener (127.0.0.1 for a standalone proxy). */
+  readonly outboundAddress?: string;
+  readonly logger?: Logger;
+  /** Watch the config path and reload on change (default true). */
+  readonly watch?: boolean;
+}
+
+/** Config that failed validation, with every problem located. */
+export class ConfigInvalidError extends SkiffError {
+  readonly diagnostics: readonly Diagnostic[];
+
+  constructor(diagnostics: readonly Diagnostic[]) {
+    const errors = diagnostics.filter((d) => d.severity === 'error');
+    super('CONFIG_INVALID', `invalid config (${errors.length} error${errors.length === 1 ? '' : 's'}):\n${errors.map(formatDiagnostic).join('\n')}`);
+    this.diagnostics = diagnostics;
+  }
+}
+
+export interface ReloadOutcome {
+  readonly ok: boolean;
+  readonly version: number;
+  readonly diagnostics: readonly Diagnostic[];
+  readonly error?: string;
+}
+
+export interface BoundPorts {
+  readonly outbound: number;
+  readonly admin: number;
+  readonly readiness: number;
+}
+
+export class Proxy {
+  readonly ports: BoundPorts;
+  readonly #options: ProxyOptions;
+  readonly #log: Logger;
+  readonly #store: SnapshotStore<Snapshot>;
+  readonly #clusters: ClusterManager;
+  readonly #listener: HttpListener;
+  readonly #servers: Server[];
+  #watcher: ConfigWatcher | null = null;
+  #lastReload: ReloadOutcome & { at: string };
+  #reloading: Promise<ReloadOutcome> | null = null;
+  #reloadAgain = false;
+
+  private constructor(
+    options: ProxyOptions,
+    log: Logger,
+    store: SnapshotStore<Snapshot>,
+    clusters: ClusterManager,
+    listener: HttpListener,
+    servers: Server[],
+    ports: BoundPorts,
+    first: ReloadOutcome,
+  ) {
+    this.#options = options;
+    this.#log = log;
+    this.#store = store;
+    this.#clusters = clusters;
+    this.#listener = listener;
+    this.#servers = servers;
+    this.ports = ports;
+    this.#lastReload = { ...first, at: new Date().toISOString() };
+  }
+
+  /** Loads the config, binds the listeners, and returns once ready. Throws ConfigInvalidError. */
+  static async start(options: ProxyOptions): Promise<Proxy> {
+    enableLinearRegexFallback();
+    const log = options.logger ?? createLogger();
+    const loaded = await loadConfig(options.configPath);
+    logWarnings(log, loaded);
+    if (loaded.model === undefined) throw new ConfigInvalidError(loaded.diagnostics);
+    const mesh = loaded.model.mesh;
+    const wanted = { ...mesh.ports, ...definedOnly(options.ports ?? {}) };
+
+    const store = new SnapshotStore<Snapshot>();
+    const clusters = new ClusterManager({ onWarning: (m) => log.warn(m) });
+    const snapshot = compileSnapshot(loaded.model, store.nextVersion());
+    (await clusters.prepare(snapshot.clusters))();
+    store.swap(snapshot);
+
+    const ownPorts = new Set<number>([wanted.outbound]);
+    const router = new Router(clusters, { ownPorts });
+    const manager = new HttpConnectionManager(store, router);
+    const listener = new HttpListener(manager, {
+      host: options.outboundAddress ?? '127.0.0.1',
+      port: wanted.outbound,
+      requestHeadersTimeoutMs: mesh.requestHeadersTimeoutMs,
+      idleTimeoutMs: mesh.downstreamIdleTimeoutMs,
+    });
+    let proxy: Proxy | undefined;
+    const view: AdminView = {
+      get ready() {
+        return store.loaded;
+      },
+      configStatus: () => proxy?.status(),
+      configDump: () => ({ version: store.version, model: modelDump(store.current().model) }),
+      clusterLines: () => clusterLines(clusters),
+    };
+    const admin = createAdminServer(view);
+    const readiness = createReadinessServer(view);
+    try {
+      const outbound = await listener.listen();
+      ownPorts.add(outbound);
+      const adminPort = await listenServer(admin, '127.0.0.1', wanted.admin);
+      const readinessPort = await listenServer(readiness, '0.0.0.0', wanted.readiness);
+      proxy = new Proxy(options, log, store, clusters, listener, [admin, readiness], { outbound, admin: adminPort, readiness: readinessPort }, {
+        ok: true,
+        version: store.version,
+        diagnostics: loaded.diagnostics,
+      });
+    } catch (err) {
+      await listener.close(true).catch(() => undefined);
+      admin.close();
+      readiness.close();
+      clusters.close();
+      throw new SkiffError('LISTEN_FAILED', `cannot listen: ${(err as Error).message}`, { cause: err });
+    }
+    if (options.watch !== false) {
+      proxy.#watcher = await watchConfig(options.configPath, () => void proxy!.reload());
+    }
+    log.info(
+      `ready: config version ${store.version} (${loaded.files.length} file${loaded.files.length === 1 ? '' : 's'}), ` +
+        `outbound 127.0.0.1:${proxy.ports.outbound}, admin 127.0.0.1:${proxy.ports.admin}, readiness :${proxy.ports.readiness}`,
+    );
+    return proxy;
+  }
+
+  get snapshot(): Snapshot {
+    return this.#store.current();
+  }
+
+  status(): unknown {
+    const r = this.#lastReload;
+    return {
+      version: this.#store.version,
+      lastReload: {
+        ok: r.ok,
+        at: r.at,
+        ...(r.error !== undefined ? { error: r.error } : {}),
+        problems: r.diagnostics.map(formatDiagnostic),
+      },
+    };
+  }
+
+  /** Reloads the config now. Concurrent calls coalesce into one more reload after the current one. */
+  reload(): Promise<ReloadOutcome> {
+    if (this.#reloading !== null) {
+      this.#reloadAgain = true;
+      return this.#reloading;
+    }
+    this.#reloading = (async () => {
+      let outcome: ReloadOutcome;
+      do {
+        this.#reloadAgain = false;
+        outcome = await this.#reloadOnce();
+      } while (this.#reloadAgain);
+      this.#reloading = null;
+      return outcome;
+    })();
+    return this.#reloading;
+  }
+
+  async #reloadOnce(): Promise<ReloadOutcome> {
+    let loaded: LoadResult;
+    try {
+      loaded = await loadConfig(this.#options.configPath);
+    } catch (err) {
+      return this.#recordFailure([], (err as Error).message);
+    }
+    logWarnings(this.#log, loaded);
+    if (loaded.model === undefined) return this.#recordFailure(loaded.diagnostics, 'invalid config');
+    try {
+      const current = this.#store.current().mesh.ports;
+      if (JSON.stringify(current) !== JSON.stringify(loaded.model.mesh.ports)) {
+        this.#log.warn('MeshConfig ports changed: listener ports change on restart only');
+      }
+      const snapshot = compileSnapshot(loaded.model, this.#store.nextVersion());
+      const commit = await this.#clusters.prepare(snapshot.clusters);
+      this.#store.swap(snapshot);
+      commit();
+    } catch (err) {
+      return this.#recordFailure(loaded.diagnostics, (err as Error).message);
+    }
+    const outcome: ReloadOutcome = { ok: true, version: this.#store.version, diagnostics: loaded.diagnostics };
+    this.#lastReload = { ...outcome, at: new Date().toISOString() };
+    this.#log.info(`config version ${this.#store.version} applied`);
+    return outcome;
+  }
+
+  #recordFailure(diagnostics: readonly Diagnostic[], error: string): ReloadOutcome {
+    const errors = diagnostics.filter((d) => d.severity === 'error');
+    this.#log.error(
+      `config reload rejected, still serving version ${this.#store.version}: ${error}` +
+        errors.map((d) => `\n  ${formatDiagnostic(d)}`).join(''),
+    );
+    const outcome: ReloadOutcome = { ok: false, version: this.#store.version, diagnostics, error };
+    this.#lastReload = { ...outcome, at: new Date().toISOString() };
+    return outcome;
+  }
+
+  /** Stops listening and closes connections: gracefully (idle first) unless `force`. */
+  async close(force = false): Promise<void> {
+    this.#watcher?.close();
+    await this.#listener.close(force);
+    await Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.#clusters.close();
+  }
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function logWarnings(log: Logger, loaded: LoadResult): void {
+  for (const d of loaded.diagnostics) if (d.severity === 'warning') log.warn(formatDiagnostic(d));
+}
+
+/** The model as JSON: buffers (direct response bodies) shown as text. */
+function modelDump(model: Model): unknown {
+  return JSON.parse(JSON.stringify(model, (_k, v: unknown) => (v instanceof Object && (v as { type?: string }).type === 'Buffer' ? Buffer.from((v as { data: number[] }).data).toString() : v)));
+}
+
+function clusterLines(clusters: ClusterManager): string[] {
+  const lines: string[] = [];
+  for (const [name, c] of clusters.clusters) {
+    for (const h of c.hosts) {
+      lines.push(`${name}::${h.key}::rq_active::${h.activeRequests}`);
+      lines.push(`${name}::${h.key}::cx_active::${h.pool.activeConnections}`);
+    }
+  }
+  return lines;
+}

@@ -1,0 +1,27 @@
+/**
+ * The internal model: plain, immutable data that every config source produces and that
+ * `compile/` turns into a runtime snapshot. Nothing here does I/O or holds state.
+ */
+import type { Cluster } from './cluster.js';
+import type { MeshSettings } from './mesh.js';
+import type { RouteConfig } from './route.js';
+import type { TcpService } from './tcp.js';
+
+export * from './cluster.js';
+export * from './mesh.js';
+export * from './route.js';
+export * from './tcp.js';
+
+export interface Model {
+  readonly mesh: MeshSettings;
+  /** Outbound HTTP route configs, one per service port, named by port. */
+  readonly routeConfigs: readonly RouteConfig[];
+  /**
+   * Used for ports with no route config of their own: holds only the catch-all virtual host
+   * (allow_any or block_all).
+   */
+  readonly fallbackRouteConfig: RouteConfig;
+  readonly clusters: readonly Cluster[];
+  /** Services reachable as opaque TCP, for CONNECT tunnels. */
+  readonly tcpServices: readonly TcpService[];
+}

@@ -1,0 +1,50 @@
+/** Mesh-wide settings: what Istio keeps in MeshConfig plus skiff's own listener ports. */
+
+export type OutboundTrafficMode = 'ALLOW_ANY' | 'REGISTRY_ONLY';
+
+export interface ListenerPorts {
+  readonly outbound: number;
+  readonly inbound: number;
+  readonly admin: number;
+  readonly status: number;
+  readonly readiness: number;
+  readonly stats: number;
+}
+
+export interface MeshSettings {
+  readonly outboundTrafficPolicy: OutboundTrafficMode;
+  readonly trustDomain: string;
+  /** Namespace of resources that do not name one, and of clients of the standalone proxy. */
+  readonly defaultNamespace: string;
+  readonly rootNamespace: string;
+  /** Upstream TCP connect timeout (Istio meshConfig.connectTimeout, default 10s). */
+  readonly connectTimeoutMs: number;
+  /** How often DNS endpoints are re-resolved (Istio meshConfig.dnsRefreshRate, default 60s). */
+  readonly dnsRefreshRateMs: number;
+  /** Time allowed for a client to send a complete request header section. */
+  readonly requestHeadersTimeoutMs: number;
+  /** Idle time after which a downstream connection is closed (Envoy HCM idle_timeout, 1h). */
+  readonly downstreamIdleTimeoutMs: number;
+  readonly ports: ListenerPorts;
+}
+
+export const DEFAULT_PORTS: ListenerPorts = {
+  outbound: 15001,
+  inbound: 15006,
+  admin: 15000,
+  status: 15020,
+  readiness: 15021,
+  stats: 15090,
+};
+
+export const DEFAULT_MESH: MeshSettings = {
+  outboundTrafficPolicy: 'ALLOW_ANY',
+  trustDomain: 'cluster.local',
+  defaultNamespace: 'default',
+  rootNamespace: 'istio-system',
+  connectTimeoutMs: 10_000,
+  dnsRefreshRateMs: 60_000,
+  requestHeadersTimeoutMs: 10_000,
+  downstreamIdleTimeoutMs: 3_600_000,
+  ports: DEFAULT_PORTS,
+};

@@ -1,0 +1,114 @@
+/**
+ * Routes: a small typed subset of Envoy's RouteConfiguration (route_components.proto). Both
+ * config sources produce these; `compile/` turns them into matchers.
+ */
+
+/** Envoy StringMatcher. `regex` is RE2 and must match the whole input. */
+export type StringMatch =
+  | { readonly kind: 'exact'; readonly value: string; readonly ignoreCase?: boolean }
+  | { readonly kind: 'prefix'; readonly value: string; readonly ignoreCase?: boolean }
+  | { readonly kind: 'suffix'; readonly value: string; readonly ignoreCase?: boolean }
+  | { readonly kind: 'contains'; readonly value: string; readonly ignoreCase?: boolean }
+  | { readonly kind: 'regex'; readonly value: string };
+
+/**
+ * Envoy HeaderMatcher. Pseudo-headers `:method`, `:authority`, `:scheme` and `:path` are
+ * matchable. `match` absent means presence. `invert` negates the result; with
+ * `treatMissingAsEmpty` an absent header is matched as the empty string.
+ */
+export interface HeaderMatch {
+  readonly name: string;
+  readonly match?: StringMatch;
+  readonly invert: boolean;
+  readonly treatMissingAsEmpty: boolean;
+}
+
+/** Envoy QueryParameterMatcher. `match` absent means presence. */
+export interface QueryParamMatch {
+  readonly name: string;
+  readonly match?: StringMatch;
+}
+
+export interface RouteMatch {
+  /** Path match on `:path` without the query string; absent matches every path. */
+  readonly path?: StringMatch;
+  readonly headers: readonly HeaderMatch[];
+  readonly queryParams: readonly QueryParamMatch[];
+}
+
+export interface HeaderMutation {
+  /** Replace (or create) these headers. */
+  readonly set: ReadonlyArray<readonly [string, string]>;
+  /** Append these values (a header that exists gets the value comma-joined). */
+  readonly add: ReadonlyArray<readonly [string, string]>;
+  readonly remove: readonly string[];
+}
+
+export const NO_HEADER_MUTATION: HeaderMutation = { set: [], add: [], remove: [] };
+
+export interface WeightedCluster {
+  readonly cluster: string;
+  readonly weight: number;
+  readonly requestHeaders: HeaderMutation;
+  readonly responseHeaders: HeaderMutation;
+  /** Host/:authority for requests sent to this destination (Envoy host_rewrite_literal). */
+  readonly hostRewrite?: string;
+}
+
+export interface ForwardAction {
+  readonly kind: 'forward';
+  /** Relative weights; a single entry gets all traffic. Entries with weight 0 are dropped. */
+  readonly clusters: readonly WeightedCluster[];
+  /** Replace the matched path prefix (Envoy prefix_rewrite). */
+  readonly prefixRewrite?: string;
+  /** Replace every match of `pattern` (RE2) in the path (Envoy regex_rewrite). */
+  readonly regexRewrite?: { readonly pattern: string; readonly substitution: string };
+  /** Replace the Host/:authority sent upstream (Envoy host_rewrite_literal). */
+  readonly hostRewrite?: string;
+  /** Route timeout in ms; 0 disables (Istio default); undefined means Envoy's 15s. */
+  readonly timeoutMs?: number;
+}
+
+export interface RedirectAction {
+  readonly kind: 'redirect';
+  /** Replace the whole path. Exclusive with prefixRewrite. */
+  readonly pathRedirect?: string;
+  readonly prefixRewrite?: string;
+  readonly hostRedirect?: string;
+  readonly schemeRedirect?: string;
+  readonly portRedirect?: number;
+  /** Istio derivePort: FROM_PROTOCOL_DEFAULT (80/443) or FROM_REQUEST_PORT. */
+  readonly derivePort?: 'FROM_PROTOCOL_DEFAULT' | 'FROM_REQUEST_PORT';
+  readonly responseCode: 301 | 302 | 303 | 307 | 308;
+}
+
+export interface DirectResponseAction {
+  readonly kind: 'direct';
+  readonly status: number;
+  readonly body?: Buffer;
+}
+
+export type RouteAction = ForwardAction | RedirectAction | DirectResponseAction;
+
+export interface Route {
+  /** Envoy route name (Istio: the HTTPRoute name, or empty). */
+  readonly name: string;
+  readonly match: RouteMatch;
+  readonly action: RouteAction;
+  readonly requestHeaders: HeaderMutation;
+  readonly responseHeaders: HeaderMutation;
+}
+
+export interface VirtualHost {
+  readonly name: string;
+  /** Exact names, `*.suffix` / `prefix.*` wildcards, or `*`. Lowercase; no port. */
+  readonly domains: readonly string[];
+  /** Ordered; the first route whose match succeeds wins. */
+  readonly routes: readonly Route[];
+}
+
+export interface RouteConfig {
+  /** Istio names outbound route configs by port: "9080". */
+  readonly name: string;
+  readonly virtualHosts: readonly VirtualHost[];
+}

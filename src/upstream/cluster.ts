@@ -1,0 +1,212 @@
+/**
+ * A live upstream cluster: its hosts, their pools, and the load balancer over them. Built from a
+ * ClusterSpec; replaced (not mutated) when the spec's config changes. Host discovery differs by
+ * type:
+ * - STATIC: the endpoints as given;
+ * - STRICT_DNS: endpoint names resolved to every address, re-resolved every refresh period;
+ * - ORIGINAL_DST: a host per destination the request names, created on demand.
+ */
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { ClusterSpec } from '../compile/snapshot.js';
+import type { Endpoint } from '../model/cluster.js';
+import { Host, hostKey } from './host.js';
+import { createLoadBalancer, type LoadBalancer, type PickContext } from './lb/index.js';
+import { ConnectionPool, type PoolOptions } from './pool/connection-pool.js';
+
+/** Where a request is going; ORIGINAL_DST clusters connect to it. */
+export interface Destination {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ClusterOptions {
+  /** Called with a message when DNS resolution fails (for logs). */
+  readonly onWarning?: (message: string) => void;
+}
+
+export abstract class Cluster {
+  readonly spec: ClusterSpec;
+  protected readonly poolOptions: PoolOptions;
+  #retired = false;
+
+  constructor(spec: ClusterSpec, _options: ClusterOptions) {
+    this.spec = spec;
+    this.poolOptions = {
+      connectTimeoutMs: spec.connectTimeoutMs,
+      idleTimeoutMs: spec.idleTimeoutMs,
+      maxRequestsPerConnection: spec.maxRequestsPerConnection,
+    };
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get retired(): boolean {
+    return this.#retired;
+  }
+
+  /** Resolves once the cluster has its first host list (DNS); immediate for others. */
+  abstract ready(): Promise<void>;
+  abstract get hosts(): readonly Host[];
+  abstract pick(ctx: PickContext, destination: Destination): Host | undefined;
+
+  sweep(now: number): void {
+    for (const h of this.hosts) h.pool.sweep(now);
+  }
+
+  /** Stops new reuse and closes idle connections; in-flight requests finish. */
+  retire(): void {
+    this.#retired = true;
+    for (const h of this.hosts) h.pool.retire();
+  }
+
+  protected makeHost(address: string, port: number, weight: number, labels: Readonly<Record<string, string>>): Host {
+    const target = address.startsWith('unix://')
+      ? { host: '', port: 0, path: address.slice('unix://'.length) }
+      : { host: address, port };
+    const pool = new ConnectionPool(target, this.poolOptions);
+    if (this.#retired) pool.retire();
+    return new Host(address, port, weight, labels, pool);
+  }
+}
+
+/** A cluster whose host list is replaced as a whole (STATIC and STRICT_DNS). */
+class HostListCluster extends Cluster {
+  #hosts: readonly Host[] = [];
+  #lb: LoadBalancer;
+
+  constructor(spec: ClusterSpec, options: ClusterOptions) {
+    super(spec, options);
+    this.#lb = createLoadBalancer(spec.lb, []);
+  }
+
+  ready(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  get hosts(): readonly Host[] {
+    return this.#hosts;
+  }
+
+  pick(ctx: PickContext): Host | undefined {
+    return this.#lb.pick(ctx);
+  }
+
+  /** Installs a new host list, keeping the Host (and pool) of every endpoint that stays. */
+  protected setHosts(next: ReadonlyArray<{ address: string; port: number; weight: number; labels: Readonly<Record<string, string>> }>): void {
+    const old = new Map(this.#hosts.map((h) => [`${h.key}|${h.weight}`, h]));
+    const hosts = next.map((e) => {
+      const probe = `${hostKey(e.address, e.port)}|${e.weight}`;
+      const kept = old.get(probe);
+      if (kept !== undefined) {
+        old.delete(probe);
+        return kept;
+      }
+      return this.makeHost(e.address, e.port, e.weight, e.labels);
+    });
+    for (const gone of old.values()) gone.pool.retire();
+    this.#hosts = hosts;
+    this.#lb = createLoadBalancer(this.spec.lb, hosts);
+  }
+}
+
+export class StaticCluster extends HostListCluster {
+  constructor(spec: ClusterSpec, options: ClusterOptions) {
+    super(spec, options);
+    this.setHosts(spec.endpoints);
+  }
+}
+
+export class StrictDnsCluster extends HostListCluster {
+  readonly #options: ClusterOptions;
+  #timer: NodeJS.Timeout | null = null;
+  readonly #first: Promise<void>;
+
+  constructor(spec: ClusterSpec, options: ClusterOptions) {
+    super(spec, options);
+    this.#options = options;
+    this.#first = this.#resolve();
+  }
+
+  override ready(): Promise<void> {
+    return this.#first;
+  }
+
+  async #resolve(): Promise<void> {
+    const resolved: Array<{ address: string; port: number; weight: number; labels: Readonly<Record<string, string>> }> = [];
+    let failures = 0;
+    await Promise.all(
+      this.spec.endpoints.map(async (e: Endpoint) => {
+        if (isIP(e.address) !== 0 || e.address.startsWith('unix://')) {
+          resolved.push(e);
+          return;
+        }
+        try {
+          const addrs = await lookup(e.address, { all: true });
+          for (const a of addrs) resolved.push({ ...e, address: a.address });
+        } catch (err) {
+          failures++;
+          this.#options.onWarning?.(`cluster ${this.spec.name}: cannot resolve ${e.address}: ${(err as Error).message}`);
+        }
+      }),
+    );
+    // Keep the previous hosts when every lookup failed (Envoy keeps the last good resolution).
+    if (!(failures > 0 && resolved.length === 0 && this.hosts.length > 0)) this.setHosts(resolved);
+    if (!this.retired) {
+      this.#timer = setTimeout(() => void this.#resolve(), this.spec.dnsRefreshRateMs);
+      this.#timer.unref();
+    }
+  }
+
+  override retire(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    super.retire();
+  }
+}
+
+/**
+ * ORIGINAL_DST: forwards to the destination the request names (Istio's PassthroughCluster and
+ * ServiceEntry resolution NONE). Hosts are created on first use and dropped by the sweep once
+ * they have no requests and no connections left.
+ */
+export class OriginalDstCluster extends Cluster {
+  readonly #hosts = new Map<string, Host>();
+
+  ready(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  get hosts(): readonly Host[] {
+    return [...this.#hosts.values()];
+  }
+
+  pick(_ctx: PickContext, destination: Destination): Host | undefined {
+    const key = `${destination.host}:${destination.port}`;
+    let host = this.#hosts.get(key);
+    if (host === undefined) {
+      host = this.makeHost(destination.host, destination.port, 1, {});
+      this.#hosts.set(key, host);
+    }
+    return host;
+  }
+
+  override sweep(now: number): void {
+    super.sweep(now);
+    for (const [key, h] of this.#hosts) {
+      if (h.activeRequests === 0 && h.pool.activeConnections === 0) this.#hosts.delete(key);
+    }
+  }
+}
+
+export function createCluster(spec: ClusterSpec, options: ClusterOptions): Cluster {
+  switch (spec.discovery) {
+    case 'STATIC':
+      return new StaticCluster(spec, options);
+    case 'STRICT_DNS':
+      return new StrictDnsCluster(spec, options);
+    case 'ORIGINAL_DST':
+      return new OriginalDstCluster(spec, options);
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * An upstream host: one endpoint address of a cluster, with its connection pool and the
+ * counters load balancers read.
+ */
+import type { ConnectionPool } from './pool/connection-pool.js';
+
+export class Host {
+  /** `address:port`, or the unix socket path. */
+  readonly key: string;
+  /** Requests currently assigned to this host (least-request reads it). */
+  activeRequests = 0;
+
+  constructor(
+    readonly address: string,
+    readonly port: number,
+    readonly weight: number,
+    readonly labels: Readonly<Record<string, string>>,
+    readonly pool: ConnectionPool,
+  ) {
+    this.key = hostKey(address, port);
+  }
+}
+
+/** `address:port` (IPv6 bracketed), or the `unix://` path as given. */
+export function hostKey(address: string, port: number): string {
+  if (address.startsWith('unix://')) return address;
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
