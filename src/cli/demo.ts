@@ -8,7 +8,7 @@ import { SkiffError } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
 import { Proxy } from '../lifecycle/proxy.js';
 import { parse, portFlag } from './args.js';
-import { untilSignal } from './run.js';
+import { DEFAULT_DRAIN_SECONDS, untilSignal } from './run.js';
 
 /** Must agree with the endpoints in config/demo/services.yaml. */
 export const DEMO_SERVICES: ReadonlyArray<{ name: string; version: string; port: number }> = [
@@ -42,20 +42,29 @@ export function startSampleService(name: string, version: string, port: number, 
 }
 
 export async function demoCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { 'outbound-port': { type: 'string' } });
+  const { values } = parse(argv, {
+    'outbound-port': { type: 'string' },
+    'admin-port': { type: 'string' },
+    'readiness-port': { type: 'string' },
+  });
+  const ports = {
+    outbound: portFlag(values['outbound-port'], 'outbound-port'),
+    admin: portFlag(values['admin-port'], 'admin-port'),
+    readiness: portFlag(values['readiness-port'], 'readiness-port'),
+  };
   const log = createLogger();
+  const stopped = untilSignal();
   const servers: Server[] = [];
+  const closeServers = (): Promise<unknown> => Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  let proxy: Proxy;
   try {
     for (const s of DEMO_SERVICES) servers.push(await startSampleService(s.name, s.version, s.port));
+    proxy = await Proxy.start({ configPath: DEMO_CONFIG_DIR, logger: log, ports });
   } catch (err) {
-    for (const s of servers) s.close();
+    // The sample services would keep the process alive.
+    await closeServers();
     throw err;
   }
-  const proxy = await Proxy.start({
-    configPath: DEMO_CONFIG_DIR,
-    logger: log,
-    ports: { outbound: portFlag(values['outbound-port'], 'outbound-port') },
-  });
   const p = proxy.ports.outbound;
   process.stdout.write(`
 skiff demo is running. The mesh config is in ${DEMO_CONFIG_DIR}
@@ -82,8 +91,9 @@ skiff demo is running. The mesh config is in ${DEMO_CONFIG_DIR}
 
 Edit a file in ${DEMO_CONFIG_DIR} and skiff reloads it. Press Ctrl-C to stop.
 `);
-  await untilSignal();
-  await proxy.close();
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  await stopped;
+  log.info('shutting down');
+  await proxy.shutdown(DEFAULT_DRAIN_SECONDS * 1000);
+  await closeServers();
   return 0;
 }

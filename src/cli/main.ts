@@ -21,6 +21,10 @@ Run flags:
   --readiness-port <n>      readiness server, GET /healthz/ready (default 15021)
   --inbound-port, --status-port, --stats-port <n>   reserved for sidecar mode
   --log-level <level>       debug | info | warn | error | off (default info)
+  --drain-time-s <n>        on SIGTERM/SIGINT, wait up to n seconds for busy connections (default 5)
+
+Demo flags:
+  --outbound-port, --admin-port, --readiness-port <n>   as for run (the sample services use 19080-19085)
 `;
 
 function version(): string {

@@ -2,7 +2,7 @@
 import { SkiffError } from '../core/errors.js';
 import { createLogger, type LogLevel } from '../core/logger.js';
 import { Proxy } from '../lifecycle/proxy.js';
-import { parse, portFlag } from './args.js';
+import { parse, portFlag, secondsFlag } from './args.js';
 
 export const RUN_OPTIONS = {
   config: { type: 'string', short: 'c' },
@@ -15,7 +15,11 @@ export const RUN_OPTIONS = {
   mode: { type: 'string' },
   xds: { type: 'string' },
   'log-level': { type: 'string' },
+  'drain-time-s': { type: 'string' },
 } as const;
+
+/** How long a shutdown waits for busy connections (Istio's terminationDrainDuration default). */
+export const DEFAULT_DRAIN_SECONDS = 5;
 
 export async function runCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, RUN_OPTIONS);
@@ -26,6 +30,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   const level = (values['log-level'] ?? 'info') as LogLevel;
   if (!['debug', 'info', 'warn', 'error', 'off'].includes(level)) throw new SkiffError('USAGE', `unknown --log-level ${level}`);
+  const drainSeconds = secondsFlag(values['drain-time-s'], 'drain-time-s') ?? DEFAULT_DRAIN_SECONDS;
   const log = createLogger({ level });
   for (const flag of ['inbound-port', 'status-port', 'stats-port'] as const) {
     if (values[flag] !== undefined) {
@@ -33,6 +38,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       log.warn(`--${flag} is accepted but that listener is not implemented yet`);
     }
   }
+  // Listen for signals before starting, so a signal during startup shuts down cleanly too.
+  const stopped = untilSignal();
   const proxy = await Proxy.start({
     configPath: values.config,
     logger: log,
@@ -42,9 +49,9 @@ export async function runCommand(argv: string[]): Promise<number> {
       readiness: portFlag(values['readiness-port'], 'readiness-port'),
     },
   });
-  await untilSignal();
-  log.info('shutting down');
-  await proxy.close();
+  await stopped;
+  log.info(`shutting down (draining for up to ${drainSeconds}s)`);
+  await proxy.shutdown(drainSeconds * 1000);
   return 0;
 }
 

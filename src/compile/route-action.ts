@@ -44,6 +44,11 @@ export interface CompiledDirect {
   readonly kind: 'direct';
   readonly status: number;
   readonly body: Buffer;
+  /**
+   * For 201 and 3xx statuses, the Location Envoy adds (RFC 9110 §10.2.2): the request's own
+   * URL, as a redirect without any redirect settings would build it. Null for other statuses.
+   */
+  readonly location: ((req: RouteRequest) => string) | null;
 }
 
 export type CompiledAction = CompiledForward | CompiledRedirect | CompiledDirect;
@@ -109,6 +114,16 @@ function compilePathRewrite(a: ForwardAction, pathMatch: StringMatch | undefined
   return (req) => replacement + splitQuery(req.path)[1];
 }
 
+/**
+ * Envoy's redirect URL (Http::Utility::newUri) for the RedirectAction Istio builds:
+ * - scheme: the configured one, else the request's;
+ * - port: `port`, or for derivePort FROM_REQUEST_PORT the service port the route table is for;
+ *   Istio leaves out 80 for http and 443 for https, and FROM_PROTOCOL_DEFAULT sets no port;
+ * - host: the configured authority, else the request's Host, whose port is dropped when a port
+ *   is set, or when the scheme changes and it is the old scheme's default (processRequestHost);
+ * - path: `uri` (keeping the request's query unless `uri` has its own), a prefix rewrite, or the
+ *   request path.
+ */
 export function compileRedirect(a: RedirectAction, match: RouteMatch): CompiledRedirect {
   const prefixLength = match.path?.kind === 'prefix' ? match.path.value.length : 1;
   return {
@@ -116,22 +131,10 @@ export function compileRedirect(a: RedirectAction, match: RouteMatch): CompiledR
     status: a.responseCode,
     location(req, destinationPort) {
       const scheme = a.schemeRedirect ?? req.scheme;
-      const schemeChanged = scheme !== req.scheme;
       let port: number | undefined = a.portRedirect;
       if (port === undefined && a.derivePort === 'FROM_REQUEST_PORT') port = destinationPort;
       if ((port === 80 && scheme === 'http') || (port === 443 && scheme === 'https')) port = undefined;
-      let host: string;
-      if (a.hostRedirect !== undefined) {
-        host = a.hostRedirect;
-      } else {
-        host = req.authority;
-        const [name, requestPort] = splitHostPort(host);
-        if (port !== undefined || a.derivePort === 'FROM_PROTOCOL_DEFAULT') {
-          host = name;
-        } else if (schemeChanged && ((requestPort === '80' && req.scheme === 'http') || (requestPort === '443' && req.scheme === 'https'))) {
-          host = name;
-        }
-      }
+      const host = a.hostRedirect ?? requestHost(req, scheme, port !== undefined);
       let path: string;
       if (a.pathRedirect !== undefined) {
         path = a.pathRedirect.includes('?') ? a.pathRedirect : a.pathRedirect + splitQuery(req.path)[1];
@@ -145,8 +148,25 @@ export function compileRedirect(a: RedirectAction, match: RouteMatch): CompiledR
   };
 }
 
+/** Envoy's processRequestHost: the request authority, without its port when that is replaced. */
+function requestHost(req: RouteRequest, scheme: string, portReplaced: boolean): string {
+  const [name, requestPort] = splitHostPort(req.authority);
+  if (requestPort === '') return req.authority;
+  if (portReplaced) return name;
+  if (scheme !== req.scheme && ((requestPort === '80' && req.scheme === 'http') || (requestPort === '443' && req.scheme === 'https'))) {
+    return name;
+  }
+  return req.authority;
+}
+
 export function compileDirect(a: DirectResponseAction): CompiledDirect {
-  return { kind: 'direct', status: a.status, body: a.body ?? Buffer.alloc(0) };
+  const withLocation = a.status === 201 || (a.status >= 300 && a.status < 400);
+  return {
+    kind: 'direct',
+    status: a.status,
+    body: a.body ?? Buffer.alloc(0),
+    location: withLocation ? (req) => `${req.scheme}://${req.authority}${req.path}` : null,
+  };
 }
 
 /** Splits `host:port` (IPv6 in brackets); the port is '' when absent. */

@@ -2,7 +2,8 @@
  * Compiled outbound route tables: per port, a domain table of virtual hosts, each an ordered
  * list of compiled routes. `resolve` picks the table for a request the way the outbound
  * listener sees it: by the port the client addressed, and for a Host without a port, by the
- * one port the name is served on when it is not served on 80.
+ * one port the name (or the most specific wildcard domain covering it) is served on when it is
+ * not served on 80.
  */
 import type { RouteConfig, VirtualHost } from '../model/route.js';
 import { compileHeaderMutation, type HeaderMutator } from './header-mutation.js';
@@ -67,8 +68,11 @@ export function compileRouteConfig(rc: RouteConfig): DomainTable<CompiledVirtual
 export class RouteTables {
   readonly #byPort: ReadonlyMap<number, DomainTable<CompiledVirtualHost>>;
   readonly #fallback: DomainTable<CompiledVirtualHost>;
-  /** For names served on exactly one port: that port. */
-  readonly #soloPort: ReadonlyMap<string, number>;
+  /**
+   * Every domain (exact or wildcard) → the port it is served on, or 0 when it is served on
+   * several; looked up with the virtual-host order, so `a.example.com` finds `*.example.com`.
+   */
+  readonly #soloPort: DomainTable<number>;
 
   constructor(routeConfigs: readonly RouteConfig[], fallback: RouteConfig) {
     const byPort = new Map<number, DomainTable<CompiledVirtualHost>>();
@@ -85,8 +89,8 @@ export class RouteTables {
         }
       }
     }
-    const solo = new Map<string, number>();
-    for (const [d, set] of ports) if (set.size === 1) solo.set(d, [...set][0]!);
+    const solo = new DomainTable<number>();
+    for (const [d, set] of ports) solo.add(d, set.size === 1 ? [...set][0]! : 0);
     this.#byPort = byPort;
     this.#fallback = compileRouteConfig(fallback);
     this.#soloPort = solo;
@@ -100,8 +104,8 @@ export class RouteTables {
     if (port === undefined) {
       const on80 = this.#byPort.get(80)?.find(host, false);
       if (on80 !== undefined) return { vhost: on80, port: 80 };
-      const solo = this.#soloPort.get(host);
-      port = solo ?? 80;
+      const solo = this.#soloPort.find(host, false);
+      port = solo === undefined || solo === 0 ? 80 : solo;
     }
     const table = this.#byPort.get(port) ?? this.#fallback;
     return { vhost: table.find(host), port };

@@ -1,8 +1,8 @@
 /**
  * Reading config from disk: one file, or every .yaml/.yml/.json file under a folder (recursively,
- * in a stable order, skipping hidden entries).
+ * in a stable order, skipping hidden entries, following symbolic links, each real file once).
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { SkiffError } from '../core/errors.js';
 
@@ -24,15 +24,31 @@ function displayName(path: string): string {
   return rel !== '' && !rel.startsWith('..') && rel.length < path.length ? rel : path;
 }
 
-async function listConfigFiles(dir: string): Promise<string[]> {
+/**
+ * Symbolic links are followed: a Kubernetes ConfigMap volume shows its files as links into a
+ * hidden `..data` folder. `seen` holds the real paths of the folders on the current walk, so a
+ * link back up the tree is not followed twice.
+ */
+async function listConfigFiles(dir: string, seen: ReadonlySet<string> = new Set()): Promise<string[]> {
+  const real = await realpath(dir);
+  if (seen.has(real)) return [];
+  const inside = new Set(seen).add(real);
   const entries = await readdir(dir, { withFileTypes: true });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const out: string[] = [];
   for (const e of entries) {
     if (e.name.startsWith('.')) continue;
     const full = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listConfigFiles(full)));
-    else if (e.isFile() && isConfigFileName(e.name)) out.push(full);
+    let isDirectory = e.isDirectory();
+    let isFile = e.isFile();
+    if (e.isSymbolicLink()) {
+      const target = await stat(full).catch(() => undefined);
+      if (target === undefined) continue; // a dangling link
+      isDirectory = target.isDirectory();
+      isFile = target.isFile();
+    }
+    if (isDirectory) out.push(...(await listConfigFiles(full, inside)));
+    else if (isFile && isConfigFileName(e.name)) out.push(full);
   }
   return out;
 }
@@ -47,7 +63,12 @@ export async function readConfigSources(path: string): Promise<SourceFile[]> {
   }
   const files = info.isDirectory() ? await listConfigFiles(path) : [path];
   const out: SourceFile[] = [];
+  const read = new Set<string>();
   for (const f of files) {
+    // A file reachable through several links is read once, under the first name found.
+    const real = await realpath(f).catch(() => f);
+    if (read.has(real)) continue;
+    read.add(real);
     try {
       out.push({ name: displayName(f), absolutePath: f, text: await readFile(f, 'utf8') });
     } catch (err) {

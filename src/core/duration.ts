@@ -3,34 +3,43 @@
  * the protobuf JSON form ("1.5s"). Values are returned in milliseconds (possibly fractional).
  */
 
-const UNIT_MS: Readonly<Record<string, number>> = {
-  ns: 1e-6,
-  us: 1e-3,
-  µs: 1e-3,
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
+/** Nanoseconds per unit, as Go's time.ParseDuration has them (`µs` is U+00B5, `μs` U+03BC). */
+const UNIT_NS: Readonly<Record<string, bigint>> = {
+  ns: 1n,
+  us: 1_000n,
+  'µs': 1_000n,
+  'μs': 1_000n,
+  ms: 1_000_000n,
+  s: 1_000_000_000n,
+  m: 60_000_000_000n,
+  h: 3_600_000_000_000n,
 };
 
-const PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
+const PART = /(\d*)(?:\.(\d*))?(ns|us|µs|μs|ms|s|m|h)/y;
 
-/** Parses a duration; returns the error text instead of throwing so validators can report it. */
+/**
+ * Parses a duration; returns the error text instead of throwing so validators can report it.
+ * Parts are summed in integer nanoseconds, as Go does, so "1.1s" is exactly 1100ms.
+ */
 export function parseDuration(text: string): { ms: number } | { error: string } {
   const input = text.trim();
   if (input === '') return { error: 'empty duration' };
   if (input === '0') return { ms: 0 };
-  let total = 0;
+  const invalid = { error: `invalid duration "${text}": expected a number and a unit (ms, s, m, h), e.g. "5s" or "100ms"` };
+  let totalNs = 0n;
   PART.lastIndex = 0;
   while (PART.lastIndex < input.length) {
     const at = PART.lastIndex;
     const m = PART.exec(input);
-    if (m === null || m.index !== at) {
-      return { error: `invalid duration "${text}": expected a number and a unit (ms, s, m, h), e.g. "5s" or "100ms"` };
-    }
-    total += Number(m[1]) * UNIT_MS[m[2]!]!;
+    if (m === null || m.index !== at) return invalid;
+    const whole = m[1]!;
+    const fraction = m[2] ?? '';
+    if (whole === '' && fraction === '') return invalid;
+    const unit = UNIT_NS[m[3]!]!;
+    totalNs += BigInt(whole === '' ? 0 : whole) * unit;
+    if (fraction !== '') totalNs += (BigInt(fraction) * unit) / 10n ** BigInt(fraction.length);
   }
-  return { ms: total };
+  return { ms: Number(totalNs) / 1e6 };
 }
 
 /** Formats milliseconds compactly for logs and config dumps ("1.5s", "250ms", "0s"). */

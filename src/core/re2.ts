@@ -7,8 +7,12 @@
  *   atomic groups, possessive quantifiers, repeat counts over 1000;
  * - RE2-only syntax is rewritten: `(?P<name>`, inline and scoped flags `(?i)` `(?s:…)` `(?m)`,
  *   `\A` `\z`, `\Q…\E`, POSIX classes `[[:alpha:]]`, `\pN`, octal and `\x{…}` escapes;
- * - case-insensitivity is expanded into classes (`a` → `[aA]`) instead of using the `i` flag, so
- *   the result stays eligible for V8's linear-time engine (see `enableLinearRegexFallback`).
+ * - case-insensitivity is expanded into classes (`a` → `[aA]`, `k` → `[kK\u212a]`, with Unicode
+ *   simple case folding as RE2 uses it) instead of using the `i` flag, so the result stays
+ *   eligible for V8's linear-time engine (see `enableLinearRegexFallback`). Two constructs are
+ *   not eligible: `(?m)` anchors (translated to lookaround, since JS's `m` flag also breaks lines
+ *   at \r, U+2028 and U+2029) and anything that needs the `u` flag (`\p{…}`, supplementary
+ *   characters in a class).
  *
  * Contract: `translateRe2` never throws; it returns the JS source or an error message.
  */
@@ -18,7 +22,7 @@ import { setFlagsFromString } from 'node:v8';
 export interface Re2Translation {
   /** JavaScript RegExp source (without anchors added). */
   readonly source: string;
-  /** JavaScript RegExp flags: '' or 'u' (only when Unicode property classes are used). */
+  /** JavaScript RegExp flags: '' or 'u' (Unicode property classes, supplementary characters in a class). */
   readonly flags: string;
   /** Number of capturing groups, for rewrite substitutions such as `\1`. */
   readonly groups: number;
@@ -36,22 +40,26 @@ const MAX_REPEAT = 1000;
 /** Characters that must be escaped to stand for themselves in a JS pattern (valid with or without `u`). */
 const JS_SYNTAX = new Set('^$\\.*+?()[]{}|/');
 const RE2_SPACE = '\\t\\n\\f\\r ';
+/** A code point range, both ends included. */
+type Range = readonly [number, number];
+const RE2_SPACE_RANGES: readonly Range[] = [[0x09, 0x0a], [0x0c, 0x0d], [0x20, 0x20]];
 
-const POSIX_CLASSES: Readonly<Record<string, string>> = {
-  alnum: '0-9A-Za-z',
-  alpha: 'A-Za-z',
-  ascii: '\\x00-\\x7f',
-  blank: '\\t ',
-  cntrl: '\\x00-\\x1f\\x7f',
-  digit: '0-9',
-  graph: '!-~',
-  lower: 'a-z',
-  print: ' -~',
-  punct: '!-\\/:-@\\[-`{-~',
-  space: '\\t\\n\\v\\f\\r ',
-  upper: 'A-Z',
-  word: '0-9A-Za-z_',
-  xdigit: '0-9A-Fa-f',
+/** RE2's POSIX classes (ASCII only), as code point ranges. */
+const POSIX_CLASSES: Readonly<Record<string, readonly Range[]>> = {
+  alnum: [[0x30, 0x39], [0x41, 0x5a], [0x61, 0x7a]],
+  alpha: [[0x41, 0x5a], [0x61, 0x7a]],
+  ascii: [[0x00, 0x7f]],
+  blank: [[0x09, 0x09], [0x20, 0x20]],
+  cntrl: [[0x00, 0x1f], [0x7f, 0x7f]],
+  digit: [[0x30, 0x39]],
+  graph: [[0x21, 0x7e]],
+  lower: [[0x61, 0x7a]],
+  print: [[0x20, 0x7e]],
+  punct: [[0x21, 0x2f], [0x3a, 0x40], [0x5b, 0x60], [0x7b, 0x7e]],
+  space: [[0x09, 0x0d], [0x20, 0x20]],
+  upper: [[0x41, 0x5a]],
+  word: [[0x30, 0x39], [0x41, 0x5a], [0x5f, 0x5f], [0x61, 0x7a]],
+  xdigit: [[0x30, 0x39], [0x41, 0x46], [0x61, 0x66]],
 };
 
 const GENERAL_CATEGORIES = new Set([
@@ -69,28 +77,154 @@ function isLetter(c: string): boolean {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-function otherCase(c: string): string {
-  const lower = c.toLowerCase();
-  return lower === c ? c.toUpperCase() : lower;
+const KELVIN_SIGN = 0x212a;
+const LONG_S = 0x17f;
+/** No code point above this has a case mapping (the last cased script, Adlam, ends at U+1E94B). */
+const MAX_CASED = 0x1ffff;
+const MAX_RUNE = 0x10ffff;
+
+let orbitTable: Map<number, readonly number[]> | undefined;
+
+/**
+ * Simple case-folding orbits, as RE2's `(?i)` uses them (Unicode CaseFolding.txt, statuses C and
+ * S): code points connected by single-code-point case mappings, split into the classes that V8's
+ * Unicode case-insensitive matching (also simple case folding) treats as equal. Built on first use.
+ */
+function orbits(): Map<number, readonly number[]> {
+  if (orbitTable !== undefined) return orbitTable;
+  const parent = new Map<number, number>();
+  const root = (x: number): number => {
+    let r = x;
+    for (let up = parent.get(r); up !== undefined && up !== r; up = parent.get(r)) r = up;
+    return r;
+  };
+  const join = (a: number, b: number): void => {
+    if (!parent.has(a)) parent.set(a, a);
+    if (!parent.has(b)) parent.set(b, b);
+    const ra = root(a);
+    const rb = root(b);
+    if (ra !== rb) parent.set(ra, rb);
+  };
+  for (let cp = 0; cp <= MAX_CASED; cp++) {
+    if (cp >= 0xd800 && cp <= 0xdfff) continue;
+    const s = String.fromCodePoint(cp);
+    for (const t of [s.toLowerCase(), s.toUpperCase()]) {
+      if (t === s) continue;
+      const other = t.codePointAt(0)!;
+      if (String.fromCodePoint(other) === t) join(cp, other);
+    }
+  }
+  const groups = new Map<number, number[]>();
+  for (const cp of parent.keys()) {
+    const r = root(cp);
+    const g = groups.get(r);
+    if (g === undefined) groups.set(r, [cp]);
+    else g.push(cp);
+  }
+  const table = new Map<number, readonly number[]>();
+  for (const group of groups.values()) {
+    for (const cp of group) {
+      const same = new RegExp(`^\\u{${cp.toString(16)}}$`, 'iu');
+      const orbit = group.filter((o) => same.test(String.fromCodePoint(o))).sort((x, y) => x - y);
+      if (orbit.length > 1) table.set(cp, orbit);
+    }
+  }
+  orbitTable = table;
+  return table;
+}
+
+/** The code points RE2's `(?i)` treats as equal to `cp`, `cp` first; undefined when there are none. */
+function foldOrbit(cp: number): readonly number[] | undefined {
+  if (cp < 0x80) {
+    const c = String.fromCharCode(cp);
+    if (!isLetter(c)) return undefined;
+    const lower = c.toLowerCase();
+    const other = (lower === c ? c.toUpperCase() : lower).charCodeAt(0);
+    const extra = lower === 'k' ? [KELVIN_SIGN] : lower === 's' ? [LONG_S] : [];
+    return [cp, other, ...extra];
+  }
+  const orbit = orbits().get(cp);
+  return orbit === undefined ? undefined : [cp, ...orbit.filter((o) => o !== cp)];
 }
 
 /** A single literal code point as JS pattern text outside a class. */
 function literal(ch: string, flags: Flags): string {
-  if (flags.i && isLetter(ch)) return `[${ch}${otherCase(ch)}]`;
-  return escapeLiteral(ch);
+  const orbit = flags.i ? foldOrbit(ch.codePointAt(0)!) : undefined;
+  if (orbit === undefined) return escapeLiteral(ch);
+  if (orbit.every((cp) => cp <= 0xffff)) return `[${orbit.map((cp) => classLiteral(String.fromCodePoint(cp))).join('')}]`;
+  return `(?:${orbit.map((cp) => escapeLiteral(String.fromCodePoint(cp))).join('|')})`;
+}
+
+/** `\\xHH` / `\\uHHHH` for control characters, surrogates and specials; undefined for others. */
+function codeEscape(code: number): string | undefined {
+  if (code < 0x20 || code === 0x7f) return '\\x' + code.toString(16).padStart(2, '0');
+  if ((code >= 0xd800 && code <= 0xdfff) || (code >= 0xfff0 && code <= 0xffff)) return '\\u' + code.toString(16);
+  return undefined;
 }
 
 function escapeLiteral(ch: string): string {
   if (JS_SYNTAX.has(ch) || ch === '-') return ch === '-' ? '-' : '\\' + ch;
   const code = ch.codePointAt(0)!;
-  if (code < 0x20 || code === 0x7f) return '\\x' + code.toString(16).padStart(2, '0');
+  const escaped = codeEscape(code);
+  if (escaped !== undefined) return escaped;
+  // Outside Unicode mode a supplementary character is two code units; group them so that a
+  // following repetition operator applies to the whole character, as in RE2.
+  if (code > 0xffff) return `(?:${ch})`;
   return ch;
 }
 
-/** A literal code point inside a class. */
+/** A literal code point inside a class (callers switch to Unicode mode for supplementary ones). */
 function classLiteral(ch: string): string {
   if (ch === ']' || ch === '[' || ch === '\\' || ch === '^' || ch === '-') return '\\' + ch;
-  return escapeLiteral(ch);
+  return codeEscape(ch.codePointAt(0)!) ?? ch;
+}
+
+/** Sorted, merged copy of `ranges`. */
+function normaliseRanges(ranges: readonly Range[]): Range[] {
+  const sorted = [...ranges].sort((x, y) => x[0] - y[0]);
+  const out: Array<[number, number]> = [];
+  for (const [lo, hi] of sorted) {
+    const last = out[out.length - 1];
+    if (last !== undefined && lo <= last[1] + 1) last[1] = Math.max(last[1], hi);
+    else out.push([lo, hi]);
+  }
+  return out;
+}
+
+/** `ranges` plus every code point case-fold-equivalent to one of them (RE2's AddFoldedRange). */
+function foldRanges(ranges: readonly Range[]): Range[] {
+  const out: Range[] = [...ranges];
+  const ascii = ranges.every(([, hi]) => hi < 0x80);
+  if (ascii) {
+    for (const [lo, hi] of ranges) {
+      for (const [from, to, shift] of [[0x61, 0x7a, -32], [0x41, 0x5a, 32]] as const) {
+        const s = Math.max(lo, from);
+        const e = Math.min(hi, to);
+        if (s <= e) out.push([s + shift, e + shift]);
+      }
+      if (lo <= 0x6b && 0x6b <= hi) out.push([KELVIN_SIGN, KELVIN_SIGN]);
+      else if (lo <= 0x4b && 0x4b <= hi) out.push([KELVIN_SIGN, KELVIN_SIGN]);
+      if ((lo <= 0x73 && 0x73 <= hi) || (lo <= 0x53 && 0x53 <= hi)) out.push([LONG_S, LONG_S]);
+    }
+    return normaliseRanges(out);
+  }
+  for (const [cp, orbit] of orbits()) {
+    if (ranges.some(([lo, hi]) => lo <= cp && cp <= hi)) for (const o of orbit) out.push([o, o]);
+  }
+  return normaliseRanges(out);
+}
+
+/** The code points in [0, max] not in `ranges`. */
+function complementRanges(ranges: readonly Range[], max: number): Range[] {
+  const out: Range[] = [];
+  let next = 0;
+  for (const [lo, hi] of normaliseRanges(ranges)) {
+    if (lo > next) out.push([next, Math.min(lo - 1, max)]);
+    next = Math.max(next, hi + 1);
+    if (next > max) break;
+  }
+  if (next <= max) out.push([next, max]);
+  return out;
 }
 
 class Translator {
@@ -104,9 +238,15 @@ class Translator {
   /** Whether the last emitted item can take a repetition operator. */
   #canRepeat = false;
 
-  constructor(pattern: string) {
+  /**
+   * `unicode`: translate for a `u`-flag RegExp from the start. The first pass runs without it and
+   * turns it on when the pattern needs it; the caller then translates again in Unicode mode so
+   * that every part is written for it (e.g. complemented classes reaching U+10FFFF).
+   */
+  constructor(pattern: string, unicode = false) {
     this.#p = pattern;
     this.#flags = { i: false, s: false, m: false };
+    this.#unicode = unicode;
   }
 
   run(): Re2Translation {
@@ -320,7 +460,7 @@ class Translator {
           this.#out += literal(ch, this.#flags);
           return;
         }
-        if (/[A-Za-z0-9]/.test(c)) fail(`invalid or unsupported escape sequence \\${c}`);
+        if (/[A-Za-z0-9]/.test(c) || c > '\x7f') fail(`invalid or unsupported escape sequence \\${c}`);
         this.#out += literal(c, this.#flags);
         this.#pos += 2;
       }
@@ -349,7 +489,7 @@ class Translator {
     if (c === '8' || c === '9') fail(`backreferences are not supported by RE2: \\${c}`);
     if (c === 'x') {
       const rest = p.slice(this.#pos + 2);
-      const braced = /^\{([0-9A-Fa-f]{1,6})\}/.exec(rest);
+      const braced = /^\{([0-9A-Fa-f]+)\}/.exec(rest);
       const plain = /^[0-9A-Fa-f]{2}/.exec(rest);
       const hex = braced?.[1] ?? plain?.[0];
       if (hex === undefined) fail('invalid escape sequence \\x: expected two hex digits or \\x{…}');
@@ -400,10 +540,13 @@ class Translator {
       negate = true;
       pos++;
     }
-    let body = '';
+    /** Class escapes (\d, \pL, ...) emitted as they are. */
+    let escapes = '';
+    /** Characters, ranges and POSIX classes: case-folded under (?i). */
+    const ranges: Range[] = [];
+    /** Complemented POSIX classes, already closed under case folding. */
+    const closed: Range[] = [];
     let first = true;
-    /** Single characters and ranges collected for case folding. */
-    const letters: Array<[string, string]> = [];
     for (;;) {
       const c = p[pos];
       if (c === undefined) fail('missing closing ]: unterminated character class');
@@ -416,9 +559,13 @@ class Translator {
         const m = /^\[:(\^?)([a-z]+):\]/.exec(p.slice(pos));
         if (m !== null) {
           const set = POSIX_CLASSES[m[2]!];
-          if (set === undefined) fail(`invalid character class range: unknown POSIX class [:${m[2]}:]`);
-          if (m[1] === '^') fail(`negated POSIX classes such as [:^${m[2]}:] are not supported`);
-          body += set;
+          if (set === undefined) fail(`invalid character class range: unknown POSIX class [:${m[1]}${m[2]}:]`);
+          if (m[1] === '^') {
+            // RE2 (AddUGroup with a negative sign): fold first, then complement.
+            closed.push(...complementRanges(this.#flags.i ? foldRanges(set) : set, this.#unicode ? MAX_RUNE : 0xffff));
+          } else {
+            ranges.push(...set);
+          }
           pos += m[0].length;
           continue;
         }
@@ -428,32 +575,40 @@ class Translator {
       const lo = this.#classAtom();
       pos = this.#pos;
       if (lo.text !== undefined) {
-        body += lo.text;
+        escapes += lo.text;
         continue;
       }
+      if (lo.closed !== undefined) {
+        closed.push(...lo.closed);
+        continue;
+      }
+      const from = lo.ch!.codePointAt(0)!;
       if (p[pos] === '-' && p[pos + 1] !== ']' && p[pos + 1] !== undefined) {
         this.#pos = pos + 1;
         const hi = this.#classAtom();
         pos = this.#pos;
-        if (hi.text !== undefined) fail('invalid character class range: a class escape cannot end a range');
-        if (hi.ch!.codePointAt(0)! < lo.ch!.codePointAt(0)!) {
-          fail(`invalid character class range: ${lo.ch}-${hi.ch}`);
-        }
-        body += `${classLiteral(lo.ch!)}-${classLiteral(hi.ch!)}`;
-        letters.push([lo.ch!, hi.ch!]);
+        if (hi.ch === undefined) fail('invalid character class range: a class escape cannot end a range');
+        const to = hi.ch!.codePointAt(0)!;
+        if (to < from) fail(`invalid character class range: ${lo.ch}-${hi.ch}`);
+        ranges.push([from, to]);
       } else {
-        body += classLiteral(lo.ch!);
-        letters.push([lo.ch!, lo.ch!]);
+        ranges.push([from, from]);
       }
     }
-    if (this.#flags.i) body += caseFoldAdditions(letters);
-    this.#out += `[${negate ? '^' : ''}${body}]`;
+    const all = normaliseRanges([...(this.#flags.i ? foldRanges(ranges) : ranges), ...closed]);
+    let body = '';
+    for (const [lo, hi] of all) {
+      if (hi > 0xffff) this.#unicode = true;
+      const a = classLiteral(String.fromCodePoint(lo));
+      body += lo === hi ? a : hi === lo + 1 ? a + classLiteral(String.fromCodePoint(hi)) : `${a}-${classLiteral(String.fromCodePoint(hi))}`;
+    }
+    this.#out += `[${negate ? '^' : ''}${body}${escapes}]`;
     this.#pos = pos;
     this.#canRepeat = true;
   }
 
   /** One atom inside a class at #pos: either a literal `ch` or ready-made class `text`. */
-  #classAtom(): { ch?: string; text?: string } {
+  #classAtom(): { ch?: string; text?: string; closed?: Range[] } {
     const p = this.#p;
     const c = p[this.#pos]!;
     if (c !== '\\') {
@@ -463,7 +618,7 @@ class Translator {
     }
     const e = p[this.#pos + 1];
     if (e === undefined) fail('trailing backslash at end of expression');
-    if (e === 'd' || e === 'D' || e === 'w' || e === 'W' || e === 'S') {
+    if (e === 'd' || e === 'D' || e === 'w' || e === 'W') {
       this.#pos += 2;
       return { text: '\\' + e };
     }
@@ -471,37 +626,18 @@ class Translator {
       this.#pos += 2;
       return { text: RE2_SPACE };
     }
+    if (e === 'S') {
+      // Not JS's \S, which also excludes \v and Unicode spaces.
+      this.#pos += 2;
+      return { closed: complementRanges(RE2_SPACE_RANGES, this.#unicode ? MAX_RUNE : 0xffff) };
+    }
     if (e === 'p' || e === 'P') return { text: this.#unicodeClass() };
     const ch = this.#codeEscape();
     if (ch !== undefined) return { ch };
-    if (/[A-Za-z0-9]/.test(e)) fail(`invalid or unsupported escape sequence \\${e} in character class`);
+    if (/[A-Za-z0-9]/.test(e) || e > '\x7f') fail(`invalid or unsupported escape sequence \\${e} in character class`);
     this.#pos += 2;
     return { ch: e };
   }
-}
-
-/** Extra class text that adds the other case of every ASCII letter or letter range listed. */
-function caseFoldAdditions(items: ReadonlyArray<[string, string]>): string {
-  let extra = '';
-  for (const [lo, hi] of items) {
-    if (lo === hi) {
-      if (isLetter(lo)) extra += otherCase(lo);
-      continue;
-    }
-    const a = lo.charCodeAt(0);
-    const b = hi.charCodeAt(0);
-    // Intersect [a,b] with a-z and A-Z, and add the swapped-case part of each.
-    const spans: Array<[number, number, number]> = [
-      [97, 122, -32],
-      [65, 90, 32],
-    ];
-    for (const [from, to, shift] of spans) {
-      const s = Math.max(a, from);
-      const e = Math.min(b, to);
-      if (s <= e) extra += `${String.fromCharCode(s + shift)}-${String.fromCharCode(e + shift)}`;
-    }
-  }
-  return extra;
 }
 
 /** Checks and translates an RE2 pattern. Never throws. */
@@ -509,6 +645,7 @@ export function translateRe2(pattern: string): Re2Result {
   let translated: Re2Translation;
   try {
     translated = new Translator(pattern).run();
+    if (translated.flags === 'u') translated = new Translator(pattern, true).run();
   } catch (err) {
     if (err instanceof Re2SyntaxError) return { error: err.message };
     throw err;

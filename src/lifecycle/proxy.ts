@@ -66,6 +66,8 @@ export class Proxy {
   #lastReload: ReloadOutcome & { at: string };
   #reloading: Promise<ReloadOutcome> | null = null;
   #reloadAgain = false;
+  /** Set by the first `close`. */
+  #closing: Promise<void> | null = null;
 
   private constructor(
     options: ProxyOptions,
@@ -141,7 +143,12 @@ export class Proxy {
       throw new SkiffError('LISTEN_FAILED', `cannot listen: ${(err as Error).message}`, { cause: err });
     }
     if (options.watch !== false) {
-      proxy.#watcher = await watchConfig(options.configPath, () => void proxy!.reload());
+      try {
+        proxy.#watcher = await watchConfig(options.configPath, () => void proxy!.reload());
+      } catch (err) {
+        // E.g. out of inotify watches: keep serving; the listeners are bound already.
+        log.warn(`cannot watch ${options.configPath} (${(err as Error).message}): edits apply on restart only`);
+      }
     }
     log.info(
       `ready: config version ${store.version} (${loaded.files.length} file${loaded.files.length === 1 ? '' : 's'}), ` +
@@ -169,18 +176,24 @@ export class Proxy {
 
   /** Reloads the config now. Concurrent calls coalesce into one more reload after the current one. */
   reload(): Promise<ReloadOutcome> {
+    if (this.#closing !== null) {
+      return Promise.resolve({ ok: false, version: this.#store.version, diagnostics: [], error: 'the proxy is closed' });
+    }
     if (this.#reloading !== null) {
       this.#reloadAgain = true;
       return this.#reloading;
     }
     this.#reloading = (async () => {
-      let outcome: ReloadOutcome;
-      do {
-        this.#reloadAgain = false;
-        outcome = await this.#reloadOnce();
-      } while (this.#reloadAgain);
-      this.#reloading = null;
-      return outcome;
+      try {
+        let outcome: ReloadOutcome;
+        do {
+          this.#reloadAgain = false;
+          outcome = await this.#reloadOnce();
+        } while (this.#reloadAgain);
+        return outcome;
+      } finally {
+        this.#reloading = null;
+      }
     })();
     return this.#reloading;
   }
@@ -223,12 +236,42 @@ export class Proxy {
     return outcome;
   }
 
-  /** Stops listening and closes connections: gracefully (idle first) unless `force`. */
-  async close(force = false): Promise<void> {
+  /**
+   * Stops listening and closes connections: gracefully unless `force` (idle connections now,
+   * busy ones after their response; CONNECT tunnels when their peers close them). A forced call
+   * cuts a graceful close in progress short. Upstream pools are closed last. Every call resolves
+   * when the proxy is closed.
+   */
+  close(force = false): Promise<void> {
+    if (force) {
+      for (const s of this.#servers) s.closeAllConnections();
+      void this.#listener.close(true);
+    }
+    this.#closing ??= this.#closeOnce(force);
+    return this.#closing;
+  }
+
+  async #closeOnce(force: boolean): Promise<void> {
     this.#watcher?.close();
-    await this.#listener.close(force);
-    await Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.#watcher = null;
+    // A reload in progress must not build clusters after they are closed.
+    await this.#reloading?.catch(() => undefined);
+    const servers = this.#servers.map((s) => new Promise<void>((r) => s.close(() => r())));
+    await Promise.all([this.#listener.close(force), ...servers]);
     this.#clusters.close();
+  }
+
+  /**
+   * Graceful close bounded in time (Istio's terminationDrainDuration): after `drainMs`, whatever
+   * is still open (slow requests, tunnels) is closed.
+   */
+  async shutdown(drainMs: number): Promise<void> {
+    const deadline = setTimeout(() => void this.close(true), drainMs);
+    try {
+      await this.close(false);
+    } finally {
+      clearTimeout(deadline);
+    }
   }
 }
 

@@ -16,6 +16,8 @@ export class HttpListener {
   readonly #options: HttpListenerOptions;
   readonly #handler: StreamHandler;
   #sweeper: NodeJS.Timeout | null = null;
+  /** Set by the first `close`; resolves when the server and every connection are closed. */
+  #closed: Promise<void> | null = null;
 
   constructor(handler: StreamHandler, options: HttpListenerOptions) {
     this.#handler = handler;
@@ -52,14 +54,19 @@ export class HttpListener {
     for (const c of this.#connections) c.sweep(now);
   }
 
-  /** Stops accepting; open connections close once idle (graceful) or at once (`force`). */
-  async close(force = false): Promise<void> {
+  /**
+   * Stops accepting; open connections close once idle (graceful) or at once (`force`). A CONNECT
+   * tunnel is not HTTP any more and stays open until its peers close it or a forced close. May be
+   * called again with `force` to cut a graceful close short; every call resolves once the last
+   * connection is gone.
+   */
+  close(force = false): Promise<void> {
     if (this.#sweeper !== null) clearInterval(this.#sweeper);
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#closed ??= new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const c of this.#connections) {
       if (force) c.socket.destroy();
       else c.close();
     }
-    await closed;
+    return this.#closed;
   }
 }

@@ -21,8 +21,10 @@ const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
 function endpointsFor(service: Service, port: ServicePort, subsetLabels: Readonly<Record<string, string>> | undefined): Endpoint[] {
   const declared = service.endpoints;
   if (declared.length === 0) {
-    // DNS resolution without endpoints resolves the host itself.
-    if ((service.resolution === 'DNS' || service.resolution === 'DNS_ROUND_ROBIN') && subsetLabels === undefined && !service.writtenHost.startsWith('*')) {
+    // DNS resolution without endpoints resolves the host itself. That endpoint has no labels, so
+    // only a subset without labels selects it.
+    const selectsAll = subsetLabels === undefined || Object.keys(subsetLabels).length === 0;
+    if ((service.resolution === 'DNS' || service.resolution === 'DNS_ROUND_ROBIN') && selectsAll && !service.writtenHost.startsWith('*')) {
       return [{ address: service.writtenHost, port: port.targetPort ?? port.number, weight: 1, labels: {} }];
     }
     return [];
@@ -48,7 +50,7 @@ function discoveryFor(service: Service, passthrough: boolean): DiscoveryType {
 export function buildClusters(registry: ReadonlyMap<string, Service>, rules: DestinationRuleIndex, mesh: MeshSettings): Cluster[] {
   const clusters: Cluster[] = [];
   for (const service of registry.values()) {
-    const dr = rules.find(service.hostname);
+    const dr = rules.find(service.hostname, service.namespace);
     for (const port of service.ports) {
       const variants: Array<{ subset?: string; labels?: Readonly<Record<string, string>> }> = [{}];
       for (const s of dr?.spec.subsets ?? []) variants.push({ subset: s.name!, labels: s.labels ?? {} });

@@ -7,6 +7,7 @@ import {
   object,
   re2,
   record,
+  refine,
   string,
   type Infer,
 } from '../schema.js';
@@ -37,9 +38,24 @@ export const metadataSchema = object(
   },
 );
 
-/** istio StringMatch: exactly one of exact, prefix, regex; `{}` is a presence match where allowed. */
+/** Istio's validateStringMatchRegexp: regexes longer than this are refused. */
+const MAX_REGEX_LENGTH = 1024;
+
+/**
+ * istio StringMatch: exactly one of exact, prefix, regex; `{}` is a presence match where allowed.
+ * A regex must be non-empty, at most 1024 characters and valid RE2 (Istio's validation).
+ */
 export const stringMatchSchema = object(
-  { exact: string(), prefix: string(), regex: re2() },
+  {
+    exact: string(),
+    prefix: string(),
+    regex: refine(re2(), (v, path, issues) => {
+      if (v === '') issues.error(path, 'regex string match must not be empty');
+      else if (v.length > MAX_REGEX_LENGTH) issues.error(path, `regex is too large: ${v.length} characters, at most ${MAX_REGEX_LENGTH} allowed`);
+      else return v;
+      return undefined;
+    }),
+  },
   { oneOf: [['exact', 'prefix', 'regex']] },
 );
 export type IstioStringMatch = Infer<typeof stringMatchSchema>;

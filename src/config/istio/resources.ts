@@ -111,7 +111,7 @@ function recognise(doc: ParsedDocument, out: Diagnostic[]): IstioResource | unde
   const known = KINDS[kind as ResourceKind];
   if (known === undefined) {
     const why = NOT_YET_SUPPORTED[kind];
-    issues.error(['kind'], why ?? `unknown kind "${kind}"${didYouMean(kind, Object.keys(KINDS))}`);
+    issues.error(['kind'], why ?? `unknown kind "${kind}"${didYouMean(kind, [...Object.keys(KINDS), ...Object.keys(NOT_YET_SUPPORTED)])}`);
     report(label, issues);
     return undefined;
   }
@@ -129,7 +129,8 @@ function recognise(doc: ParsedDocument, out: Diagnostic[]): IstioResource | unde
   }
   const metadata = v['metadata'] === undefined ? undefined : metadataSchema.parse(v['metadata'], ['metadata'], issues);
   if (v['metadata'] === undefined) issues.error(['metadata'], 'required field is missing');
-  const spec = v['spec'] === undefined || v['spec'] === null ? {} : known.spec.parse(v['spec'], ['spec'], issues);
+  // A missing spec is an empty one: its required fields are then reported like any others.
+  const spec = known.spec.parse(v['spec'] ?? {}, ['spec'], issues);
   report(label, issues);
   if (issues.hasErrors || metadata === undefined || metadata.name === undefined || spec === undefined) return undefined;
   return { kind, metadata: metadata as Metadata, spec, label, document: doc } as IstioResource;

@@ -172,7 +172,8 @@ class VirtualServiceTranslator {
   }
 
   #route(http: HttpRoute, index: number, m: HttpMatch | undefined, port: number): Route {
-    const name = m?.name !== undefined ? `${http.name ?? ''}.${m.name}` : (http.name ?? '');
+    // Istio routeName: `route.match` when the match is named, else the route's name.
+    const name = m?.name ? `${http.name ?? ''}.${m.name}` : (http.name ?? '');
     const ops = headerOperations(http.headers);
     let requestHeaders = ops.request;
     let responseHeaders = ops.response;

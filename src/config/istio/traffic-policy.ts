@@ -1,7 +1,8 @@
 /**
- * DestinationRule semantics: which rule applies to a host, how port-level and subset policies
- * merge (Istio's MergeSubsetTrafficPolicy: a matching port-level entry replaces all four blocks;
- * a subset's blocks replace the parent's), and how load-balancer settings become Envoy policies.
+ * DestinationRule semantics: which rule applies to a host (DestinationRuleIndex), how port-level
+ * and subset policies merge (Istio's MergeSubsetTrafficPolicy: a matching port-level entry
+ * replaces all four blocks; a subset's blocks replace the parent's), and how load-balancer
+ * settings become Envoy policies.
  */
 import type { HashPolicy, LbPolicy } from '../../model/cluster.js';
 import type { LoadBalancerSettings, TrafficPolicy } from './destination-rule.js';
@@ -13,38 +14,137 @@ export type DestinationRuleResource = Extract<IstioResource, { kind: 'Destinatio
 /** The four blocks a port-level or subset policy may override. */
 export type PolicyBlocks = Pick<TrafficPolicy, 'loadBalancer' | 'connectionPool' | 'outlierDetection' | 'tls'>;
 
-export class DestinationRuleIndex {
-  readonly #exact = new Map<string, DestinationRuleResource>();
-  readonly #wildcards: Array<[string, DestinationRuleResource]> = [];
+/** Where the proxy stands, for choosing among DestinationRules of several namespaces. */
+export interface RuleScope {
+  /** The proxy's (client's) namespace: skiff's mesh defaultNamespace. */
+  readonly proxyNamespace: string;
+  /** Istio's config root namespace (istio-system). */
+  readonly rootNamespace: string;
+}
 
-  constructor(rules: readonly DestinationRuleResource[], defaultNamespace: string, onDuplicate: (dr: DestinationRuleResource, other: DestinationRuleResource) => void) {
+export interface RuleIndexReports {
+  /** A rule (or part of one) is ignored; `path` is the field to point at. */
+  ignored(dr: DestinationRuleResource, path: ReadonlyArray<string | number>, message: string): void;
+}
+
+interface Candidate {
+  readonly host: string;
+  readonly namespace: string;
+  readonly dr: DestinationRuleResource;
+}
+
+/**
+ * The DestinationRule in force for a service, as istiod chooses it (PushContext.destinationRule):
+ * 1. rules in the proxy's namespace; 2. rules in the service's namespace exported to the proxy's;
+ * 3. rules in the root namespace exported to the proxy's. Within a namespace the most specific
+ * host wins (exact, then the longest wildcard), and rules for the same host are merged as
+ * istiod's mergeDestinationRule does: subsets are concatenated (a repeated subset name is
+ * ignored) and the first top-level trafficPolicy wins. Rules are taken in the order they were
+ * loaded. A rule with a workloadSelector never selects this proxy, which has no labels.
+ */
+export class DestinationRuleIndex {
+  readonly #scope: RuleScope;
+  /** Rules that may apply, by namespace, in load order. */
+  readonly #byNamespace = new Map<string, Candidate[]>();
+  readonly #cache = new Map<string, { merged: DestinationRuleResource; sources: readonly DestinationRuleResource[] } | undefined>();
+
+  constructor(rules: readonly DestinationRuleResource[], scope: RuleScope, reports: RuleIndexReports) {
+    this.#scope = scope;
     for (const dr of rules) {
-      const host = toFqdn(dr.spec.host!, dr.metadata.namespace ?? defaultNamespace);
-      if (host.startsWith('*')) {
-        const other = this.#wildcards.find(([h]) => h === host);
-        if (other !== undefined) onDuplicate(dr, other[1]);
-        else this.#wildcards.push([host, dr]);
+      const namespace = dr.metadata.namespace ?? scope.proxyNamespace;
+      const selector = dr.spec.workloadSelector?.matchLabels ?? {};
+      if (Object.keys(selector).length > 0) {
+        reports.ignored(dr, ['spec', 'workloadSelector'], 'workloadSelector does not select this proxy (it has no workload labels); this rule is ignored');
         continue;
       }
-      const other = this.#exact.get(host);
-      if (other !== undefined) onDuplicate(dr, other);
-      else this.#exact.set(host, dr);
+      const list = this.#byNamespace.get(namespace) ?? [];
+      list.push({ host: toFqdn(dr.spec.host!, namespace), namespace, dr });
+      this.#byNamespace.set(namespace, list);
     }
-    // Most specific wildcard first.
-    this.#wildcards.sort((a, b) => b[0].length - a[0].length);
+    // Report what merging drops, once per namespace and host.
+    for (const list of this.#byNamespace.values()) {
+      const byHost = new Map<string, DestinationRuleResource[]>();
+      for (const c of list) byHost.set(c.host, [...(byHost.get(c.host) ?? []), c.dr]);
+      for (const drs of byHost.values()) reportMerge(drs, reports);
+    }
   }
 
-  find(hostname: string): DestinationRuleResource | undefined {
-    const exact = this.#exact.get(hostname);
-    if (exact !== undefined) return exact;
-    for (const [pattern, dr] of this.#wildcards) if (hostMatches(pattern, hostname)) return dr;
-    return undefined;
+  /** The rule in force for `hostname` (a service of `serviceNamespace`), merged; undefined if none. */
+  find(hostname: string, serviceNamespace: string): DestinationRuleResource | undefined {
+    return this.#lookup(hostname, serviceNamespace)?.merged;
   }
 
-  /** Every rule, for reporting rules that match no service. */
-  *all(): Iterable<[string, DestinationRuleResource]> {
-    yield* this.#exact;
-    yield* this.#wildcards;
+  /** The loaded rules that make up `find(hostname, serviceNamespace)`. */
+  sources(hostname: string, serviceNamespace: string): readonly DestinationRuleResource[] {
+    return this.#lookup(hostname, serviceNamespace)?.sources ?? [];
+  }
+
+  #lookup(hostname: string, serviceNamespace: string): { merged: DestinationRuleResource; sources: readonly DestinationRuleResource[] } | undefined {
+    const key = `${serviceNamespace}/${hostname}`;
+    if (this.#cache.has(key)) return this.#cache.get(key);
+    const { proxyNamespace, rootNamespace } = this.#scope;
+    let found: { merged: DestinationRuleResource; sources: readonly DestinationRuleResource[] } | undefined;
+    for (const ns of new Set([proxyNamespace, serviceNamespace, rootNamespace])) {
+      const visible = (this.#byNamespace.get(ns) ?? []).filter((c) => ns === proxyNamespace || exportedTo(c, proxyNamespace));
+      const host = mostSpecificHost(hostname, visible.map((c) => c.host));
+      if (host === undefined) continue;
+      const sources = visible.filter((c) => c.host === host).map((c) => c.dr);
+      found = { merged: mergeRules(sources), sources };
+      break;
+    }
+    this.#cache.set(key, found);
+    return found;
+  }
+}
+
+/** Istio exportTo: unset or `*` is every namespace, `.` the rule's own, `~` none. */
+function exportedTo(c: Candidate, namespace: string): boolean {
+  const exportTo = c.dr.spec.exportTo ?? [];
+  if (exportTo.length === 0) return true;
+  return exportTo.some((e) => e === '*' || e === namespace || (e === '.' && c.namespace === namespace));
+}
+
+/** Istio MostSpecificHostMatch: the exact host, else the longest wildcard covering it. */
+function mostSpecificHost(hostname: string, hosts: readonly string[]): string | undefined {
+  if (hosts.includes(hostname)) return hostname;
+  let best: string | undefined;
+  for (const h of hosts) {
+    if (h.startsWith('*') && hostMatches(h, hostname) && (best === undefined || h.length > best.length)) best = h;
+  }
+  return best;
+}
+
+function mergeRules(drs: readonly DestinationRuleResource[]): DestinationRuleResource {
+  const [first, ...rest] = drs;
+  if (rest.length === 0) return first!;
+  const subsets = [...(first!.spec.subsets ?? [])];
+  let trafficPolicy = first!.spec.trafficPolicy;
+  for (const dr of rest) {
+    for (const s of dr.spec.subsets ?? []) if (!subsets.some((x) => x.name === s.name)) subsets.push(s);
+    trafficPolicy ??= dr.spec.trafficPolicy;
+  }
+  return { ...first!, spec: { ...first!.spec, subsets, ...(trafficPolicy !== undefined ? { trafficPolicy } : {}) } };
+}
+
+function reportMerge(drs: readonly DestinationRuleResource[], reports: RuleIndexReports): void {
+  const subsetOwner = new Map<string, DestinationRuleResource>();
+  let policyOwner: DestinationRuleResource | undefined;
+  for (const dr of drs) {
+    dr.spec.subsets?.forEach((s, i) => {
+      const owner = subsetOwner.get(s.name!);
+      if (owner !== undefined && owner !== dr) {
+        reports.ignored(dr, ['spec', 'subsets', i, 'name'], `subset "${s.name}" is already defined for this host by ${owner.label}; this one is ignored`);
+      } else if (owner === undefined) {
+        subsetOwner.set(s.name!, dr);
+      }
+    });
+    if (dr.spec.trafficPolicy !== undefined) {
+      if (policyOwner !== undefined) {
+        reports.ignored(dr, ['spec', 'trafficPolicy'], `${policyOwner.label} already sets the trafficPolicy for this host; this one is ignored (rules for one host are merged: subsets are combined, the first trafficPolicy wins)`);
+      } else {
+        policyOwner = dr;
+      }
+    }
   }
 }
 

@@ -7,8 +7,8 @@ import { DEFAULT_MESH, type MeshSettings, type Model, type TcpService } from '..
 import type { Diagnostic } from '../diagnostics.js';
 import { clusterName } from './routes.js';
 import { buildClusters } from './clusters.js';
-import { nameForms, toFqdn } from './hosts.js';
-import { buildRegistry, type ServiceEntryResource } from './registry.js';
+import { hostMatches, nameForms, toFqdn } from './hosts.js';
+import { buildRegistry, type Service, type ServiceEntryResource } from './registry.js';
 import { resourceDiagnostic, type IstioResource } from './resources.js';
 import { buildRouteConfigs, type VirtualServiceResource } from './routes.js';
 import { DestinationRuleIndex, type DestinationRuleResource } from './traffic-policy.js';
@@ -77,9 +77,11 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
         if (h.mirror !== undefined || h.mirrors !== undefined) notYet(at(h.mirror !== undefined ? 'mirror' : 'mirrors'), 'mirroring');
         if (h.corsPolicy !== undefined) notYet(at('corsPolicy'), 'corsPolicy');
         h.match?.forEach((m, j) => {
-          for (const name of [...Object.keys(m.headers ?? {}), ...Object.keys(m.withoutHeaders ?? {})]) {
-            if (name.startsWith('@request.auth.claims')) {
-              error(['spec', 'http', i, 'match', j, 'headers', name], 'routing on JWT claims is not supported yet');
+          for (const field of ['headers', 'withoutHeaders'] as const) {
+            for (const name of Object.keys(m[field] ?? {})) {
+              if (name.startsWith('@request.auth.claims')) {
+                error(['spec', 'http', i, 'match', j, field, name], 'routing on JWT claims is not supported yet');
+              }
             }
           }
         });
@@ -93,6 +95,9 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
       ];
       for (const { path, p } of policies) {
         if (p === undefined) continue;
+        if (p.tunnel !== undefined) notYet([...path, 'tunnel'], 'tunneling');
+        if (p.proxyProtocol !== undefined) notYet([...path, 'proxyProtocol'], 'the PROXY protocol');
+        if (p.retryBudget !== undefined) notYet([...path, 'retryBudget'], 'retryBudget');
         const blocks = [{ at: path, b: p }, ...(p.portLevelSettings ?? []).map((b, i) => ({ at: [...path, 'portLevelSettings', i], b }))];
         for (const { at, b } of blocks) {
           const mode = b.tls?.mode;
@@ -141,17 +146,13 @@ export function translate(all: readonly IstioResource[]): Translation {
   const of = <K extends IstioResource['kind']>(k: K): Array<Kind<K>> => resources.filter((r): r is Kind<K> => r.kind === k);
 
   const registry = buildRegistry(of('ServiceEntry') as ServiceEntryResource[], mesh.defaultNamespace, diagnostics);
-  const rules = new DestinationRuleIndex(of('DestinationRule') as DestinationRuleResource[], mesh.defaultNamespace, (dr, other) => {
-    diagnostics.push(resourceDiagnostic(dr, ['spec', 'host'], `${other.label} already applies to this host; this rule is ignored`, 'warning'));
-  });
-  for (const dr of of('DestinationRule')) {
-    const host = toFqdn(dr.spec.host!, dr.metadata.namespace ?? mesh.defaultNamespace);
-    const matchesService = [...registry.keys()].some((h) => rules.find(h) === dr);
-    if (!matchesService && rules.find(host) === dr) {
-      diagnostics.push(resourceDiagnostic(dr, ['spec', 'host'], `no service in the registry matches ${host}; this rule has no effect`, 'warning'));
-    }
-  }
-  checkSubsetReferences(of('VirtualService') as VirtualServiceResource[], rules, mesh.defaultNamespace, diagnostics);
+  const rules = new DestinationRuleIndex(
+    of('DestinationRule') as DestinationRuleResource[],
+    { proxyNamespace: mesh.defaultNamespace, rootNamespace: mesh.rootNamespace },
+    { ignored: (dr, path, message) => void diagnostics.push(resourceDiagnostic(dr, path, message, 'warning')) },
+  );
+  reportUnusedRules(of('DestinationRule') as DestinationRuleResource[], registry, rules, mesh, diagnostics);
+  checkSubsetReferences(of('VirtualService') as VirtualServiceResource[], registry, rules, mesh.defaultNamespace, diagnostics);
 
   const { routeConfigs, fallback } = buildRouteConfigs(of('VirtualService') as VirtualServiceResource[], {
     mesh,
@@ -169,9 +170,44 @@ export function translate(all: readonly IstioResource[]): Translation {
   return { model, diagnostics };
 }
 
+/**
+ * Warns about DestinationRules that shape no cluster: no service matches their host, or another
+ * rule is chosen for every service they match (namespace precedence, a more specific host).
+ */
+function reportUnusedRules(
+  all: readonly DestinationRuleResource[],
+  registry: ReadonlyMap<string, Service>,
+  rules: DestinationRuleIndex,
+  mesh: MeshSettings,
+  diagnostics: Diagnostic[],
+): void {
+  const used = new Set<DestinationRuleResource>();
+  for (const svc of registry.values()) for (const dr of rules.sources(svc.hostname, svc.namespace)) used.add(dr);
+  for (const dr of all) {
+    if (used.has(dr) || Object.keys(dr.spec.workloadSelector?.matchLabels ?? {}).length > 0) continue;
+    const namespace = dr.metadata.namespace ?? mesh.defaultNamespace;
+    const host = toFqdn(dr.spec.host!, namespace);
+    const matched = [...registry.values()].filter((svc) => hostMatches(host, svc.hostname));
+    let why: string;
+    if (matched.length === 0) {
+      why = `no service in the registry matches ${host}`;
+    } else {
+      const svc = matched[0]!;
+      const winner = rules.sources(svc.hostname, svc.namespace)[0];
+      why =
+        winner !== undefined
+          ? `${winner.label} (namespace ${winner.metadata.namespace ?? mesh.defaultNamespace}) applies to ${svc.hostname} instead`
+          : `a DestinationRule applies to ${svc.hostname} only from the proxy's namespace (${mesh.defaultNamespace}), ` +
+            `or exported to it from the service's namespace (${svc.namespace}) or the root namespace (${mesh.rootNamespace})`;
+    }
+    diagnostics.push(resourceDiagnostic(dr, ['spec', 'host'], `${why}; this rule has no effect`, 'warning'));
+  }
+}
+
 /** Warns about route destinations naming a subset no DestinationRule defines (Envoy: 503 NC). */
 function checkSubsetReferences(
   virtualServices: readonly VirtualServiceResource[],
+  registry: ReadonlyMap<string, Service>,
   rules: DestinationRuleIndex,
   defaultNamespace: string,
   diagnostics: Diagnostic[],
@@ -183,7 +219,7 @@ function checkSubsetReferences(
         const subset = d.destination?.subset;
         if (subset === undefined || subset === '') return;
         const host = toFqdn(d.destination!.host!, ns);
-        const dr = rules.find(host);
+        const dr = rules.find(host, registry.get(host)?.namespace ?? ns);
         if (dr?.spec.subsets?.some((s) => s.name === subset)) return;
         diagnostics.push(
           resourceDiagnostic(

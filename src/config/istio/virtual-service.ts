@@ -193,12 +193,26 @@ const routeDestinationSchema = object(
   { required: ['destination'] },
 );
 
-export const virtualServiceSpecSchema = object({
-  hosts: array(string({ nonEmpty: true })),
-  gateways: array(string({ nonEmpty: true })),
-  http: array(httpRouteSchema),
-  tls: array(object({ match: array(tlsMatchSchema), route: array(routeDestinationSchema) })),
-  tcp: array(object({ match: array(l4MatchSchema), route: array(routeDestinationSchema) })),
-  exportTo: array(string()),
-});
+export const virtualServiceSpecSchema = object(
+  {
+    hosts: array(string({ nonEmpty: true }), { minItems: 1 }),
+    gateways: array(string({ nonEmpty: true })),
+    http: array(httpRouteSchema),
+    tls: array(object({ match: array(tlsMatchSchema), route: array(routeDestinationSchema) })),
+    tcp: array(object({ match: array(l4MatchSchema), route: array(routeDestinationSchema) })),
+    exportTo: array(string()),
+  },
+  {
+    // Istio: "virtual service must have at least one host" (only delegates may omit them).
+    required: ['hosts'],
+    check(vs, path, issues) {
+      const mesh = vs.gateways === undefined || vs.gateways.length === 0 || vs.gateways.includes('mesh');
+      vs.hosts?.forEach((h, i) => {
+        if (mesh && h === '*') {
+          issues.error([...path, 'hosts', i], 'wildcard host * is not allowed for virtual services bound to the mesh gateway');
+        }
+      });
+    },
+  },
+);
 export type VirtualServiceSpec = Infer<typeof virtualServiceSpecSchema>;

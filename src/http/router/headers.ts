@@ -5,7 +5,8 @@
  * direction is one pass over the header list.
  */
 import { randomUUID } from 'node:crypto';
-import type { HeaderMap } from '../headers.js';
+import type { HeaderMutator } from '../../compile/header-mutation.js';
+import { HeaderMap } from '../headers.js';
 import type { DownstreamStream } from '../stream.js';
 
 /**
@@ -106,4 +107,15 @@ export function prepareResponseHeaders(headers: HeaderMap, upstreamServiceTimeMs
   truncate(headers, w);
   headers.append('x-envoy-upstream-service-time', String(Math.round(upstreamServiceTimeMs)));
   headers.append('server', 'envoy');
+}
+
+/**
+ * Response header operations applied to an empty header list, in order: the extra headers of a
+ * local reply made after a route (and, for weighted routes, a destination) was chosen.
+ */
+export function mutatedHeaders(...mutators: Array<HeaderMutator | null>): Array<[string, string]> {
+  if (mutators.every((m) => m === null)) return [];
+  const headers = new HeaderMap();
+  for (const m of mutators) m?.(headers);
+  return headers.names.map((n, i) => [n, headers.values[i]!]);
 }

@@ -12,10 +12,9 @@ import type { ClusterManager } from '../../upstream/cluster-manager.js';
 import type { Host } from '../../upstream/host.js';
 import { joinSockets } from '../../tcp/tunnel.js';
 import { connectUpstream } from '../../upstream/connect.js';
-import { HeaderMap } from '../headers.js';
 import type { DownstreamStream } from '../stream.js';
 import { hashRequest } from './hash-policy.js';
-import { prepareRequestHeaders } from './headers.js';
+import { mutatedHeaders, prepareRequestHeaders } from './headers.js';
 import { RequestView, splitAuthority } from './request-view.js';
 import { connectFailure, replyNoHealthyUpstream, replyUpstreamReset } from './upstream-failure.js';
 import { UpstreamRequest } from './upstream-request.js';
@@ -55,16 +54,15 @@ export class Router {
     const action = route.action;
     switch (action.kind) {
       case 'direct': {
-        stream.sendLocalReply(action.status, action.body, {
-          details: 'direct_response',
-          headers: mutatedResponseHeaders(route),
-        });
+        const headers = mutatedHeaders(route.responseHeaders);
+        if (action.location !== null) headers.unshift(['location', action.location(view)]);
+        stream.sendLocalReply(action.status, action.body, { details: 'direct_response', headers });
         return;
       }
       case 'redirect': {
         stream.sendLocalReply(action.status, '', {
           details: 'direct_response',
-          headers: [['location', action.location(view, resolved.port)], ...mutatedResponseHeaders(route)],
+          headers: [['location', action.location(view, resolved.port)], ...mutatedHeaders(route.responseHeaders)],
         });
         return;
       }
@@ -86,18 +84,25 @@ export class Router {
     const spec = snapshot.clusters.get(target.name);
     const cluster = spec === undefined ? undefined : this.#clusters.get(spec);
     if (spec === undefined || cluster === undefined) {
-      stream.sendLocalReply(503, '', { details: 'cluster_not_found', flag: ResponseFlag.NoClusterFound });
+      stream.sendLocalReply(503, '', {
+        details: 'cluster_not_found',
+        flag: ResponseFlag.NoClusterFound,
+        headers: mutatedHeaders(target.responseHeaders, route.responseHeaders),
+      });
       return;
     }
     stream.info.upstreamCluster = spec.name;
     if (spec.discovery === 'ORIGINAL_DST' && this.#loopsBack(host, port)) {
-      stream.sendLocalReply(508, 'request addressed to the proxy itself', { details: 'passthrough_loop' });
+      stream.sendLocalReply(508, 'request addressed to the proxy itself', {
+        details: 'passthrough_loop',
+        headers: mutatedHeaders(target.responseHeaders, route.responseHeaders),
+      });
       return;
     }
     const hashed = spec.hashPolicy === undefined ? undefined : hashRequest(spec.hashPolicy, stream, view.query);
     const upstream = cluster.pick({ hash: hashed?.hash }, { host, port });
     if (upstream === undefined) {
-      replyNoHealthyUpstream(stream);
+      replyNoHealthyUpstream(stream, mutatedHeaders(target.responseHeaders, route.responseHeaders));
       return;
     }
     prepareRequestHeaders(stream);
@@ -105,13 +110,14 @@ export class Router {
     target.requestHeaders?.(headers);
     route.requestHeaders?.(headers);
     if (action.rewritePath !== null) {
-      const rewritten = action.rewritePath(view);
-      if (rewritten !== stream.path) {
-        headers.set('x-envoy-original-path', stream.path);
-        stream.path = rewritten;
-      }
+      // Envoy records the original path whenever the route has a path rewrite, even one that
+      // leaves this path unchanged.
+      headers.set('x-envoy-original-path', stream.path);
+      stream.path = action.rewritePath(view);
     }
-    const authority = target.hostRewrite ?? action.hostRewrite;
+    // Envoy sets a weighted cluster's host rewrite first and the route's after it, so the
+    // route-level one wins when both are set.
+    const authority = action.hostRewrite ?? target.hostRewrite;
     if (authority !== undefined) stream.authority = authority;
     headers.set('host', stream.authority);
     new UpstreamRequest(stream, upstream, {
@@ -176,12 +182,4 @@ export class Router {
       joinSockets(downstream, socket!, buffered);
     });
   }
-}
-
-/** A route's response header mutation applied to an empty list, for local replies. */
-function mutatedResponseHeaders(route: CompiledRoute): Array<[string, string]> {
-  if (route.responseHeaders === null) return [];
-  const headers = new HeaderMap();
-  route.responseHeaders(headers);
-  return headers.names.map((n, i) => [n, headers.values[i]!]);
 }

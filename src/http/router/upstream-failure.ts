@@ -1,6 +1,8 @@
 /**
  * Local replies for upstream failures, with Envoy's statuses, bodies, response flags and
  * response code details (router.cc; bodies as captured from Envoy, see the semantics reference).
+ * Each takes the extra headers the chosen route's response header operations produce: Envoy's
+ * filter manager applies them to every local reply made once a route was selected.
  */
 import { ResponseFlag, type ResponseFlagCode } from '../../core/response-flags.js';
 import type { DownstreamStream } from '../stream.js';
@@ -32,26 +34,32 @@ export const PROTOCOL_ERROR: UpstreamReset = {
   reason: 'protocol error',
 };
 
+/** Extra headers of a local reply. */
+export type ReplyHeaders = ReadonlyArray<readonly [string, string]>;
+
 /** Replies for a reset before any response header arrived. */
-export function replyUpstreamReset(stream: DownstreamStream, reset: UpstreamReset): void {
+export function replyUpstreamReset(stream: DownstreamStream, reset: UpstreamReset, headers: ReplyHeaders = []): void {
   const transport = reset.transport ? `, transport failure reason: ${reset.transport}` : '';
   const detailReason = `${reset.reason}${reset.transport ? `,${reset.transport}` : ''}`.replace(/ /g, '_');
   stream.sendLocalReply(reset.status, `${RESET_PREFIX}${reset.reason}${transport}`, {
     details: `upstream_reset_before_response_started{${detailReason}}`,
     flag: reset.flag,
+    headers,
   });
 }
 
-export function replyNoHealthyUpstream(stream: DownstreamStream): void {
+export function replyNoHealthyUpstream(stream: DownstreamStream, headers: ReplyHeaders = []): void {
   stream.sendLocalReply(503, 'no healthy upstream', {
     details: 'no_healthy_upstream',
     flag: ResponseFlag.NoHealthyUpstream,
+    headers,
   });
 }
 
-export function replyTimeout(stream: DownstreamStream): void {
+export function replyTimeout(stream: DownstreamStream, headers: ReplyHeaders = []): void {
   stream.sendLocalReply(504, 'upstream request timeout', {
     details: 'upstream_response_timeout',
     flag: ResponseFlag.UpstreamRequestTimeout,
+    headers,
   });
 }

@@ -20,7 +20,7 @@ import { CHUNK_SUFFIX, chunkPrefix, lastChunk, requestHead } from '../codec/h1/e
 import type { ResponseHead } from '../codec/h1/head.js';
 import type { HeaderMap } from '../headers.js';
 import type { BodySink, DownstreamStream } from '../stream.js';
-import { prepareResponseHeaders } from './headers.js';
+import { mutatedHeaders, prepareResponseHeaders } from './headers.js';
 import {
   CONNECTION_TERMINATION,
   PROTOCOL_ERROR,
@@ -241,7 +241,7 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     this.#abortConnection();
     if (this.#responseHead === null) {
       this.#finish();
-      replyTimeout(this.#stream);
+      replyTimeout(this.#stream, this.#replyHeaders());
     } else {
       this.#resetDownstream(ResponseFlag.UpstreamRequestTimeout);
     }
@@ -259,7 +259,12 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     if (this.#finished) return;
     this.#abortConnection();
     this.#finish();
-    replyUpstreamReset(this.#stream, reset);
+    replyUpstreamReset(this.#stream, reset, this.#replyHeaders());
+  }
+
+  /** The route's (and destination's) response header operations, for a local reply. */
+  #replyHeaders(): Array<[string, string]> {
+    return mutatedHeaders(this.#options.clusterResponseHeaders, this.#options.routeResponseHeaders);
   }
 
   #resetDownstream(flag: ResponseFlagCode): void {

@@ -1,37 +1,40 @@
 /**
- * LEAST_REQUEST (Istio's default): Envoy's power-of-N-choices. Draw `choiceCount` hosts at
- * random (weighted when weights differ) and keep the one with the fewest active requests
- * relative to its weight.
+ * LEAST_REQUEST (Istio's default), as Envoy's LeastRequestLoadBalancer:
+ * - equal weights: power of N choices — draw `choiceCount` hosts at random (with replacement)
+ *   and keep the one with the fewest active requests, the first drawn on a tie;
+ * - unequal weights: an earliest-deadline-first schedule in which a host's weight is
+ *   `weight / (activeRequests + 1)`, recomputed each time the host is picked (Envoy's
+ *   `active_request_bias` of 1). With no load the picks follow the weights exactly.
  */
 import type { Host } from '../host.js';
-import { randomIndex, uniformWeights, weightedRandom, type LoadBalancer } from './load-balancer.js';
+import { EdfScheduler } from './edf-scheduler.js';
+import { randomIndex, uniformWeights, type LoadBalancer } from './load-balancer.js';
+
+function dynamicWeight(h: Host): number {
+  return h.weight / (h.activeRequests + 1);
+}
 
 export class LeastRequestLoadBalancer implements LoadBalancer {
   readonly #hosts: readonly Host[];
   readonly #choices: number;
-  readonly #uniform: boolean;
-  readonly #total: number;
+  /** Null when all weights are equal (power of N choices). */
+  readonly #edf: EdfScheduler<Host> | null;
 
   constructor(hosts: readonly Host[], choiceCount: number) {
     this.#hosts = hosts;
     this.#choices = Math.max(2, choiceCount);
-    this.#uniform = uniformWeights(hosts);
-    this.#total = hosts.reduce((s, h) => s + h.weight, 0);
+    this.#edf = uniformWeights(hosts) ? null : new EdfScheduler(hosts, dynamicWeight);
   }
 
   pick(): Host | undefined {
+    if (this.#edf !== null) return this.#edf.pickAndAdd(dynamicWeight);
     const hosts = this.#hosts;
     const n = hosts.length;
     if (n <= 1) return hosts[0];
-    let best: Host | undefined;
-    let bestLoad = Infinity;
-    for (let i = 0; i < this.#choices; i++) {
-      const h = this.#uniform ? hosts[randomIndex(n)]! : weightedRandom(hosts, this.#total)!;
-      const load = this.#uniform ? h.activeRequests : (h.activeRequests + 1) / Math.max(h.weight, 1e-9);
-      if (load < bestLoad) {
-        best = h;
-        bestLoad = load;
-      }
+    let best = hosts[randomIndex(n)]!;
+    for (let i = 1; i < this.#choices; i++) {
+      const h = hosts[randomIndex(n)]!;
+      if (h.activeRequests < best.activeRequests) best = h;
     }
     return best;
   }

@@ -22,15 +22,3 @@ export function uniformWeights(hosts: readonly Host[]): boolean {
 export function randomIndex(n: number): number {
   return Math.floor(Math.random() * n);
 }
-
-/** Weighted random choice; hosts with weight 0 are never chosen unless all are 0. */
-export function weightedRandom(hosts: readonly Host[], total: number): Host | undefined {
-  if (hosts.length === 0) return undefined;
-  if (total <= 0) return hosts[randomIndex(hosts.length)];
-  let r = Math.random() * total;
-  for (const h of hosts) {
-    r -= h.weight;
-    if (r < 0) return h;
-  }
-  return hosts[hosts.length - 1];
-}

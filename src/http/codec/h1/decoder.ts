@@ -68,6 +68,11 @@ abstract class H1Decoder<H extends RequestHead | ResponseHead> {
     return this.#state === State.Head && this.#held === null;
   }
 
+  /** Bytes received but not yet decoded (a partial head or chunk line, or data after a pause). */
+  get heldBytes(): number {
+    return this.#held === null ? 0 : this.#held.length;
+  }
+
   /** Parses one head from buf[start, end) and returns how its body is framed, or an error. */
   protected abstract decodeHead(buf: Buffer, start: number, end: number): { head: H; body: BodyKind; length: number } | H1Error;
 
@@ -146,6 +151,12 @@ abstract class H1Decoder<H extends RequestHead | ResponseHead> {
     while (pos < len) {
       switch (this.#state) {
         case State.Head: {
+          if (data[pos] === CR && data[pos + 1] === LF) {
+            // RFC 9112 §2.2: empty lines before a start line are ignored (as Envoy's parsers do).
+            pos += 2;
+            this.#scanned = 0;
+            break;
+          }
           const end = data.indexOf(CRLFCRLF, pos);
           if (end === -1) {
             if (len - pos > MAX_HEADER_BYTES) {
@@ -246,6 +257,7 @@ abstract class H1Decoder<H extends RequestHead | ResponseHead> {
         case State.Trailers: {
           // Either an empty trailer section (CRLF) or field lines ending with CRLFCRLF.
           if (len - pos < 2) {
+            if (data[pos] === LF) return this.#fail(new H1Error(400, 'http1.codec_error', 'bare LF in trailers'));
             this.#hold(data, pos);
             return;
           }

@@ -2,7 +2,7 @@
  * Strict parsing of HTTP/1.1 request and response heads (RFC 9112), one byte loop per section.
  * Anything ambiguous is refused: that is how a proxy avoids request smuggling. Rejected:
  * obs-fold, bare CR or LF, whitespace before the colon, control characters, invalid or
- * duplicate Content-Length, Transfer-Encoding other than a final `chunked`, both framings at
+ * duplicate Content-Length, Transfer-Encoding other than exactly `chunked`, both framings at
  * once, a missing or repeated Host, non-ASCII request targets and userinfo in absolute URLs.
  */
 import { HeaderMap } from '../../headers.js';
@@ -139,7 +139,8 @@ function readFraming(head: Framing, headers: HeaderMap, isRequest: boolean): H1E
   const names = headers.names;
   const values = headers.values;
   let sawLength = false;
-  let sawEncoding = false;
+  /** Every Transfer-Encoding value, joined with "," as Envoy's header map joins repeated ones. */
+  let encoding: string | undefined;
   for (let i = 0; i < names.length; i++) {
     switch (names[i]) {
       case 'content-length': {
@@ -150,20 +151,9 @@ function readFraming(head: Framing, headers: HeaderMap, isRequest: boolean): H1E
         head.contentLength = Number(v);
         break;
       }
-      case 'transfer-encoding': {
-        if (sawEncoding) return bad('multiple Transfer-Encoding headers');
-        sawEncoding = true;
-        const v = values[i]!.toLowerCase();
-        if (v === 'chunked') {
-          head.chunked = true;
-        } else {
-          // Any other coding (gzip, identity, "chunked, gzip", "x, chunked") is not supported.
-          return isRequest
-            ? new H1Error(501, 'http1.invalid_transfer_encoding', `unsupported Transfer-Encoding "${values[i]}"`)
-            : bad(`unsupported Transfer-Encoding "${values[i]}"`, 'http1.invalid_transfer_encoding');
-        }
+      case 'transfer-encoding':
+        encoding = encoding === undefined ? values[i]! : `${encoding},${values[i]!}`;
         break;
-      }
       case 'connection':
         head.connection = head.connection.concat(
           values[i]!.toLowerCase().split(',').map((t) => t.trim()).filter((t) => t !== ''),
@@ -171,9 +161,16 @@ function readFraming(head: Framing, headers: HeaderMap, isRequest: boolean): H1E
         break;
     }
   }
-  if (head.chunked && sawLength) {
-    return bad('both Content-Length and Transfer-Encoding', 'http1.content_length_and_chunked_not_allowed');
+  if (encoding === undefined) return null;
+  // Envoy's order: both framings is a 400 whatever the coding; then only exactly `chunked` is
+  // understood. Any other value (gzip, identity, "chunked, gzip", a repeated "chunked") is 501
+  // on a request (RFC 9112 §6.1) and a protocol error on a response.
+  if (sawLength) return bad('both Content-Length and Transfer-Encoding', 'http1.content_length_and_chunked_not_allowed');
+  if (encoding.toLowerCase() !== 'chunked') {
+    const message = `unsupported Transfer-Encoding "${encoding}"`;
+    return isRequest ? new H1Error(501, 'http1.invalid_transfer_encoding', message) : bad(message, 'http1.invalid_transfer_encoding');
   }
+  head.chunked = true;
   return null;
 }
 
@@ -235,7 +232,9 @@ function readTarget(head: RequestHead): RequestHead | H1Error {
     if (!HOST_SYNTAX.test(target) || !/:\d{1,5}$/.test(target)) {
       return bad('CONNECT needs an authority-form target (host:port)', 'http1.invalid_url');
     }
-    if (head.chunked || head.contentLength > 0) return bad('CONNECT request with a body');
+    // As Envoy: a chunked CONNECT is an unsupported coding (501), a CONNECT with a length a 400.
+    if (head.chunked) return new H1Error(501, 'http1.invalid_transfer_encoding', 'CONNECT request with Transfer-Encoding');
+    if (head.contentLength > 0) return bad('CONNECT request with a body');
     head.form = 'authority';
     head.authority = target;
     head.path = '';

@@ -5,9 +5,16 @@
  *
  * Invariants:
  * - `#stream` is the request being served, or null between requests.
- * - The socket is paused while the body sink applies backpressure or a request waits for its
- *   predecessor's response.
- * - A decoding error answers with Envoy's status and reason-phrase body, then closes.
+ * - A stream is handed to the handler only after the read that carried its head has been fully
+ *   decoded (`#pending` until then). A framing error later in the same read therefore answers
+ *   the client without anything having gone upstream, and a handler that answers synchronously
+ *   never re-enters the decoder: the next pipelined request is read by the loop in `#dispatch`.
+ * - The socket is paused while request body bytes wait for a sink (above `BODY_BUFFER_LIMIT`)
+ *   or the sink applies backpressure, and while more than `PIPELINE_BUFFER_LIMIT` bytes of
+ *   pipelined requests wait for the current response.
+ * - A decoding error answers with Envoy's status and reason-phrase body, then closes. Closing
+ *   ends our side first and destroys the socket once the peer has closed too, or after
+ *   `CLOSE_LINGER_MS` (Envoy's delayed close), so the client reads the whole reply.
  */
 import type { Socket } from 'node:net';
 import { httpDate } from '../../../core/http-date.js';
@@ -33,6 +40,12 @@ export interface ServerConnectionOptions {
 
 /** Request body bytes held before the router attaches a sink; above this the socket pauses. */
 const BODY_BUFFER_LIMIT = 64 * 1024;
+/** Bytes of later requests held while one is served; above this the socket pauses. */
+const PIPELINE_BUFFER_LIMIT = 64 * 1024;
+/** How long a closing connection waits for the peer's close (Envoy's delayed_close_timeout). */
+const CLOSE_LINGER_MS = 1000;
+/** Envoy's local reply body when the request headers timeout fires. */
+const HEADER_TIMEOUT_BODY = 'request header timeout';
 
 const CONTINUE_100 = 'HTTP/1.1 100 Continue\r\n\r\n';
 
@@ -42,6 +55,14 @@ export class H1ServerConnection {
   readonly #options: ServerConnectionOptions;
   readonly #decoder: RequestDecoder;
   #stream: H1ServerStream | null = null;
+  /** The stream whose head the current read decoded, not yet handed to the handler. */
+  #pending: H1ServerStream | null = null;
+  /** True while decoding or dispatching; a response that completes meanwhile sets `#resumeWanted`. */
+  #dispatching = false;
+  /** The current response completed during `#dispatching`: read the next request afterwards. */
+  #resumeWanted = false;
+  /** Destroys a closing socket whose peer does not close in time. */
+  #lingerTimer: NodeJS.Timeout | null = null;
   /** Set when the connection must close after the current response. */
   #closeAfterResponse = false;
   #closed = false;
@@ -89,8 +110,7 @@ export class H1ServerConnection {
     if (this.#closed) return;
     if (this.#headStartedAt !== 0 && now - this.#headStartedAt > this.#options.requestHeadersTimeoutMs) {
       this.#headStartedAt = 0;
-      this.#decoder.stop();
-      this.#writeErrorAndClose(408);
+      this.#writeErrorAndClose(408, HEADER_TIMEOUT_BODY);
       return;
     }
     if (this.idle && now - this.#lastActivity > this.#options.idleTimeoutMs) this.close();
@@ -109,25 +129,84 @@ export class H1ServerConnection {
   #destroy(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#pending = null;
     this.#decoder.stop();
     this.socket.destroy();
+  }
+
+  /**
+   * Ends our side after `data`, keeps reading (and discarding) so the peer's close is seen and
+   * unread bytes do not turn our close into a reset, and destroys the socket after the linger.
+   */
+  #endSocket(data?: string): void {
+    this.#closed = true;
+    this.#pending = null;
+    this.#decoder.stop();
+    if (data === undefined) this.socket.end();
+    else this.socket.end(data, 'latin1');
+    this.socket.resume();
+    if (this.#lingerTimer === null) {
+      this.#lingerTimer = setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS);
+      this.#lingerTimer.unref();
+    }
   }
 
   #onData(chunk: Buffer): void {
     this.#lastActivity = performance.now();
     if (this.#stream === null && this.#headStartedAt === 0) this.#headStartedAt = this.#lastActivity;
-    this.#decoder.push(chunk);
+    this.#dispatching = true;
+    try {
+      this.#decoder.push(chunk);
+      this.#dispatch();
+    } finally {
+      this.#dispatching = false;
+    }
+    // Empty lines before a request line do not start its headers timeout.
+    if (this.#stream === null && this.#decoder.idle) this.#headStartedAt = 0;
+    if (!this.#closed && this.#decoder.heldBytes > PIPELINE_BUFFER_LIMIT) this.socket.pause();
+  }
+
+  /**
+   * Hands decoded streams to the handler and reads the next pipelined request when a response
+   * completed meanwhile; a loop, so a run of synchronously answered requests does not recurse.
+   */
+  #dispatch(): void {
+    for (;;) {
+      if (this.#closed) {
+        this.#pending = null;
+        return;
+      }
+      const stream = this.#pending;
+      if (stream !== null) {
+        this.#pending = null;
+        this.#handler.onStream(stream);
+      } else if (this.#resumeWanted) {
+        this.#resumeWanted = false;
+        this.#decoder.resume();
+        // A partial head held from the pipelined bytes starts its own headers timeout.
+        if (this.#stream === null && !this.#decoder.idle && this.#headStartedAt === 0) {
+          this.#headStartedAt = performance.now();
+        }
+      } else {
+        return;
+      }
+    }
   }
 
   #onEnd(): void {
     // Half-close from the client: finish the current response, then close.
     this.#decoder.end();
     this.#closeAfterResponse = true;
-    if (this.#stream === null) this.#destroy();
+    if (this.#stream === null && !this.#closed) this.#endSocket();
   }
 
   #onSocketClose(): void {
     this.#closed = true;
+    this.#pending = null;
+    if (this.#lingerTimer !== null) {
+      clearTimeout(this.#lingerTimer);
+      this.#lingerTimer = null;
+    }
     this.#decoder.stop();
     const stream = this.#stream;
     this.#stream = null;
@@ -140,13 +219,13 @@ export class H1ServerConnection {
     const info = new StreamInfo(this.#remoteAddress, this.#remotePort, this.#localAddress, this.#localPort);
     const stream = new H1ServerStream(this, head, info);
     this.#stream = stream;
+    this.#pending = stream;
     if (!head.keepAlive) this.#closeAfterResponse = true;
     if (head.expectsContinue && stream.hasRequestBody) {
       // Envoy answers 100-continue itself and does not forward the expectation.
       this.socket.write(CONTINUE_100);
       head.headers.remove('expect');
     }
-    this.#handler.onStream(stream);
   }
 
   #onRequestComplete(trailers: HeaderMap | null): void {
@@ -166,18 +245,15 @@ export class H1ServerConnection {
     this.#writeErrorAndClose(err.status);
   }
 
-  /** Writes a protocol-error reply (Envoy: reason phrase as body) and closes. */
-  #writeErrorAndClose(status: number): void {
+  /** Writes an error reply (protocol errors: Envoy's reason phrase as body) and closes. */
+  #writeErrorAndClose(status: number, body = reasonPhrase(status)): void {
     if (this.#closed) return;
     this.#stream = null;
-    const body = reasonPhrase(status);
     const headers = new HeaderMap(
       ['content-length', 'content-type', 'date', 'server', 'connection'],
       [String(body.length), 'text/plain', httpDate(), 'envoy', 'close'],
     );
-    this.socket.end(responseHead(status, headers) + body);
-    this.#closed = true;
-    this.#decoder.stop();
+    this.#endSocket(responseHead(status, headers) + body);
   }
 
   // === used by H1ServerStream ===
@@ -219,13 +295,23 @@ export class H1ServerConnection {
     this.#lastActivity = performance.now();
     if (this.#closeAfterResponse || !stream.requestComplete) {
       // An unread request body would be taken for the next request: close instead.
-      this.#closed = true;
-      this.#decoder.stop();
-      this.socket.end();
+      this.#endSocket();
       return;
     }
     this.socket.resume();
-    this.#decoder.resume();
+    if (this.#dispatching) {
+      // Answered from inside a decoder callback or the handler: `#dispatch` reads on.
+      this.#resumeWanted = true;
+      return;
+    }
+    this.#dispatching = true;
+    this.#resumeWanted = true;
+    try {
+      this.#dispatch();
+    } finally {
+      this.#dispatching = false;
+    }
+    if (!this.#closed && this.#decoder.heldBytes > PIPELINE_BUFFER_LIMIT) this.socket.pause();
   }
 
   /** Hands the raw socket to a tunnel (CONNECT); the connection stops speaking HTTP. */
@@ -233,6 +319,7 @@ export class H1ServerConnection {
     const buffered = this.#decoder.takeHeld();
     this.#decoder.stop();
     this.#stream = null;
+    this.#pending = null;
     this.#closed = true;
     this.socket.removeAllListeners('data');
     this.socket.removeAllListeners('end');
