@@ -11,6 +11,7 @@ import type {
   StringMatch,
 } from '../model/route.js';
 import { compileHeaderMutation, type HeaderMutator } from './header-mutation.js';
+import { isAscii, utf8ByteString } from './string-matcher.js';
 import type { RouteRequest } from './request-view.js';
 
 export interface CompiledWeightedCluster {
@@ -64,7 +65,7 @@ export function compileForward(a: ForwardAction, match: RouteMatch): CompiledFor
       weight: c.weight,
       requestHeaders: compileHeaderMutation(c.requestHeaders),
       responseHeaders: compileHeaderMutation(c.responseHeaders),
-      hostRewrite: c.hostRewrite,
+      hostRewrite: c.hostRewrite === undefined ? undefined : utf8ByteString(c.hostRewrite),
     }));
   if (clusters.length === 0) throw new Error('route has no destination with a positive weight');
   const total = clusters.reduce((s, c) => s + c.weight, 0);
@@ -84,7 +85,7 @@ export function compileForward(a: ForwardAction, match: RouteMatch): CompiledFor
     clusters,
     pick,
     rewritePath: compilePathRewrite(a, match.path),
-    hostRewrite: a.hostRewrite,
+    hostRewrite: a.hostRewrite === undefined ? undefined : utf8ByteString(a.hostRewrite),
     timeoutMs: a.timeoutMs ?? ENVOY_DEFAULT_ROUTE_TIMEOUT_MS,
   };
 }
@@ -101,13 +102,15 @@ function compilePathRewrite(a: ForwardAction, pathMatch: StringMatch | undefined
     const substitution = a.regexRewrite.substitution.replace(/\$/g, '$$$$').replace(/\\(\d)/g, '$$$1');
     return (req) => {
       const [path, query] = splitQuery(req.path);
-      return path.replace(re, substitution) + query;
+      // The path is a byte string; RE2 reads it as UTF-8 text (see string-matcher.ts).
+      if (isAscii(path)) return path.replace(re, substitution) + query;
+      return utf8ByteString(Buffer.from(path, 'latin1').toString('utf8').replace(re, substitution)) + query;
     };
   }
   if (a.prefixRewrite === undefined) return null;
-  const replacement = a.prefixRewrite;
+  const replacement = utf8ByteString(a.prefixRewrite);
   if (pathMatch === undefined || pathMatch.kind === 'prefix') {
-    const prefixLength = pathMatch === undefined ? 1 : pathMatch.value.length;
+    const prefixLength = pathMatch === undefined ? 1 : utf8ByteString(pathMatch.value).length;
     return (req) => replacement + req.path.slice(prefixLength);
   }
   // Exact and regex matches cover the whole path: the rewrite replaces it, keeping the query.
@@ -125,7 +128,11 @@ function compilePathRewrite(a: ForwardAction, pathMatch: StringMatch | undefined
  *   request path.
  */
 export function compileRedirect(a: RedirectAction, match: RouteMatch): CompiledRedirect {
-  const prefixLength = match.path?.kind === 'prefix' ? match.path.value.length : 1;
+  const prefixLength = match.path?.kind === 'prefix' ? utf8ByteString(match.path.value).length : 1;
+  const wire = (s: string | undefined): string | undefined => (s === undefined ? undefined : utf8ByteString(s));
+  const hostRedirect = wire(a.hostRedirect);
+  const pathRedirect = wire(a.pathRedirect);
+  const prefixRewrite = wire(a.prefixRewrite);
   return {
     kind: 'redirect',
     status: a.responseCode,
@@ -134,12 +141,12 @@ export function compileRedirect(a: RedirectAction, match: RouteMatch): CompiledR
       let port: number | undefined = a.portRedirect;
       if (port === undefined && a.derivePort === 'FROM_REQUEST_PORT') port = destinationPort;
       if ((port === 80 && scheme === 'http') || (port === 443 && scheme === 'https')) port = undefined;
-      const host = a.hostRedirect ?? requestHost(req, scheme, port !== undefined);
+      const host = hostRedirect ?? requestHost(req, scheme, port !== undefined);
       let path: string;
-      if (a.pathRedirect !== undefined) {
-        path = a.pathRedirect.includes('?') ? a.pathRedirect : a.pathRedirect + splitQuery(req.path)[1];
-      } else if (a.prefixRewrite !== undefined) {
-        path = a.prefixRewrite + req.path.slice(prefixLength);
+      if (pathRedirect !== undefined) {
+        path = pathRedirect.includes('?') ? pathRedirect : pathRedirect + splitQuery(req.path)[1];
+      } else if (prefixRewrite !== undefined) {
+        path = prefixRewrite + req.path.slice(prefixLength);
       } else {
         path = req.path;
       }

@@ -36,15 +36,21 @@ export interface RouteMatch {
   readonly queryParams: readonly QueryParamMatch[];
 }
 
-export interface HeaderMutation {
-  /** Replace (or create) these headers. */
-  readonly set: ReadonlyArray<readonly [string, string]>;
-  /** Append these values (a header that exists gets the value comma-joined). */
-  readonly add: ReadonlyArray<readonly [string, string]>;
-  readonly remove: readonly string[];
+/** One Envoy HeaderValueOption. */
+export interface HeaderToAdd {
+  readonly name: string;
+  readonly value: string;
+  /** true: append to an existing value (APPEND_IF_EXISTS_OR_ADD); false: overwrite it. */
+  readonly append: boolean;
 }
 
-export const NO_HEADER_MUTATION: HeaderMutation = { set: [], add: [], remove: [] };
+/** Envoy's headers_to_remove then headers_to_add, each applied in list order. */
+export interface HeaderMutation {
+  readonly remove: readonly string[];
+  readonly add: readonly HeaderToAdd[];
+}
+
+export const NO_HEADER_MUTATION: HeaderMutation = { remove: [], add: [] };
 
 export interface WeightedCluster {
   readonly cluster: string;

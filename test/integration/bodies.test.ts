@@ -2,8 +2,7 @@
  * Real bodies through the proxy: large request and response bodies in both framings,
  * backpressure (response bodies, request bodies, pipelined requests), Expect: 100-continue
  * (curl), bodiless responses, pipelining, keep-alive, connection close, HTTP/1.0, the request
- * headers timeout and request trailers. Two `it.fails` tests pin known bugs in the router's
- * upstream request (see their comments); drop `.fails` when those are fixed.
+ * headers timeout and request trailers.
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -393,11 +392,10 @@ describe('bodies and connection handling', () => {
       }
     });
 
-    // Known bug in src/http/router/upstream-request.ts: onData adds a `once('drain')` listener
-    // to the upstream socket for every body chunk written while the socket is congested, so a
-    // read holding many small chunks piles up listeners (and they outlive the exchange on a
-    // pooled connection, resuming a stream that is long gone). Drop `.fails` once fixed.
-    it.fails('does not pile up drain listeners for a body of many small chunks', async () => {
+    // Regression: the router used to add a `once('drain')` listener to the upstream socket for
+    // every body chunk written while the socket was congested, and leave them on the pooled
+    // connection after the exchange.
+    it('does not pile up drain listeners for a body of many small chunks', async () => {
       const warnings: string[] = [];
       const onWarning = (w: Error): void => {
         warnings.push(`${w.name}: ${w.message}`);
@@ -425,12 +423,9 @@ describe('bodies and connection handling', () => {
   });
 
   describe('upstream connection reuse', () => {
-    // Known bug in src/http/router/upstream-request.ts: when the last read of a response meets
-    // downstream backpressure, onBody pauses the upstream socket and onComplete then returns it
-    // to the pool still paused (and clears the onWritable that would resume it). The next
-    // request on that pooled connection is written but its response is never read: it hangs.
-    // Drop `.fails` once that is fixed.
-    it.fails('serves the next request on a connection whose last response met backpressure', async () => {
+    // Regression: when the last read of a response met downstream backpressure, the router
+    // returned the upstream socket to the pool still paused, and the next request on it hung.
+    it('serves the next request on a connection whose last response met backpressure', async () => {
       for (let i = 0; i < 5; i++) {
         const slow = await RawClient.connect(proxy.port);
         try {

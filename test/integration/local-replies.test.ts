@@ -48,6 +48,7 @@ describe('local replies', () => {
   const held: Array<() => void> = [];
   let garbage: { server: Server; port: number };
   let closer: { server: Server; port: number };
+  let ssh: { server: Server; port: number };
   let proxy: TestProxy;
 
   beforeAll(async () => {
@@ -57,6 +58,8 @@ describe('local replies', () => {
       return true;
     });
     garbage = await rawServer((socket) => socket.write('garbage\r\n\r\n'));
+    // A server-first protocol that greets and then waits: the proxy must not wait with it.
+    ssh = await rawServer((socket) => socket.write('SSH-2.0-OpenSSH_9.2\r\n'));
     closer = await rawServer((socket) => socket.destroy());
     const refusedPort = await closedPort();
     proxy = await startProxy({
@@ -88,6 +91,7 @@ describe('local replies', () => {
         httpService('refused', 80, [refusedPort]),
         httpService('garbage', 80, [garbage.port]),
         httpService('closer', 80, [closer.port]),
+        httpService('ssh', 80, [ssh.port]),
         httpService('slow', 80, [hanging.port]),
         virtualService('slow', { hosts: ['slow'], http: [{ timeout: '0.2s', route: [{ destination: { host: 'slow' } }] }] }),
         // The same failures behind a route with response header operations.
@@ -115,7 +119,7 @@ describe('local replies', () => {
     for (const release of held.splice(0)) release();
     await proxy?.close();
     await Promise.all([ok?.close(), hanging?.close()]);
-    for (const s of [garbage, closer]) if (s !== undefined) await new Promise<void>((r) => s.server.close(() => r()));
+    for (const s of [garbage, closer, ssh]) if (s !== undefined) await new Promise<void>((r) => s.server.close(() => r()));
   });
 
   it('404 NR: no route matches (empty body)', async () => {
@@ -149,6 +153,10 @@ describe('local replies', () => {
 
   it('502 UPE: the upstream answers something that is not HTTP', async () => {
     expectLocalReply(await get(proxy.port, 'garbage', '/'), 502, `${RESET}protocol error`);
+  });
+
+  it('502 UPE at once: the upstream greets with a non-HTTP line and keeps the connection open', async () => {
+    expectLocalReply(await get(proxy.port, 'ssh', '/'), 502, `${RESET}protocol error`);
   });
 
   it('503 UC: the upstream closes the connection without answering', async () => {

@@ -69,11 +69,14 @@ describe('rewrites, redirects, direct responses and headers', () => {
             prefixRoute('/headers/authority-set', { headers: { request: { set: { ':authority': 'set-authority.example' } } } }),
             prefixRoute('/headers/host-add', { headers: { request: { add: { host: 'added-host.example' } } } }),
             prefixRoute('/headers/destination', {
-              headers: { request: { set: { 'x-route': 'r' } }, response: { set: { 'x-route-resp': 'r' } } },
+              headers: { request: { set: { 'x-route': 'r' }, add: { 'x-order': 'route-add' } }, response: { set: { 'x-route-resp': 'r' } } },
               route: [
                 {
                   destination: { host: WEB },
-                  headers: { request: { set: { 'x-dest': 'd' }, add: { 'x-route': 'from-dest' } }, response: { set: { 'x-dest-resp': 'd' } } },
+                  headers: {
+                    request: { set: { 'x-dest': 'd', 'x-order': 'dest-set' }, add: { 'x-route': 'from-dest' } },
+                    response: { set: { 'x-dest-resp': 'd' } },
+                  },
                 },
               ],
             }),
@@ -354,6 +357,9 @@ describe('rewrites, redirects, direct responses and headers', () => {
       const { res, req } = await sent('/headers/destination');
       expect(req.headers['x-dest']).toBe('d');
       expect(req.headers['x-route']).toBe('r,from-dest');
+      // Istio's list order is route set, route add, destination set, destination add: the
+      // destination's set comes after the route's add and overwrites it.
+      expect(req.headers['x-order']).toBe('dest-set');
       expect(res.headers['x-dest-resp']).toBe('d');
       expect(res.headers['x-route-resp']).toBe('r');
     });

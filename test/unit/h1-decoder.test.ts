@@ -448,6 +448,34 @@ describe('pipelining', () => {
   });
 });
 
+describe('partial heads from a peer that does not speak HTTP', () => {
+  it('a response that does not start with HTTP/1. fails at once, without a terminator', () => {
+    const { decoder, rec } = responseDecoder();
+    decoder.push(b('SSH-2.0-OpenSSH_9.2\r\n'));
+    expect(rec.events).toEqual(['error']);
+    expect(rec.errors[0]!.message).toBe('malformed status line');
+  });
+
+  it('a response start that is a prefix of HTTP/1. is still awaited', () => {
+    const { decoder, rec } = responseDecoder();
+    decoder.push(b('HTT'));
+    decoder.push(b('P/1.1 204 No Content\r\n\r\n'));
+    expect(rec.events).toEqual(['head', 'complete']);
+  });
+
+  it('a request whose method has a non-token character fails at once', () => {
+    const { decoder, rec } = requestDecoder();
+    decoder.push(b('GE(T / HTTP/1.1\r\nHo'));
+    expect(rec.events).toEqual(['error']);
+  });
+
+  it('a request line starting with a space fails at once', () => {
+    const { decoder, rec } = requestDecoder();
+    decoder.push(b(' GET / HTTP/1.1\r\n'));
+    expect(rec.events).toEqual(['error']);
+  });
+});
+
 describe('response framing', () => {
   it('reads a Content-Length body', () => {
     const { decoder, rec } = responseDecoder();

@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DomainTable } from '../../src/compile/domain-table.js';
+import { compileHeaderMutation } from '../../src/compile/header-mutation.js';
 import type { RouteRequest } from '../../src/compile/request-view.js';
 import { compileDirect, compileForward, compileRedirect } from '../../src/compile/route-action.js';
 import { compileRouteMatch, queryParam } from '../../src/compile/route-matcher.js';
@@ -377,6 +378,45 @@ describe('path rewrites', () => {
 
   it('no rewrite configured: null', () => {
     expect(rewrite({}, routeMatch({}), '/p')).toBeNull();
+  });
+});
+
+describe('non-ASCII: wire values are bytes, config values are text', () => {
+  /** How a UTF-8 header value or path arrives from the HTTP/1 codec: one char per byte. */
+  const wire = (text: string): string => Buffer.from(text, 'utf8').toString('latin1');
+  const matchHeader = (m: StringMatch, value: string): boolean =>
+    compileRouteMatch(routeMatch({ headers: [header('x-name', m)] }))(req('/', [['x-name', value]]));
+
+  it('exact and prefix matches compare the configured text as UTF-8 bytes', () => {
+    expect(matchHeader({ kind: 'exact', value: 'café' }, wire('café'))).toBe(true);
+    expect(matchHeader({ kind: 'exact', value: 'café' }, 'café')).toBe(false); // latin1 é is not UTF-8 é
+    expect(matchHeader({ kind: 'prefix', value: 'naïve' }, wire('naïve-user'))).toBe(true);
+  });
+
+  it('ignoreCase folds ASCII letters only, like Envoy', () => {
+    const path = (p: string): boolean => compileRouteMatch(routeMatch({ path: { kind: 'prefix', value: '/Straße', ignoreCase: true } }))(req(wire(p)));
+    expect(path('/STRAße/x')).toBe(true);
+    expect(path('/strasse')).toBe(false);
+    // ASCII folding must not touch the bytes of a multi-byte character.
+    expect(compileRouteMatch(routeMatch({ path: { kind: 'exact', value: '/À', ignoreCase: true } }))(req(wire('/à')))).toBe(false);
+  });
+
+  it('a regex sees non-ASCII input as UTF-8 text (one char per code point), as RE2 does', () => {
+    expect(matchHeader({ kind: 'regex', value: 'caf.' }, wire('café'))).toBe(true);
+    expect(matchHeader({ kind: 'regex', value: '\\p{L}+' }, wire('ñandú'))).toBe(true);
+  });
+
+  it('configured header values go out as UTF-8 bytes', () => {
+    const headers = new HeaderMap();
+    compileHeaderMutation({ remove: [], add: [{ name: 'X-Greeting', value: 'grüß dich', append: false }] })!(headers);
+    expect(headers.get('x-greeting')).toBe(wire('grüß dich'));
+  });
+
+  it('rewrites produce UTF-8 bytes and measure prefixes in bytes', () => {
+    const prefix = compileForward(forward([['c', 1]], { prefixRewrite: '/über/' }), routeMatch({ path: { kind: 'prefix', value: '/ä/' } })).rewritePath!;
+    expect(prefix(req(wire('/ä/x')))).toBe(wire('/über/x'));
+    const regex = compileForward(forward([['c', 1]], { regexRewrite: { pattern: '^/(.)/(.*)$', substitution: '/\\2/\\1' } }), routeMatch({})).rewritePath!;
+    expect(regex(req(wire('/é/rest?q')))).toBe(wire('/rest/é?q'));
   });
 });
 

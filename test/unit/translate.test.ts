@@ -67,7 +67,9 @@ function targets(r: Route): Array<[string, number]> {
   return forward(r).clusters.map((c) => [c.cluster, c.weight]);
 }
 
-const NO_HEADERS = { set: [], add: [], remove: [] };
+const NO_HEADERS = { remove: [], add: [] };
+const setH = (name: string, value: string) => ({ name, value, append: false });
+const addH = (name: string, value: string) => ({ name, value, append: true });
 
 interface SeOptions {
   namespace?: string;
@@ -115,7 +117,7 @@ const REVIEWS = serviceEntry('reviews', {
   - {number: 9443, name: tcp, protocol: TCP}`,
   endpoints: `  endpoints:
   - {address: 10.0.0.1, labels: {version: v1}}
-  - {address: 10.0.0.2, labels: {version: v2}, ports: {http: 19080}}
+  - {address: 10.0.0.2, labels: {version: v2}, ports: {http: 19080}, weight: 0}
   - {address: 10.0.0.3, labels: {version: v3}, weight: 3}`,
 });
 
@@ -153,7 +155,7 @@ describe('clusters', () => {
     });
   });
 
-  it('subset endpoints are the ones whose labels match; named ports map to the endpoint port', async () => {
+  it('subset endpoints are the ones whose labels match; named ports map to the endpoint port; weight 0 means 1', async () => {
     const m = await model(REVIEWS, REVIEWS_SUBSETS);
     const addrs = (name: string): Array<[string, number, number]> => cluster(m, name).endpoints.map((e) => [e.address, e.port, e.weight]);
     expect(addrs('outbound|9080||reviews.default.svc.cluster.local')).toEqual([
@@ -746,8 +748,9 @@ describe('VirtualService routes', () => {
       ),
     );
     const route = vhost(m, 7070, 'single.example.com').routes[0]!;
-    expect(route.requestHeaders).toEqual({ set: [['x-route', 'r'], ['x-dest', 'd']], add: [['x-add', 'a']], remove: ['x-drop', 'x-drop2'] });
-    expect(route.responseHeaders).toEqual({ set: [['x-resp', 'r']], add: [['x-dresp', 'd']], remove: [] });
+    // Istio's order: route set, route add, then the destination's set and add.
+    expect(route.requestHeaders).toEqual({ remove: ['x-drop', 'x-drop2'], add: [setH('x-route', 'r'), addH('x-add', 'a'), setH('x-dest', 'd')] });
+    expect(route.responseHeaders).toEqual({ remove: [], add: [setH('x-resp', 'r'), addH('x-dresp', 'd')] });
     expect(forward(route)).toMatchObject({ hostRewrite: 'rewritten.example.com' });
     expect(forward(route).clusters[0]).toMatchObject({ requestHeaders: NO_HEADERS, responseHeaders: NO_HEADERS });
   });
@@ -773,9 +776,9 @@ describe('VirtualService routes', () => {
       ),
     );
     const route = vhost(m, 7070, 'single.example.com').routes[0]!;
-    expect(route.requestHeaders).toEqual({ set: [['x-route', 'r']], add: [], remove: [] });
+    expect(route.requestHeaders).toEqual({ remove: [], add: [setH('x-route', 'r')] });
     expect(forward(route).clusters).toEqual([
-      { cluster: 'outbound|7070||single.example.com', weight: 75, requestHeaders: { set: [['x-dest', 'a']], add: [], remove: [] }, responseHeaders: NO_HEADERS, hostRewrite: 'a.example.com' },
+      { cluster: 'outbound|7070||single.example.com', weight: 75, requestHeaders: { remove: [], add: [setH('x-dest', 'a')] }, responseHeaders: NO_HEADERS, hostRewrite: 'a.example.com' },
       { cluster: 'outbound|8080||multi.example.com', weight: 25, requestHeaders: NO_HEADERS, responseHeaders: NO_HEADERS },
     ]);
     expect(forward(route).hostRewrite).toBeUndefined();

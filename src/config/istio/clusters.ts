@@ -31,7 +31,8 @@ function endpointsFor(service: Service, port: ServicePort, subsetLabels: Readonl
   }
   return declared
     .filter((e) => subsetLabels === undefined || labelsMatch(subsetLabels, e.labels ?? {}))
-    .map((e) => ({ address: e.address!, port: endpointPort(e, port), weight: e.weight ?? 1, labels: e.labels ?? {} }));
+    // An unset or zero weight means 1, as istiod sends it (Envoy requires weights of at least 1).
+    .map((e) => ({ address: e.address!, port: endpointPort(e, port), weight: e.weight || 1, labels: e.labels ?? {} }));
 }
 
 function discoveryFor(service: Service, passthrough: boolean): DiscoveryType {

@@ -117,18 +117,22 @@ function sortedEntries(map: Readonly<Record<string, string>> | undefined): Array
 }
 
 function headerOperations(h: IstioHeaders | undefined): HeaderOperations {
+  // Istio lists `set` (overwrite) entries before `add` (append) entries, each sorted by name.
   const mutation = (ops: NonNullable<IstioHeaders['request']> | undefined): HeaderMutation => ({
-    set: sortedEntries(ops?.set).filter(([n]) => !isInternal(n)),
-    add: sortedEntries(ops?.add).filter(([n]) => !isInternal(n)),
     remove: (ops?.remove ?? []).filter((n) => !isInternal(n)),
+    add: [
+      ...sortedEntries(ops?.set).filter(([n]) => !isInternal(n)).map(([name, value]) => ({ name, value, append: false })),
+      ...sortedEntries(ops?.add).filter(([n]) => !isInternal(n)).map(([name, value]) => ({ name, value, append: true })),
+    ],
   });
   const setAuthority = sortedEntries(h?.request?.set).find(([n]) => isAuthority(n))?.[1];
   const addAuthority = sortedEntries(h?.request?.add).find(([n]) => isAuthority(n))?.[1];
   return { request: mutation(h?.request), response: mutation(h?.response), authority: setAuthority ?? addAuthority };
 }
 
+/** `b` after `a`, as Istio appends a single destination's operations to the route's lists. */
 function concatMutations(a: HeaderMutation, b: HeaderMutation): HeaderMutation {
-  return { set: [...a.set, ...b.set], add: [...a.add, ...b.add], remove: [...a.remove, ...b.remove] };
+  return { remove: [...a.remove, ...b.remove], add: [...a.add, ...b.add] };
 }
 
 // === routes ===

@@ -57,6 +57,19 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
   #freshRetryUsed = false;
   #connWasReused = false;
   #timer: NodeJS.Timeout | null = null;
+  /** The upstream socket is paused because the client reads the response slowly. */
+  #upstreamPaused = false;
+  /** A 'drain' listener is installed on the upstream socket (request body backpressure). */
+  #awaitingDrain = false;
+  readonly #onUpstreamDrain = (): void => {
+    this.#awaitingDrain = false;
+    this.#stream.resumeRequestBody();
+  };
+  readonly #onDownstreamWritable = (): void => {
+    this.#stream.onWritable = null;
+    this.#upstreamPaused = false;
+    this.#conn?.socket.resume();
+  };
 
   constructor(stream: DownstreamStream, host: Host, options: UpstreamRequestOptions) {
     this.#stream = stream;
@@ -160,9 +173,10 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     } else {
       ok = socket.write(chunk);
     }
-    if (!ok) {
+    if (!ok && !this.#awaitingDrain) {
+      this.#awaitingDrain = true;
       this.#stream.pauseRequestBody();
-      socket.once('drain', () => this.#stream.resumeRequestBody());
+      socket.once('drain', this.#onUpstreamDrain);
     }
   }
 
@@ -190,13 +204,10 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
   }
 
   onBody(chunk: Buffer): void {
-    if (this.#stream.sendData(chunk)) return;
-    const socket = this.#conn!.socket;
-    socket.pause();
-    this.#stream.onWritable = () => {
-      this.#stream.onWritable = null;
-      socket.resume();
-    };
+    if (this.#stream.sendData(chunk) || this.#upstreamPaused) return;
+    this.#upstreamPaused = true;
+    this.#conn!.socket.pause();
+    this.#stream.onWritable = this.#onDownstreamWritable;
   }
 
   onComplete(trailers: HeaderMap | null): void {
@@ -279,6 +290,7 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     if (conn === null) return;
     this.#conn = null;
     this.#decoder?.stop();
+    this.#detachFrom(conn);
     this.#host.pool.release(conn, false);
   }
 
@@ -286,7 +298,20 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     const conn = this.#conn;
     if (conn === null) return;
     this.#conn = null;
+    this.#detachFrom(conn);
     this.#host.pool.release(conn, reusable);
+  }
+
+  /** Leaves the socket as the pool expects it: flowing, with none of this exchange's listeners. */
+  #detachFrom(conn: PooledConnection): void {
+    if (this.#awaitingDrain) {
+      this.#awaitingDrain = false;
+      conn.socket.removeListener('drain', this.#onUpstreamDrain);
+    }
+    if (this.#upstreamPaused) {
+      this.#upstreamPaused = false;
+      conn.socket.resume();
+    }
   }
 
   #finish(): void {

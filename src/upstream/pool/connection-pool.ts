@@ -64,12 +64,17 @@ export class PooledConnection {
     return this.requests > 1;
   }
 
+  /** Closes the connection; a borrower still holding it is told, as if the peer had closed. */
   destroy(): void {
-    if (!this.closed) {
+    const wasOpen = !this.closed;
+    if (wasOpen) {
       this.closed = true;
       this.socket.destroy();
     }
     this.#pool.forget(this);
+    const user = this.user;
+    this.user = null;
+    if (wasOpen && user !== null) user.onSocketClose();
   }
 
   #lost(): void {

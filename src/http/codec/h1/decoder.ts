@@ -11,13 +11,14 @@
  * - `end()` reports EOF: it completes a read-until-close body, and is an error mid-message.
  */
 import { HeaderMap } from '../../headers.js';
-import { CR, CRLFCRLF, FIELD_VALUE, HEX, LF } from './chars.js';
+import { CR, CRLFCRLF, FIELD_VALUE, HEX, LF, SP, TCHAR } from './chars.js';
 import { H1Error, parseFieldLines, parseRequestHead, parseResponseHead, type RequestHead, type ResponseHead } from './head.js';
 
 /** Envoy's default `max_request_headers_kb`: 60 KiB for the whole header section. */
 export const MAX_HEADER_BYTES = 60 * 1024;
 /** Longest chunk-size line (size plus extensions) accepted. */
 const MAX_CHUNK_LINE = 4096;
+const STATUS_PREFIX = Buffer.from('HTTP/1.', 'latin1');
 
 const enum State {
   Head,
@@ -75,6 +76,12 @@ abstract class H1Decoder<H extends RequestHead | ResponseHead> {
 
   /** Parses one head from buf[start, end) and returns how its body is framed, or an error. */
   protected abstract decodeHead(buf: Buffer, start: number, end: number): { head: H; body: BodyKind; length: number } | H1Error;
+
+  /**
+   * Checks the start of a head that has not fully arrived, so a peer that speaks something other
+   * than HTTP is refused at once instead of after a terminator that may never come.
+   */
+  protected abstract checkPartialHead(buf: Buffer, start: number, end: number): H1Error | null;
 
   push(data: Buffer): void {
     if (this.#state === State.Dead) return;
@@ -161,6 +168,11 @@ abstract class H1Decoder<H extends RequestHead | ResponseHead> {
           if (end === -1) {
             if (len - pos > MAX_HEADER_BYTES) {
               this.#fail(new H1Error(431, 'http1.headers_too_large', 'header section exceeds 60 KiB'));
+              return;
+            }
+            const early = this.checkPartialHead(data, pos, len);
+            if (early !== null) {
+              this.#fail(early);
               return;
             }
             // Fail fast on a bare LF rather than waiting for a terminator that may never come.
@@ -325,6 +337,16 @@ function parseChunkSize(buf: Buffer, pos: number, lf: number): number {
 
 /** Decodes requests on a downstream connection. */
 export class RequestDecoder extends H1Decoder<RequestHead> {
+  /** The method must be token characters up to the first space. */
+  protected checkPartialHead(buf: Buffer, start: number, end: number): H1Error | null {
+    for (let i = start; i < end; i++) {
+      const b = buf[i]!;
+      if (b === SP) return i === start ? new H1Error(400, 'http1.codec_error', 'malformed request line: invalid method') : null;
+      if (TCHAR[b] === 0) return b === CR || b === LF ? null : new H1Error(400, 'http1.codec_error', 'malformed request line: invalid method');
+    }
+    return null;
+  }
+
   protected decodeHead(buf: Buffer, start: number, end: number) {
     const head = parseRequestHead(buf, start, end);
     if (head instanceof H1Error) return head;
@@ -339,6 +361,15 @@ export class RequestDecoder extends H1Decoder<RequestHead> {
  */
 export class ResponseDecoder extends H1Decoder<ResponseHead> {
   expectBodylessResponse = false;
+
+  /** A response starts with `HTTP/1.`; anything else is not an HTTP/1 server. */
+  protected checkPartialHead(buf: Buffer, start: number, end: number): H1Error | null {
+    const n = Math.min(end - start, STATUS_PREFIX.length);
+    for (let i = 0; i < n; i++) {
+      if (buf[start + i] !== STATUS_PREFIX[i]) return new H1Error(400, 'http1.codec_error', 'malformed status line');
+    }
+    return null;
+  }
 
   protected decodeHead(buf: Buffer, start: number, end: number) {
     const head = parseResponseHead(buf, start, end);
