@@ -8,9 +8,11 @@ import type { CompiledRoute } from '../../compile/route-table.js';
 import type { Snapshot } from '../../compile/snapshot.js';
 import { ResponseFlag } from '../../core/response-flags.js';
 import { PASSTHROUGH_CLUSTER } from '../../model/cluster.js';
-import type { ClusterManager } from '../../upstream/cluster-manager.js';
-import type { Host } from '../../upstream/host.js';
+import type { Socket } from 'node:net';
+import type { ClusterSpec } from '../../compile/snapshot.js';
 import { joinSockets } from '../../tcp/tunnel.js';
+import type { Cluster } from '../../upstream/cluster.js';
+import type { ClusterManager } from '../../upstream/cluster-manager.js';
 import { connectUpstream } from '../../upstream/connect.js';
 import type { DownstreamStream } from '../stream.js';
 import { hashRequest } from './hash-policy.js';
@@ -18,7 +20,6 @@ import { mutatedHeaders, prepareRequestHeaders } from './headers.js';
 import { RequestView, splitAuthority } from './request-view.js';
 import { connectFailure, replyNoHealthyUpstream, replyUpstreamReset } from './upstream-failure.js';
 import { UpstreamRequest } from './upstream-request.js';
-import type { Socket } from 'node:net';
 
 /** A stream that can become an opaque tunnel (HTTP/1.1 CONNECT). */
 export interface TunnelCapableStream extends DownstreamStream {
@@ -81,24 +82,9 @@ export class Router {
     port: number,
   ): void {
     const target = action.pick();
-    const spec = snapshot.clusters.get(target.name);
-    const cluster = spec === undefined ? undefined : this.#clusters.get(spec);
-    if (spec === undefined || cluster === undefined) {
-      stream.sendLocalReply(503, '', {
-        details: 'cluster_not_found',
-        flag: ResponseFlag.NoClusterFound,
-        headers: mutatedHeaders(target.responseHeaders, route.responseHeaders),
-      });
-      return;
-    }
-    stream.info.upstreamCluster = spec.name;
-    if (spec.discovery === 'ORIGINAL_DST' && this.#loopsBack(host, port)) {
-      stream.sendLocalReply(508, 'request addressed to the proxy itself', {
-        details: 'passthrough_loop',
-        headers: mutatedHeaders(target.responseHeaders, route.responseHeaders),
-      });
-      return;
-    }
+    const found = this.#cluster(stream, snapshot, target.name, host, port, () => mutatedHeaders(target.responseHeaders, route.responseHeaders));
+    if (found === undefined) return;
+    const { spec, cluster } = found;
     const hashed = spec.hashPolicy === undefined ? undefined : hashRequest(spec.hashPolicy, stream, view.query);
     const upstream = cluster.pick({ hash: hashed?.hash }, { host, port });
     if (upstream === undefined) {
@@ -128,9 +114,32 @@ export class Router {
     }).start();
   }
 
-  /** Whether forwarding to host:port would reach this proxy's own listener. */
-  #loopsBack(host: string, port: number): boolean {
-    return this.#options.ownPorts.has(port) && (LOCAL_NAMES.has(host) || host.startsWith('127.'));
+  /**
+   * The live cluster a request goes to, or undefined after answering the request locally:
+   * 503 NC when the snapshot has no such cluster, 508 when a passthrough would loop back to this
+   * proxy. `replyHeaders` gives the route's response headers for those replies.
+   */
+  #cluster(
+    stream: DownstreamStream,
+    snapshot: Snapshot,
+    name: string,
+    host: string,
+    port: number,
+    replyHeaders: () => Array<[string, string]> = () => [],
+  ): { spec: ClusterSpec; cluster: Cluster } | undefined {
+    const spec = snapshot.clusters.get(name);
+    const cluster = spec === undefined ? undefined : this.#clusters.get(spec);
+    if (spec === undefined || cluster === undefined) {
+      stream.sendLocalReply(503, '', { details: 'cluster_not_found', flag: ResponseFlag.NoClusterFound, headers: replyHeaders() });
+      return undefined;
+    }
+    stream.info.upstreamCluster = spec.name;
+    // Forwarding to this proxy's own listener on a local address would loop.
+    if (spec.discovery === 'ORIGINAL_DST' && this.#options.ownPorts.has(port) && (LOCAL_NAMES.has(host) || host.startsWith('127.'))) {
+      stream.sendLocalReply(508, 'request addressed to the proxy itself', { details: 'passthrough_loop', headers: replyHeaders() });
+      return undefined;
+    }
+    return { spec, cluster };
   }
 
   /** CONNECT host:port: a TCP tunnel to the service's endpoints, or to the named address. */
@@ -145,18 +154,10 @@ export class Router {
       }
       clusterName = PASSTHROUGH_CLUSTER;
     }
-    const spec = snapshot.clusters.get(clusterName);
-    const cluster = spec === undefined ? undefined : this.#clusters.get(spec);
-    if (spec === undefined || cluster === undefined) {
-      stream.sendLocalReply(503, '', { details: 'cluster_not_found', flag: ResponseFlag.NoClusterFound });
-      return;
-    }
-    stream.info.upstreamCluster = spec.name;
-    if (spec.discovery === 'ORIGINAL_DST' && this.#loopsBack(host, targetPort)) {
-      stream.sendLocalReply(508, 'request addressed to the proxy itself', { details: 'passthrough_loop' });
-      return;
-    }
-    const upstream: Host | undefined = cluster.pick({ hash: undefined }, { host, port: targetPort });
+    const found = this.#cluster(stream, snapshot, clusterName, host, targetPort);
+    if (found === undefined) return;
+    const { spec, cluster } = found;
+    const upstream = cluster.pick({ hash: undefined }, { host, port: targetPort });
     if (upstream === undefined) {
       replyNoHealthyUpstream(stream);
       return;

@@ -315,7 +315,7 @@ export class H1ServerConnection {
   }
 
   /** Hands the raw socket to a tunnel (CONNECT); the connection stops speaking HTTP. */
-  detach(stream: H1ServerStream): { socket: Socket; buffered: Buffer | null } {
+  detach(): { socket: Socket; buffered: Buffer | null } {
     const buffered = this.#decoder.takeHeld();
     this.#decoder.stop();
     this.#stream = null;
@@ -324,7 +324,6 @@ export class H1ServerConnection {
     this.socket.removeAllListeners('data');
     this.socket.removeAllListeners('end');
     this.socket.removeAllListeners('drain');
-    void stream;
     return { socket: this.socket, buffered };
   }
 
@@ -511,7 +510,7 @@ export class H1ServerStream implements DownstreamStream {
     this.#done = true;
     this.info.responseCode = 200;
     this.#conn.write('HTTP/1.1 200 OK\r\n\r\n');
-    return this.#conn.detach(this);
+    return this.#conn.detach();
   }
 
   /** The client went away (or sent garbage) before the response ended. */
