@@ -70,7 +70,8 @@ async function waitForPort(port, timeoutMs = 10_000) {
 const work = mkdtempSync(join(tmpdir(), 'skiff-bench-'));
 const children = [];
 function start(cmd, argv, opts = {}) {
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
+  // Each peer gets its own process group, so cleanup also reaches nginx's worker processes.
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, ...opts });
   let stderr = '';
   child.stderr.on('data', (c) => (stderr += c));
   child.stderrText = () => stderr;
@@ -78,7 +79,13 @@ function start(cmd, argv, opts = {}) {
   return child;
 }
 function cleanup() {
-  for (const c of children) c.kill('SIGKILL');
+  for (const c of children) {
+    try {
+      process.kill(-c.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
   rmSync(work, { recursive: true, force: true });
 }
 process.on('exit', cleanup);

@@ -77,14 +77,9 @@ export class PooledConnection {
     if (wasOpen && user !== null) user.onSocketClose();
   }
 
+  /** The socket ended or failed: the same as destroying it. */
   #lost(): void {
-    const wasOpen = !this.closed;
-    this.closed = true;
-    this.socket.destroy();
-    this.#pool.forget(this);
-    const user = this.user;
-    this.user = null;
-    if (wasOpen && user !== null) user.onSocketClose();
+    this.destroy();
   }
 }
 

@@ -33,6 +33,12 @@ interface Framing {
   connection: readonly string[];
 }
 
+/** HTTP/1.1 persists unless `close` is listed; HTTP/1.0 only with `keep-alive`. */
+function keepsAlive(minorVersion: number, connection: readonly string[]): boolean {
+  if (connection.includes('close')) return false;
+  return minorVersion === 1 || connection.includes('keep-alive');
+}
+
 export type TargetForm = 'origin' | 'absolute' | 'authority' | 'asterisk';
 
 export class RequestHead implements Framing {
@@ -55,8 +61,7 @@ export class RequestHead implements Framing {
   ) {}
 
   get keepAlive(): boolean {
-    if (this.connection.includes('close')) return false;
-    return this.minorVersion === 1 || this.connection.includes('keep-alive');
+    return keepsAlive(this.minorVersion, this.connection);
   }
 
   get expectsContinue(): boolean {
@@ -77,8 +82,7 @@ export class ResponseHead implements Framing {
   ) {}
 
   get keepAlive(): boolean {
-    if (this.connection.includes('close')) return false;
-    return this.minorVersion === 1 || this.connection.includes('keep-alive');
+    return keepsAlive(this.minorVersion, this.connection);
   }
 }
 
