@@ -9,7 +9,8 @@ import { SkiffError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/logger.js';
 import { enableLinearRegexFallback } from '../core/re2.js';
 import { formatDiagnostic, type Diagnostic } from '../config/diagnostics.js';
-import { loadConfig, type LoadResult } from '../config/load.js';
+import { loadConfigIsolated } from '../config/isolated-load.js';
+import type { LoadResult } from '../config/load.js';
 import { SnapshotStore } from '../config/store.js';
 import { watchConfig, type ConfigWatcher } from '../config/watch.js';
 import { HttpConnectionManager } from '../http/connection-manager.js';
@@ -93,7 +94,7 @@ export class Proxy {
   static async start(options: ProxyOptions): Promise<Proxy> {
     enableLinearRegexFallback();
     const log = options.logger ?? createLogger();
-    const loaded = await loadConfig(options.configPath);
+    const loaded = await loadConfigIsolated(options.configPath);
     logWarnings(log, loaded);
     if (loaded.model === undefined) throw new ConfigInvalidError(loaded.diagnostics);
     const mesh = loaded.model.mesh;
@@ -201,7 +202,7 @@ export class Proxy {
   async #reloadOnce(): Promise<ReloadOutcome> {
     let loaded: LoadResult;
     try {
-      loaded = await loadConfig(this.#options.configPath);
+      loaded = await loadConfigIsolated(this.#options.configPath);
     } catch (err) {
       return this.#recordFailure([], (err as Error).message);
     }

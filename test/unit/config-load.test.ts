@@ -543,6 +543,44 @@ ${SERVICE.replace('resolution: STATIC', 'resolution: STATIC\n  locaton: MESH_EXT
     expect(lines).toEqual(['dup.yaml:3:1: document 1: (yaml): Map keys must be unique']);
   });
 
+  it('anchors and aliases are read (through the positioned parser), with the same values', async () => {
+    const withAliases = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  ports:
+  - &port {number: 9080, name: http, protocol: HTTP}
+  resolution: STATIC
+  endpoints:
+  - &ep {address: 10.0.0.1, labels: {version: v1}}
+  - {address: 10.0.0.2, labels: {version: v2}}
+`;
+    const plain = await load({ 'se.yaml': SERVICE });
+    const aliased = await load({ 'se.yaml': withAliases });
+    expect(aliased.result.diagnostics).toEqual([]);
+    expect(aliased.result.model).toEqual(plain.result.model);
+  });
+
+  it('alias bombs (exponential expansion) are refused, not expanded', async () => {
+    const levels = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 10; i++) levels.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill(`*${String.fromCharCode(96 + i)}`).join(', ')}]`);
+    const { result } = await load({ 'bomb.yaml': levels.join('\n') + '\n' });
+    expect(result.model).toBeUndefined();
+    expect(errors(result)[0]!.file.endsWith('bomb.yaml')).toBe(true);
+    expect(errors(result)[0]!.field).toBe('(yaml)');
+    expect(errors(result)[0]!.message).toMatch(/alias/i);
+  });
+
+  it('timestamps and YAML 1.1 booleans stay strings (YAML 1.2 core schema)', async () => {
+    const { result } = await load({
+      'se.yaml': SERVICE.replace('  name: reviews\n', '  name: reviews\n  creationTimestamp: 2024-05-01T10:00:00Z\n  labels: {enabled: yes}\n'),
+    });
+    expect(result.diagnostics).toEqual([]);
+    expect(result.model).toBeDefined();
+  });
+
   it('tabs for indentation are a YAML error with a position', async () => {
     const { result } = await load({ 'tab.yaml': 'apiVersion: v1\nkind: ServiceEntry\nmetadata:\n\tname: x\n' });
     expect(result.diagnostics[0]).toMatchObject({ line: 4, col: 1, field: '(yaml)', severity: 'error' });

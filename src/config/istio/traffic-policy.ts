@@ -44,8 +44,8 @@ interface Candidate {
  */
 export class DestinationRuleIndex {
   readonly #scope: RuleScope;
-  /** Rules that may apply, by namespace, in load order. */
-  readonly #byNamespace = new Map<string, Candidate[]>();
+  /** Rules that may apply: by namespace, then by host, in load order. */
+  readonly #byNamespace = new Map<string, NamespaceRules>();
   readonly #cache = new Map<string, { merged: DestinationRuleResource; sources: readonly DestinationRuleResource[] } | undefined>();
 
   constructor(rules: readonly DestinationRuleResource[], scope: RuleScope, reports: RuleIndexReports) {
@@ -57,15 +57,17 @@ export class DestinationRuleIndex {
         reports.ignored(dr, ['spec', 'workloadSelector'], 'workloadSelector does not select this proxy (it has no workload labels); this rule is ignored');
         continue;
       }
-      const list = this.#byNamespace.get(namespace) ?? [];
-      list.push({ host: toFqdn(dr.spec.host!, namespace), namespace, dr });
-      this.#byNamespace.set(namespace, list);
+      let ns = this.#byNamespace.get(namespace);
+      if (ns === undefined) this.#byNamespace.set(namespace, (ns = { exact: new Map(), wildcards: new Map() }));
+      const host = toFqdn(dr.spec.host!, namespace);
+      const byHost = host.startsWith('*') ? ns.wildcards : ns.exact;
+      let list = byHost.get(host);
+      if (list === undefined) byHost.set(host, (list = []));
+      list.push({ host, namespace, dr });
     }
     // Report what merging drops, once per namespace and host.
-    for (const list of this.#byNamespace.values()) {
-      const byHost = new Map<string, DestinationRuleResource[]>();
-      for (const c of list) byHost.set(c.host, [...(byHost.get(c.host) ?? []), c.dr]);
-      for (const drs of byHost.values()) reportMerge(drs, reports);
+    for (const ns of this.#byNamespace.values()) {
+      for (const list of [...ns.exact.values(), ...ns.wildcards.values()]) reportMerge(list.map((c) => c.dr), reports);
     }
   }
 
@@ -84,11 +86,26 @@ export class DestinationRuleIndex {
     if (this.#cache.has(key)) return this.#cache.get(key);
     const { proxyNamespace, rootNamespace } = this.#scope;
     let found: { merged: DestinationRuleResource; sources: readonly DestinationRuleResource[] } | undefined;
-    for (const ns of new Set([proxyNamespace, serviceNamespace, rootNamespace])) {
-      const visible = (this.#byNamespace.get(ns) ?? []).filter((c) => ns === proxyNamespace || exportedTo(c, proxyNamespace));
-      const host = mostSpecificHost(hostname, visible.map((c) => c.host));
-      if (host === undefined) continue;
-      const sources = visible.filter((c) => c.host === host).map((c) => c.dr);
+    for (const namespace of new Set([proxyNamespace, serviceNamespace, rootNamespace])) {
+      const ns = this.#byNamespace.get(namespace);
+      if (ns === undefined) continue;
+      const visible = (list: readonly Candidate[]): Candidate[] =>
+        namespace === proxyNamespace ? [...list] : list.filter((c) => exportedTo(c, proxyNamespace));
+      // Istio MostSpecificHostMatch: the exact host, else the longest wildcard covering it.
+      let chosen = visible(ns.exact.get(hostname) ?? []);
+      if (chosen.length === 0) {
+        let best = '';
+        for (const [host, list] of ns.wildcards) {
+          if (host.length <= best.length || !hostMatches(host, hostname)) continue;
+          const v = visible(list);
+          if (v.length > 0) {
+            best = host;
+            chosen = v;
+          }
+        }
+      }
+      if (chosen.length === 0) continue;
+      const sources = chosen.map((c) => c.dr);
       found = { merged: mergeRules(sources), sources };
       break;
     }
@@ -97,21 +114,17 @@ export class DestinationRuleIndex {
   }
 }
 
+/** A namespace's rules: by exact host, and by wildcard host. */
+interface NamespaceRules {
+  readonly exact: Map<string, Candidate[]>;
+  readonly wildcards: Map<string, Candidate[]>;
+}
+
 /** Istio exportTo: unset or `*` is every namespace, `.` the rule's own, `~` none. */
 function exportedTo(c: Candidate, namespace: string): boolean {
   const exportTo = c.dr.spec.exportTo ?? [];
   if (exportTo.length === 0) return true;
   return exportTo.some((e) => e === '*' || e === namespace || (e === '.' && c.namespace === namespace));
-}
-
-/** Istio MostSpecificHostMatch: the exact host, else the longest wildcard covering it. */
-function mostSpecificHost(hostname: string, hosts: readonly string[]): string | undefined {
-  if (hosts.includes(hostname)) return hostname;
-  let best: string | undefined;
-  for (const h of hosts) {
-    if (h.startsWith('*') && hostMatches(h, hostname) && (best === undefined || h.length > best.length)) best = h;
-  }
-  return best;
 }
 
 function mergeRules(drs: readonly DestinationRuleResource[]): DestinationRuleResource {
