@@ -38,7 +38,7 @@ const option = (name) => {
 };
 const mode = flag('smoke') ? 'smoke' : flag('quick') ? 'quick' : 'default';
 const SETTINGS = {
-  smoke: { rounds: 1, throughputS: 1, warmupS: 1, latencyRounds: 1, latencyS: 1, startRuns: 1, services: 100, reloadS: 3 },
+  smoke: { rounds: 1, throughputS: 1, warmupS: 0, latencyRounds: 1, latencyS: 1, startRuns: 1, services: 100, reloadS: 2 },
   quick: { rounds: 2, throughputS: 3, warmupS: 2, latencyRounds: 1, latencyS: 4, startRuns: 3, services: 1000, reloadS: 5 },
   default: { rounds: 3, throughputS: 5, warmupS: 3, latencyRounds: 3, latencyS: 10, startRuns: 5, services: 1000, reloadS: 10 },
 }[mode];
@@ -87,7 +87,7 @@ async function main() {
   const peers = targets.length;
   const reloadable = targets.filter((t) => t.reload).length;
   const steps =
-    (wanted('P1') ? peers * (1 + SETTINGS.rounds) : 0) +
+    (wanted('P1') ? peers * ((SETTINGS.warmupS > 0 ? 1 : 0) + SETTINGS.rounds) : 0) +
     (wanted('P2') ? peers * SETTINGS.latencyRounds : 0) +
     (wanted('P5') ? SETTINGS.startRuns * (1 + (has('haproxy') ? 1 : 0) + (has('nginx') ? 1 : 0)) : 0) +
     (wanted('P6') ? 2 + (has('haproxy') ? 1 : 0) : 0) +

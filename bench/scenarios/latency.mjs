@@ -29,7 +29,7 @@ export async function latency(ctx) {
   const { targets, settings, step } = ctx;
   const samples = new Map(targets.map((t) => [t.key, []]));
   // Warm-up at the same rate (JIT, pools), not counted.
-  for (const t of targets) await runRateClient(t.port, settings.warmupS);
+  if (settings.warmupS > 0) for (const t of targets) await runRateClient(t.port, settings.warmupS);
   for (let r = 1; r <= settings.latencyRounds; r++) {
     for (const t of targets) {
       step(`P2 ${RATE} req/s round ${r}/${settings.latencyRounds} ${t.key}`);

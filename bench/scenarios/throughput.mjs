@@ -11,6 +11,7 @@ import { runWrk } from '../lib/wrk.mjs';
 export async function throughput(ctx) {
   const { targets, settings, step } = ctx;
   for (const t of targets) {
+    if (settings.warmupS <= 0) break;
     step(`P1 warm-up ${t.key}`);
     await runWrk(t.port, { seconds: settings.warmupS });
   }

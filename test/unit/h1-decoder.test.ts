@@ -250,17 +250,14 @@ describe('request heads', () => {
 describe('header-name interning', () => {
   it('maps common names in any case to one lowercase string', () => {
     for (const raw of ['content-length', 'Content-Length', 'CONTENT-LENGTH', 'cOnTeNt-LeNgTh']) {
-      const buf = b(raw);
-      expect(internHeaderName(buf, 0, buf.length)).toBe('content-length');
+      expect(internHeaderName(raw, 0, raw.length)).toBe('content-length');
     }
-    const buf = b('xx X-Request-Id yy');
-    expect(internHeaderName(buf, 3, 15)).toBe('x-request-id');
+    expect(internHeaderName('xx X-Request-Id yy', 3, 15)).toBe('x-request-id');
   });
 
   it('does not confuse names that differ only outside letters', () => {
     for (const raw of ['x_request_id', 'x-request-ix', 'content-lengths', 'hosts', 'x-b3-traceid-']) {
-      const buf = b(raw);
-      expect(internHeaderName(buf, 0, buf.length), raw).toBeUndefined();
+      expect(internHeaderName(raw, 0, raw.length), raw).toBeUndefined();
     }
   });
 

@@ -16,8 +16,11 @@ import type { DownstreamStream } from '../stream.js';
 function connectionListed(headers: HeaderMap): Set<string> | null {
   const value = headers.get('connection');
   if (value === undefined) return null;
+  const lower = value.toLowerCase();
+  // The usual values name no other header: skip the split.
+  if (lower === 'close' || lower === 'keep-alive') return null;
   let listed: Set<string> | null = null;
-  for (const token of value.toLowerCase().split(',')) {
+  for (const token of lower.split(',')) {
     const name = token.trim();
     if (name !== '' && name !== 'close' && name !== 'keep-alive') (listed ??= new Set()).add(name);
   }

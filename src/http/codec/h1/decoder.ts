@@ -289,7 +289,7 @@ abstract class H1Decoder<H extends RequestHead | ResponseHead> {
             return;
           }
           const trailers = new HeaderMap();
-          const err = parseFieldLines(data, pos, end, trailers);
+          const err = parseFieldLines(data.toString('latin1', pos, end + 2), 0, end - pos, trailers);
           if (err !== null) return this.#fail(err);
           this.#complete(trailers, data, end + 4);
           return;

@@ -87,20 +87,22 @@ export class ResponseHead implements Framing {
 }
 
 /**
- * Parses header lines in buf[pos, end), where `end` is the index of the CRLF that ends the last
- * line (so the section is followed by CRLFCRLF at `end`). Fills `headers`; returns an error or null.
+ * Parses header lines in text[pos, end), where `end` is the index of the CRLF that ends the last
+ * line (so the section is followed by CRLFCRLF at `end`, and `text` extends at least two chars
+ * past it). `text` is the head decoded as latin1, one char per byte: names and values are
+ * slices of it. Fills `headers`; returns an error or null.
  */
-export function parseFieldLines(buf: Buffer, pos: number, end: number, headers: HeaderMap): H1Error | null {
+export function parseFieldLines(text: string, pos: number, end: number, headers: HeaderMap): H1Error | null {
   while (pos < end) {
     // pos is at the start of a line; the previous line ended with CRLF.
-    const first = buf[pos]!;
+    const first = text.charCodeAt(pos);
     if (first === SP || first === HTAB) return bad('obsolete line folding is not allowed');
     const nameStart = pos;
     let upper = false;
     while (pos < end) {
-      const b = buf[pos]!;
+      const b = text.charCodeAt(pos);
       if (b === COLON) break;
-      if (TCHAR[b] === 0) {
+      if (TCHAR[b] !== 1) {
         if (b === SP || b === HTAB) return bad('whitespace between header name and colon');
         if (b === CR || b === LF) return bad('header line without a colon');
         return bad('invalid character in header name', 'http1.invalid_characters');
@@ -110,32 +112,45 @@ export function parseFieldLines(buf: Buffer, pos: number, end: number, headers: 
     }
     if (pos === nameStart) return bad('empty header name');
     if (pos >= end) return bad('header line without a colon');
-    let name = internHeaderName(buf, nameStart, pos);
+    let name = internHeaderName(text, nameStart, pos);
     if (name === undefined) {
-      name = buf.toString('latin1', nameStart, pos);
+      name = text.slice(nameStart, pos);
       if (upper) name = name.toLowerCase();
     }
     pos++; // colon
-    while (pos < end && (buf[pos] === SP || buf[pos] === HTAB)) pos++;
+    let b = text.charCodeAt(pos);
+    while (pos < end && (b === SP || b === HTAB)) b = text.charCodeAt(++pos);
     const valueStart = pos;
     let valueEnd = pos;
     for (;;) {
-      const b = buf[pos];
+      b = text.charCodeAt(pos);
       if (b === CR) {
-        if (buf[pos + 1] !== LF) return bad('bare CR in header section');
+        if (text.charCodeAt(pos + 1) !== LF) return bad('bare CR in header section');
         break;
       }
-      if (b === undefined || FIELD_VALUE[b] === 0) {
+      if (FIELD_VALUE[b] !== 1) {
         return b === LF ? bad('bare LF in header section') : bad('invalid character in header value', 'http1.invalid_characters');
       }
       pos++;
       if (b !== SP && b !== HTAB) valueEnd = pos;
     }
-    headers.append(name, valueEnd === valueStart ? '' : buf.toString('latin1', valueStart, valueEnd));
+    headers.append(name, valueEnd === valueStart ? '' : text.slice(valueStart, valueEnd));
     if (headers.size > MAX_HEADERS_COUNT) return new H1Error(431, 'http1.too_many_headers', 'too many headers');
     pos += 2; // CRLF
   }
   return null;
+}
+
+const SINGLE_TOKENS: Readonly<Record<string, readonly string[]>> = {
+  'keep-alive': ['keep-alive'],
+  close: ['close'],
+  upgrade: ['upgrade'],
+};
+
+/** Lowercase tokens of a Connection header value (usually just `keep-alive` or `close`). */
+function connectionTokens(value: string): readonly string[] {
+  const lower = value.toLowerCase();
+  return SINGLE_TOKENS[lower] ?? lower.split(',').map((t) => t.trim()).filter((t) => t !== '');
 }
 
 /** Applies framing headers to `head`. Shared by requests and responses. */
@@ -158,11 +173,11 @@ function readFraming(head: Framing, headers: HeaderMap, isRequest: boolean): H1E
       case 'transfer-encoding':
         encoding = encoding === undefined ? values[i]! : `${encoding},${values[i]!}`;
         break;
-      case 'connection':
-        head.connection = head.connection.concat(
-          values[i]!.toLowerCase().split(',').map((t) => t.trim()).filter((t) => t !== ''),
-        );
+      case 'connection': {
+        const tokens = connectionTokens(values[i]!);
+        head.connection = head.connection.length === 0 ? tokens : head.connection.concat(tokens);
         break;
+      }
     }
   }
   if (encoding === undefined) return null;
@@ -183,35 +198,33 @@ const ABSOLUTE_FORM = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([^#]*)$/;
 
 /** Parses a request head in buf[start, end) where `end` is the index of the final CRLFCRLF. */
 export function parseRequestHead(buf: Buffer, start: number, end: number): RequestHead | H1Error {
-  let pos = start;
+  // One native call decodes the whole head; every string below is a slice of it.
+  const text = buf.toString('latin1', start, end + 2);
+  const last = end - start;
+  let pos = 0;
   // method SP
-  while (pos < end && TCHAR[buf[pos]!] === 1) pos++;
-  if (pos === start || buf[pos] !== SP) return bad('malformed request line: invalid method');
-  const method = buf.toString('latin1', start, pos);
+  while (pos < last && TCHAR[text.charCodeAt(pos)] === 1) pos++;
+  if (pos === 0 || text.charCodeAt(pos) !== SP) return bad('malformed request line: invalid method');
+  const method = text.slice(0, pos);
   pos++;
   // request-target SP
   const targetStart = pos;
-  while (pos < end && TARGET[buf[pos]!] === 1) pos++;
-  if (pos === targetStart || buf[pos] !== SP) return bad('malformed request line: invalid request target', 'http1.invalid_url');
-  const target = buf.toString('latin1', targetStart, pos);
+  while (pos < last && TARGET[text.charCodeAt(pos)] === 1) pos++;
+  if (pos === targetStart || text.charCodeAt(pos) !== SP) return bad('malformed request line: invalid request target', 'http1.invalid_url');
+  const target = text.slice(targetStart, pos);
   pos++;
   // HTTP-version CRLF
-  if (
-    end - pos < 8 ||
-    buf[pos] !== 0x48 || buf[pos + 1] !== 0x54 || buf[pos + 2] !== 0x54 || buf[pos + 3] !== 0x50 ||
-    buf[pos + 4] !== 0x2f || buf[pos + 6] !== 0x2e ||
-    buf[pos + 8] !== CR || buf[pos + 9] !== LF
-  ) {
+  if (last - pos < 8 || !text.startsWith('HTTP/', pos) || text.charCodeAt(pos + 6) !== 0x2e || text.charCodeAt(pos + 8) !== CR || text.charCodeAt(pos + 9) !== LF) {
     return bad('malformed request line: invalid HTTP version');
   }
-  const major = buf[pos + 5]! - 0x30;
-  const minor = buf[pos + 7]! - 0x30;
+  const major = text.charCodeAt(pos + 5) - 0x30;
+  const minor = text.charCodeAt(pos + 7) - 0x30;
   if (major < 0 || major > 9 || minor < 0 || minor > 9) return bad('malformed request line: invalid HTTP version');
   if (major !== 1 || minor > 1) return new H1Error(505, 'http1.codec_error', 'HTTP version not supported');
   pos += 10;
 
   const headers = new HeaderMap();
-  const err = parseFieldLines(buf, pos, end, headers);
+  const err = parseFieldLines(text, pos, last, headers);
   if (err !== null) return err;
   const head = new RequestHead(method, target, minor, headers);
   const framing = readFraming(head, headers, true);
@@ -277,36 +290,32 @@ function readTarget(head: RequestHead): RequestHead | H1Error {
 
 /** Parses a response head in buf[start, end) where `end` is the index of the final CRLFCRLF. */
 export function parseResponseHead(buf: Buffer, start: number, end: number): ResponseHead | H1Error {
-  let pos = start;
-  if (
-    end - pos < 12 ||
-    buf[pos] !== 0x48 || buf[pos + 1] !== 0x54 || buf[pos + 2] !== 0x54 || buf[pos + 3] !== 0x50 ||
-    buf[pos + 4] !== 0x2f || buf[pos + 5] !== 0x31 || buf[pos + 6] !== 0x2e || buf[pos + 8] !== SP
-  ) {
-    return bad('malformed status line');
-  }
-  const minor = buf[pos + 7]! - 0x30;
+  const text = buf.toString('latin1', start, end + 2);
+  const last = end - start;
+  if (last < 12 || !text.startsWith('HTTP/1.') || text.charCodeAt(8) !== SP) return bad('malformed status line');
+  const minor = text.charCodeAt(7) - 0x30;
   if (minor < 0 || minor > 9) return bad('malformed status line');
-  const d0 = buf[pos + 9]! - 0x30;
-  const d1 = buf[pos + 10]! - 0x30;
-  const d2 = buf[pos + 11]! - 0x30;
+  const d0 = text.charCodeAt(9) - 0x30;
+  const d1 = text.charCodeAt(10) - 0x30;
+  const d2 = text.charCodeAt(11) - 0x30;
   if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return bad('malformed status code');
   const status = d0 * 100 + d1 * 10 + d2;
-  pos += 12;
+  let pos = 12;
   let reason = '';
-  if (buf[pos] === SP) {
+  if (text.charCodeAt(pos) === SP) {
     const rs = ++pos;
-    while (buf[pos] !== CR) {
-      const b = buf[pos];
-      if (b === undefined || FIELD_VALUE[b] === 0) return bad('invalid character in reason phrase');
+    for (;;) {
+      const b = text.charCodeAt(pos);
+      if (b === CR) break;
+      if (FIELD_VALUE[b] !== 1) return bad('invalid character in reason phrase');
       pos++;
     }
-    reason = buf.toString('latin1', rs, pos);
+    reason = text.slice(rs, pos);
   }
-  if (buf[pos] !== CR || buf[pos + 1] !== LF) return bad('malformed status line');
+  if (text.charCodeAt(pos) !== CR || text.charCodeAt(pos + 1) !== LF) return bad('malformed status line');
   pos += 2;
   const headers = new HeaderMap();
-  const err = parseFieldLines(buf, pos, end, headers);
+  const err = parseFieldLines(text, pos, last, headers);
   if (err !== null) return err;
   const head = new ResponseHead(status, reason, minor, headers);
   return readFraming(head, headers, false) ?? head;

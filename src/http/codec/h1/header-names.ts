@@ -15,19 +15,22 @@ const COMMON = [
   'grpc-status', 'grpc-message', 'proxy-connection', 'x-forwarded-client-cert',
 ];
 
-/** Candidates by length; each entry is [name, its bytes]. */
-const BY_LENGTH: Array<Array<[string, Buffer]>> = [];
-for (const name of COMMON) (BY_LENGTH[name.length] ??= []).push([name, Buffer.from(name, 'latin1')]);
+/** Candidates by length. */
+const BY_LENGTH: string[][] = [];
+for (const name of COMMON) (BY_LENGTH[name.length] ??= []).push(name);
 
-/** The interned name for buf[start, end) if it is a common header (any case), else undefined. */
-export function internHeaderName(buf: Buffer, start: number, end: number): string | undefined {
+/**
+ * The interned name for text[start, end) (a header name as decoded from the wire, one char per
+ * byte) if it is a common header in any case, else undefined.
+ */
+export function internHeaderName(text: string, start: number, end: number): string | undefined {
   const candidates = BY_LENGTH[end - start];
   if (candidates === undefined) return undefined;
-  outer: for (const [name, bytes] of candidates) {
-    for (let i = 0; i < bytes.length; i++) {
-      // ASCII letters compare case-insensitively via the 0x20 bit; other token bytes exactly.
-      const b = buf[start + i]!;
-      const c = bytes[i]!;
+  outer: for (const name of candidates) {
+    for (let i = 0; i < name.length; i++) {
+      // ASCII letters compare case-insensitively via the 0x20 bit; other token chars exactly.
+      const b = text.charCodeAt(start + i);
+      const c = name.charCodeAt(i);
       if (b !== c && (b | 0x20) !== c) continue outer;
     }
     return name;
