@@ -38,7 +38,7 @@ const option = (name) => {
 };
 const mode = flag('smoke') ? 'smoke' : flag('quick') ? 'quick' : 'default';
 const SETTINGS = {
-  smoke: { rounds: 1, throughputS: 1, warmupS: 0, latencyRounds: 1, latencyS: 1, startRuns: 1, services: 100, reloadS: 2 },
+  smoke: { rounds: 1, throughputS: 1, warmupS: 0, latencyRounds: 1, latencyS: 1, startRuns: 1, services: 100, reloadS: 3 },
   quick: { rounds: 2, throughputS: 3, warmupS: 2, latencyRounds: 1, latencyS: 4, startRuns: 3, services: 1000, reloadS: 5 },
   default: { rounds: 3, throughputS: 5, warmupS: 3, latencyRounds: 3, latencyS: 10, startRuns: 5, services: 1000, reloadS: 10 },
 }[mode];
