@@ -11,6 +11,7 @@ import type {
   StringMatch,
 } from '../model/route.js';
 import { compileHeaderMutation, type HeaderMutator } from './header-mutation.js';
+import { compileRetryPolicy, type CompiledMirror, type CompiledRetryPolicy } from './policies.js';
 import { isAscii, utf8ByteString } from './string-matcher.js';
 import type { RouteRequest } from './request-view.js';
 
@@ -32,6 +33,10 @@ export interface CompiledForward {
   readonly hostRewrite: string | undefined;
   /** 0 disables the route timeout. */
   readonly timeoutMs: number;
+  /** Null: a single attempt. */
+  readonly retryPolicy: CompiledRetryPolicy | null;
+  /** Shadow copies of the request; empty for most routes. */
+  readonly mirrors: readonly CompiledMirror[];
 }
 
 export interface CompiledRedirect {
@@ -87,6 +92,8 @@ export function compileForward(a: ForwardAction, match: RouteMatch): CompiledFor
     rewritePath: compilePathRewrite(a, match.path),
     hostRewrite: a.hostRewrite === undefined ? undefined : utf8ByteString(a.hostRewrite),
     timeoutMs: a.timeoutMs ?? ENVOY_DEFAULT_ROUTE_TIMEOUT_MS,
+    retryPolicy: a.retryPolicy === undefined ? null : compileRetryPolicy(a.retryPolicy),
+    mirrors: a.mirrors ?? [],
   };
 }
 

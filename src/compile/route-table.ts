@@ -5,12 +5,13 @@
  * one port the name (or the most specific wildcard domain covering it) is served on when it is
  * not served on 80.
  */
-import type { RouteConfig, VirtualHost } from '../model/route.js';
+import type { Route, RouteConfig, VirtualHost } from '../model/route.js';
 import { compileHeaderMutation, type HeaderMutator } from './header-mutation.js';
 import { DomainTable } from './domain-table.js';
 import type { RouteRequest } from './request-view.js';
 import { compileDirect, compileForward, compileRedirect, type CompiledAction } from './route-action.js';
 import { compileRouteMatch, type RoutePredicate } from './route-matcher.js';
+import { compileCors, TokenBucket, type CompiledCors, type CompiledFault } from './policies.js';
 
 export interface CompiledRoute {
   readonly name: string;
@@ -18,7 +19,20 @@ export interface CompiledRoute {
   readonly action: CompiledAction;
   readonly requestHeaders: HeaderMutator | null;
   readonly responseHeaders: HeaderMutator | null;
+  /** The request filters this route needs (CORS, fault, local rate limit); null when none. */
+  readonly filters: RouteFilters | null;
 }
+
+/** Per-route configs of the HTTP filters, in the order the filter chain runs them. */
+export interface RouteFilters {
+  readonly cors: CompiledCors | null;
+  readonly fault: CompiledFault | null;
+  /** Shared by every route the same rate-limit rule covers. */
+  readonly rateLimit: TokenBucket | null;
+}
+
+/** Token buckets of one snapshot, by rule key: every route of a rule shares its bucket. */
+export type BucketRegistry = Map<string, TokenBucket>;
 
 export interface CompiledVirtualHost {
   readonly name: string;
@@ -27,7 +41,21 @@ export interface CompiledVirtualHost {
   select(req: RouteRequest): CompiledRoute | undefined;
 }
 
-function compileVirtualHost(vh: VirtualHost): CompiledVirtualHost {
+function compileFilters(r: Route, buckets: BucketRegistry): RouteFilters | null {
+  if (r.cors === undefined && r.fault === undefined && r.rateLimit === undefined) return null;
+  let rateLimit: TokenBucket | null = null;
+  if (r.rateLimit !== undefined) {
+    rateLimit = buckets.get(r.rateLimit.key) ?? null;
+    if (rateLimit === null) buckets.set(r.rateLimit.key, (rateLimit = new TokenBucket(r.rateLimit)));
+  }
+  return {
+    cors: r.cors === undefined ? null : compileCors(r.cors),
+    fault: r.fault ?? null,
+    rateLimit,
+  };
+}
+
+function compileVirtualHost(vh: VirtualHost, buckets: BucketRegistry): CompiledVirtualHost {
   const routes: CompiledRoute[] = vh.routes.map((r) => {
     const action: CompiledAction =
       r.action.kind === 'forward'
@@ -41,6 +69,7 @@ function compileVirtualHost(vh: VirtualHost): CompiledVirtualHost {
       action,
       requestHeaders: compileHeaderMutation(r.requestHeaders),
       responseHeaders: compileHeaderMutation(r.responseHeaders),
+      filters: compileFilters(r, buckets),
     };
   });
   return {
@@ -56,10 +85,10 @@ function compileVirtualHost(vh: VirtualHost): CompiledVirtualHost {
   };
 }
 
-export function compileRouteConfig(rc: RouteConfig): DomainTable<CompiledVirtualHost> {
+export function compileRouteConfig(rc: RouteConfig, buckets: BucketRegistry = new Map()): DomainTable<CompiledVirtualHost> {
   const table = new DomainTable<CompiledVirtualHost>();
   for (const vh of rc.virtualHosts) {
-    const compiled = compileVirtualHost(vh);
+    const compiled = compileVirtualHost(vh, buckets);
     for (const d of vh.domains) table.add(d, compiled);
   }
   return table;
@@ -77,9 +106,10 @@ export class RouteTables {
   constructor(routeConfigs: readonly RouteConfig[], fallback: RouteConfig) {
     const byPort = new Map<number, DomainTable<CompiledVirtualHost>>();
     const ports = new Map<string, Set<number>>();
+    const buckets: BucketRegistry = new Map();
     for (const rc of routeConfigs) {
       const port = Number(rc.name);
-      byPort.set(port, compileRouteConfig(rc));
+      byPort.set(port, compileRouteConfig(rc, buckets));
       for (const vh of rc.virtualHosts) {
         for (const d of vh.domains) {
           if (d === '*') continue;
@@ -92,7 +122,7 @@ export class RouteTables {
     const solo = new DomainTable<number>();
     for (const [d, set] of ports) solo.add(d, set.size === 1 ? [...set][0]! : 0);
     this.#byPort = byPort;
-    this.#fallback = compileRouteConfig(fallback);
+    this.#fallback = compileRouteConfig(fallback, buckets);
     this.#soloPort = solo;
   }
 

@@ -1,10 +1,12 @@
 /**
- * The HTTP connection manager: decides what happens to each new request stream before routing,
- * as Envoy's HCM does: protocol checks (HTTP/1.0 → 426, unsupported upgrades → 403), then
- * hands the stream and the snapshot current at that moment to the router.
+ * The HTTP connection manager: decides what happens to each new request stream, as Envoy's HCM
+ * does: protocol checks (HTTP/1.0 → 426, unsupported upgrades → 403), route selection from the
+ * snapshot current at that moment (404 NR), the route's filters (CORS, fault, rate limit), and
+ * then the router.
  */
 import type { Snapshot } from '../compile/snapshot.js';
 import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
+import { runRouteFilters } from './filter-chain.js';
 import type { Router } from './router/router.js';
 
 /** Where the current snapshot comes from; read once per request. */
@@ -39,7 +41,14 @@ export class HttpConnectionManager implements StreamHandler {
       head.headers.remove('http2-settings');
     }
     const snapshot = this.#source.current();
-    if (stream.method === 'CONNECT') this.#router.connect(stream, snapshot);
-    else this.#router.route(stream, snapshot);
+    if (stream.method === 'CONNECT') {
+      this.#router.connect(stream, snapshot);
+      return;
+    }
+    const selection = this.#router.select(stream, snapshot);
+    if (selection === undefined) return;
+    const filters = selection.route.filters;
+    if (filters === null) this.#router.dispatch(stream, snapshot, selection);
+    else runRouteFilters(stream, filters, () => this.#router.dispatch(stream, snapshot, selection));
   }
 }

@@ -92,4 +92,9 @@ export interface DownstreamStream {
   onWritable: (() => void) | null;
   /** Called once if the client goes away before the response ends. */
   onAbort: (() => void) | null;
+  /**
+   * Edits every response head this stream sends, upstream or local (the encoder side of the
+   * filter chain, e.g. CORS headers). Set by filters before the router runs.
+   */
+  onResponseHeaders: ((headers: HeaderMap) => void) | null;
 }

@@ -49,8 +49,50 @@ export interface Cluster {
   readonly idleTimeoutMs: number;
   /** Requests per upstream connection; 0 = unlimited (Istio http.maxRequestsPerConnection). */
   readonly maxRequestsPerConnection: number;
+  readonly circuitBreakers: CircuitBreakers;
+  /** Undefined: no outlier detection (Istio emits it only when configured). */
+  readonly outlierDetection?: OutlierDetection;
+  /** Envoy healthy_panic_threshold (%): below this share of healthy hosts, use all hosts. 0 disables. */
+  readonly healthyPanicThreshold: number;
   /** Where the cluster came from, for logs and admin output. */
   readonly service?: { readonly host: string; readonly port: number; readonly subset?: string };
+}
+
+/** Envoy circuit breaker thresholds (default priority), per cluster. */
+export interface CircuitBreakers {
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+}
+
+/** Istio leaves every threshold at 2^32 − 1 unless a DestinationRule sets it. */
+export const ISTIO_CIRCUIT_BREAKERS: CircuitBreakers = {
+  maxConnections: 2 ** 32 - 1,
+  maxPendingRequests: 2 ** 32 - 1,
+  maxRequests: 2 ** 32 - 1,
+  maxRetries: 2 ** 32 - 1,
+};
+
+/** Envoy's defaults when a cluster sets no thresholds (xDS). */
+export const ENVOY_CIRCUIT_BREAKERS: CircuitBreakers = {
+  maxConnections: 1024,
+  maxPendingRequests: 1024,
+  maxRequests: 1024,
+  maxRetries: 3,
+};
+
+/** Envoy OutlierDetection, as Istio maps it (consecutive errors only; success rate off). */
+export interface OutlierDetection {
+  /** Consecutive 5xx (and connect failures) before ejection; 0 disables. */
+  readonly consecutive5xx: number;
+  /** Consecutive 502/503/504 (and connect failures) before ejection; 0 disables. */
+  readonly consecutiveGatewayFailure: number;
+  readonly intervalMs: number;
+  readonly baseEjectionTimeMs: number;
+  readonly maxEjectionTimeMs: number;
+  /** At most this share of hosts is ejected, but always at least one. */
+  readonly maxEjectionPercent: number;
 }
 
 export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';

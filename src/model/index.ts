@@ -9,6 +9,7 @@ import type { TcpService } from './tcp.js';
 
 export * from './cluster.js';
 export * from './mesh.js';
+export * from './policies.js';
 export * from './route.js';
 export * from './tcp.js';
 

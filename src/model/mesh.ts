@@ -17,6 +17,8 @@ export interface MeshSettings {
   /** Namespace of resources that do not name one, and of clients of the standalone proxy. */
   readonly defaultNamespace: string;
   readonly rootNamespace: string;
+  /** Labels of the workload this proxy runs for (sourceLabels matches). */
+  readonly workloadLabels: Readonly<Record<string, string>>;
   /** Upstream TCP connect timeout (Istio meshConfig.connectTimeout, default 10s). */
   readonly connectTimeoutMs: number;
   /** How often DNS endpoints are re-resolved (Istio meshConfig.dnsRefreshRate, default 60s). */
@@ -42,6 +44,7 @@ export const DEFAULT_MESH: MeshSettings = {
   trustDomain: 'cluster.local',
   defaultNamespace: 'default',
   rootNamespace: 'istio-system',
+  workloadLabels: {},
   connectTimeoutMs: 10_000,
   dnsRefreshRateMs: 60_000,
   requestHeadersTimeoutMs: 10_000,

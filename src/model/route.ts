@@ -2,14 +2,10 @@
  * Routes: a small typed subset of Envoy's RouteConfiguration (route_components.proto). Both
  * config sources produce these; `compile/` turns them into matchers.
  */
+import type { CorsPolicy, FaultPolicy, LocalRateLimit, MirrorPolicy, RetryPolicy } from './policies.js';
+import type { StringMatch } from './string-match.js';
 
-/** Envoy StringMatcher. `regex` is RE2 and must match the whole input. */
-export type StringMatch =
-  | { readonly kind: 'exact'; readonly value: string; readonly ignoreCase?: boolean }
-  | { readonly kind: 'prefix'; readonly value: string; readonly ignoreCase?: boolean }
-  | { readonly kind: 'suffix'; readonly value: string; readonly ignoreCase?: boolean }
-  | { readonly kind: 'contains'; readonly value: string; readonly ignoreCase?: boolean }
-  | { readonly kind: 'regex'; readonly value: string };
+export type { StringMatch } from './string-match.js';
 
 /**
  * Envoy HeaderMatcher. Pseudo-headers `:method`, `:authority`, `:scheme` and `:path` are
@@ -71,8 +67,11 @@ export interface ForwardAction {
   readonly regexRewrite?: { readonly pattern: string; readonly substitution: string };
   /** Replace the Host/:authority sent upstream (Envoy host_rewrite_literal). */
   readonly hostRewrite?: string;
-  /** Route timeout in ms; 0 disables (Istio default); undefined means Envoy's 15s. */
+  /** Route timeout in ms, covering all retries; 0 disables (Istio default); undefined means Envoy's 15s. */
   readonly timeoutMs?: number;
+  /** Undefined: no retries. */
+  readonly retryPolicy?: RetryPolicy;
+  readonly mirrors?: readonly MirrorPolicy[];
 }
 
 export interface RedirectAction {
@@ -103,6 +102,9 @@ export interface Route {
   readonly action: RouteAction;
   readonly requestHeaders: HeaderMutation;
   readonly responseHeaders: HeaderMutation;
+  readonly fault?: FaultPolicy;
+  readonly cors?: CorsPolicy;
+  readonly rateLimit?: LocalRateLimit;
 }
 
 export interface VirtualHost {

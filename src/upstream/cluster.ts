@@ -1,7 +1,7 @@
 /**
- * A live upstream cluster: its hosts, their pools, and the load balancer over them. Built from a
- * ClusterSpec; replaced (not mutated) when the spec's config changes. Host discovery differs by
- * type:
+ * A live upstream cluster: its hosts, their pools, its circuit breakers, its outlier detector,
+ * and the load balancer over the hosts not ejected. Built from a ClusterSpec; replaced (not
+ * mutated) when the spec's config changes. Host discovery differs by type:
  * - STATIC: the endpoints as given;
  * - STRICT_DNS: endpoint names resolved to every address, re-resolved every refresh period;
  * - ORIGINAL_DST: a host per destination the request names, created on demand.
@@ -12,7 +12,9 @@ import type { ClusterSpec } from '../compile/snapshot.js';
 import type { Endpoint } from '../model/cluster.js';
 import { Host, hostKey } from './host.js';
 import { createLoadBalancer, type LoadBalancer, type PickContext } from './lb/index.js';
+import { OutlierDetector } from './outlier-detector.js';
 import { ConnectionPool, type PoolOptions } from './pool/connection-pool.js';
+import { ResourceManager } from './resource-manager.js';
 
 /** Where a request is going; ORIGINAL_DST clusters connect to it. */
 export interface Destination {
@@ -27,11 +29,15 @@ export interface ClusterOptions {
 
 export abstract class Cluster {
   readonly spec: ClusterSpec;
+  readonly resources: ResourceManager;
   protected readonly poolOptions: PoolOptions;
+  /** Null unless the spec configures outlier detection (and the cluster type supports it). */
+  protected outlier: OutlierDetector | null = null;
   #retired = false;
 
   constructor(spec: ClusterSpec, _options: ClusterOptions) {
     this.spec = spec;
+    this.resources = new ResourceManager(spec.circuitBreakers);
     this.poolOptions = {
       connectTimeoutMs: spec.connectTimeoutMs,
       idleTimeoutMs: spec.idleTimeoutMs,
@@ -56,9 +62,15 @@ export abstract class Cluster {
     for (const h of this.hosts) h.pool.sweep(now);
   }
 
+  /** Hosts currently ejected by outlier detection. */
+  get ejectedHosts(): number {
+    return this.outlier?.ejectedCount ?? 0;
+  }
+
   /** Stops new reuse and closes idle connections; in-flight requests finish. */
   retire(): void {
     this.#retired = true;
+    this.outlier?.stop();
     for (const h of this.hosts) h.pool.retire();
   }
 
@@ -66,20 +78,33 @@ export abstract class Cluster {
     const target = address.startsWith('unix://')
       ? { host: '', port: 0, path: address.slice('unix://'.length) }
       : { host: address, port };
-    const pool = new ConnectionPool(target, this.poolOptions);
+    const pool = new ConnectionPool(target, this.poolOptions, this.resources);
     if (this.#retired) pool.retire();
-    return new Host(address, port, weight, labels, pool);
+    return new Host(address, port, weight, labels, pool, this.outlier?.monitor() ?? null);
   }
 }
 
-/** A cluster whose host list is replaced as a whole (STATIC and STRICT_DNS). */
+/**
+ * A cluster whose host list is replaced as a whole (STATIC and STRICT_DNS). The balancer covers
+ * the hosts outlier detection has not ejected, or every host in panic: when the healthy share
+ * falls below the panic threshold (a threshold of 0 disables panic, so with every host ejected
+ * there is no host to pick).
+ */
 class HostListCluster extends Cluster {
   #hosts: readonly Host[] = [];
   #lb: LoadBalancer;
 
   constructor(spec: ClusterSpec, options: ClusterOptions) {
     super(spec, options);
+    if (spec.outlierDetection !== undefined) this.outlier = new OutlierDetector(spec.outlierDetection, () => this.#rebalance());
     this.#lb = createLoadBalancer(spec.lb, []);
+  }
+
+  #rebalance(): void {
+    const all = this.#hosts;
+    const healthy = this.outlier === null ? all : all.filter((h) => !h.outlier!.ejected);
+    const panic = healthy.length < all.length && (100 * healthy.length) / all.length < this.spec.healthyPanicThreshold;
+    this.#lb = createLoadBalancer(this.spec.lb, panic ? all : healthy);
   }
 
   ready(): Promise<void> {
@@ -106,9 +131,12 @@ class HostListCluster extends Cluster {
       }
       return this.makeHost(e.address, e.port, e.weight, e.labels);
     });
-    for (const gone of old.values()) gone.pool.retire();
+    for (const gone of old.values()) {
+      gone.pool.retire();
+      if (gone.outlier !== null) this.outlier?.remove(gone.outlier);
+    }
     this.#hosts = hosts;
-    this.#lb = createLoadBalancer(this.spec.lb, hosts);
+    this.#rebalance();
   }
 }
 

@@ -2,6 +2,7 @@
  * An upstream host: one endpoint address of a cluster, with its connection pool and the
  * counters load balancers read.
  */
+import type { HostOutlierMonitor } from './outlier-detector.js';
 import type { ConnectionPool } from './pool/connection-pool.js';
 
 export class Host {
@@ -16,6 +17,8 @@ export class Host {
     readonly weight: number,
     readonly labels: Readonly<Record<string, string>>,
     readonly pool: ConnectionPool,
+    /** Null when the cluster has no outlier detection. */
+    readonly outlier: HostOutlierMonitor | null = null,
   ) {
     this.key = hostKey(address, port);
   }

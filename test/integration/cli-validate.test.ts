@@ -163,7 +163,7 @@ metadata:
 spec:
   hosts: [reviews]
   http:
-  - retries: {attempts: 3}
+  - retries: {attempts: 3, retryRemoteLocalities: true}
     route:
     - destination: {host: reviews, subset: v2}
 `,
@@ -171,7 +171,7 @@ spec:
     const run = await skiff(['validate', '-c', dir], dir);
     expect(run.code).toBe(0);
     expect(run.lines).toEqual([
-      'vs.yaml:8:14: VirtualService/reviews: spec.http[0].retries: warning: retries is accepted but not enforced yet',
+      'vs.yaml:8:51: VirtualService/reviews: spec.http[0].retries.retryRemoteLocalities: warning: retryRemoteLocalities is accepted but not enforced yet',
       'vs.yaml:10:44: VirtualService/reviews: spec.http[0].route[0].destination.subset: warning: subset "v2" is not defined by any DestinationRule for reviews.default.svc.cluster.local: requests routed here get 503 NC',
     ]);
     for (const l of run.lines) expect(l).toMatch(LINE);
@@ -186,7 +186,7 @@ metadata: {name: a}
 spec:
   hosts: [reviews]
   http:
-  - retries: {attempts: 1}
+  - retries: {attempts: 1, retryRemoteLocalities: true}
     route: [{destination: {host: reviews}}]
 `,
       'b.yaml': 'apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: b\n',
@@ -197,7 +197,7 @@ spec:
     const errorLines = run.lines.filter((l) => !l.includes(': warning: '));
     expect(errorLines.length).toBeGreaterThan(0);
     for (const l of errorLines) expect(l).toMatch(/^b\.yaml:\d+:\d+: document 1: \(yaml\): \S/);
-    expect(run.lines.slice(errorLines.length)).toEqual(['a.yaml:7:14: VirtualService/a: spec.http[0].retries: warning: retries is accepted but not enforced yet']);
+    expect(run.lines.slice(errorLines.length)).toEqual(['a.yaml:7:51: VirtualService/a: spec.http[0].retries.retryRemoteLocalities: warning: retryRemoteLocalities is accepted but not enforced yet']);
   });
 
   it('a path that cannot be read exits 1 with the reason on stderr', async () => {

@@ -12,6 +12,8 @@ import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
 const RESET = 'upstream connect error or disconnect/reset before headers. reset reason: ';
+/** Istio's default retry policy retries connect failures twice; the body says so. */
+const RETRIED_RESET = 'upstream connect error or disconnect/reset before headers. retried and the latest reset reason: ';
 const IMF_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
 
 /** A raw TCP "upstream" that does `onData` with each connection's first bytes. */
@@ -146,9 +148,9 @@ describe('local replies', () => {
     expectLocalReply(await get(proxy.port, 'versions', '/unknown-host'), 503, '');
   });
 
-  it('503 UF: connect failure to an endpoint with nothing listening', async () => {
+  it('503 UF: connect failure to an endpoint with nothing listening (after the default 2 retries)', async () => {
     const res = await get(proxy.port, 'refused', '/');
-    expectLocalReply(res, 503, `${RESET}remote connection failure, transport failure reason: delayed connect error: 111`);
+    expectLocalReply(res, 503, `${RETRIED_RESET}remote connection failure, transport failure reason: delayed connect error: 111`);
   });
 
   it('502 UPE: the upstream answers something that is not HTTP', async () => {
@@ -174,7 +176,7 @@ describe('local replies', () => {
     const cases: Array<[string, string, number, string]> = [
       ['/nc', 'versions', 503, ''],
       ['/uh', 'empty', 503, 'no healthy upstream'],
-      ['/uf', 'refused', 503, `${RESET}remote connection failure, transport failure reason: delayed connect error: 111`],
+      ['/uf', 'refused', 503, `${RETRIED_RESET}remote connection failure, transport failure reason: delayed connect error: 111`],
       ['/upe', 'garbage', 502, `${RESET}protocol error`],
       ['/uc', 'closer', 503, `${RESET}connection termination`],
       ['/ut', 'slow', 504, 'upstream request timeout'],

@@ -687,11 +687,10 @@ describe('warnings', () => {
   it('accepted-but-not-enforced fields are warnings: the config stays valid', async () => {
     const { lines, result } = await load({
       'se.yaml': SERVICE,
-      'vs.yaml': vs(`  - retries: {attempts: 3, perTryTimeout: 2s}
+      'vs.yaml': vs(`  - retries: {attempts: 3, perTryTimeout: 2s, retryRemoteLocalities: true}
     fault:
-      delay: {fixedDelay: 1s, percentage: {value: 10}}
-    mirror: {host: reviews}
-    corsPolicy: {allowOrigins: [{exact: "https://a.example.com"}]}
+      delay: {exponentialDelay: 1s, percentage: {value: 10}}
+      abort: {http2Error: CANCEL, percentage: {value: 10}}
     route: [{destination: {host: reviews}}]
 `),
       'dr.yaml': `apiVersion: networking.istio.io/v1
@@ -700,17 +699,16 @@ metadata: {name: reviews}
 spec:
   host: reviews
   trafficPolicy:
-    connectionPool: {tcp: {maxConnections: 10}}
-    outlierDetection: {consecutive5xxErrors: 3}
+    connectionPool: {tcp: {maxConnections: 10, maxConnectionDuration: 1h}}
+    outlierDetection: {consecutive5xxErrors: 3, splitExternalLocalOriginErrors: true}
 `,
     });
     expect(lines).toEqual([
-      'dr.yaml:7:21: DestinationRule/reviews: spec.trafficPolicy.connectionPool: warning: circuit breaking is accepted but not enforced yet',
-      'dr.yaml:8:23: DestinationRule/reviews: spec.trafficPolicy.outlierDetection: warning: outlier detection is accepted but not enforced yet',
-      'vs.yaml:8:14: VirtualService/reviews: spec.http[0].retries: warning: retries is accepted but not enforced yet',
-      'vs.yaml:10:7: VirtualService/reviews: spec.http[0].fault: warning: fault injection is accepted but not enforced yet',
-      'vs.yaml:11:13: VirtualService/reviews: spec.http[0].mirror: warning: mirroring is accepted but not enforced yet',
-      'vs.yaml:12:17: VirtualService/reviews: spec.http[0].corsPolicy: warning: corsPolicy is accepted but not enforced yet',
+      'dr.yaml:7:27: DestinationRule/reviews: spec.trafficPolicy.connectionPool.tcp: warning: TCP keepalive and connection duration is accepted but not enforced yet',
+      'dr.yaml:8:23: DestinationRule/reviews: spec.trafficPolicy.outlierDetection: warning: splitting local-origin errors is accepted but not enforced yet',
+      'vs.yaml:8:70: VirtualService/reviews: spec.http[0].retries.retryRemoteLocalities: warning: retryRemoteLocalities is accepted but not enforced yet',
+      'vs.yaml:10:33: VirtualService/reviews: spec.http[0].fault.delay.exponentialDelay: warning: exponentialDelay is not supported by Istio: no delay is injected',
+      'vs.yaml:11:27: VirtualService/reviews: spec.http[0].fault.abort.http2Error: warning: an HTTP/2 error abort is accepted but not enforced yet',
     ]);
     expect(result.diagnostics.every((d) => d.severity === 'warning')).toBe(true);
     expect(result.model).toBeDefined();
@@ -740,7 +738,7 @@ spec:
 
   it('errors sort before warnings', async () => {
     const { result } = await load({
-      'a.yaml': vs('  - retries: {attempts: 3}\n    route: [{destination: {host: reviews}}]\n'),
+      'a.yaml': vs('  - retries: {attempts: 3, retryRemoteLocalities: true}\n    route: [{destination: {host: reviews}}]\n'),
       'b.yaml': 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x}\n',
     });
     expect(result.diagnostics.map((d) => d.severity)).toEqual(['error', 'warning', 'warning']);

@@ -5,15 +5,18 @@
  */
 import {
   BLACKHOLE_CLUSTER,
+  ISTIO_CIRCUIT_BREAKERS,
   PASSTHROUGH_CLUSTER,
+  type CircuitBreakers,
   type Cluster,
+  type OutlierDetection,
   type DiscoveryType,
   type Endpoint,
 } from '../../model/cluster.js';
 import type { MeshSettings } from '../../model/mesh.js';
 import { clusterName } from './routes.js';
 import { endpointPort, labelsMatch, type Service, type ServicePort } from './registry.js';
-import { effectivePolicy, loadBalancing, type DestinationRuleIndex } from './traffic-policy.js';
+import { effectivePolicy, loadBalancing, type DestinationRuleIndex, type PolicyBlocks } from './traffic-policy.js';
 
 /** Istio's default idle timeout for upstream HTTP connections (http.idleTimeout). */
 const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
@@ -48,6 +51,43 @@ function discoveryFor(service: Service, passthrough: boolean): DiscoveryType {
   }
 }
 
+/** Envoy's default healthy_panic_threshold. */
+const ENVOY_PANIC_THRESHOLD = 50;
+
+/**
+ * Istio's connectionPool → Envoy thresholds: a field left unset (or 0) stays at Istio's
+ * 2^32 − 1, never at Envoy's own smaller defaults.
+ */
+function circuitBreakers(policy: PolicyBlocks | undefined): CircuitBreakers {
+  const tcp = policy?.connectionPool?.tcp;
+  const http = policy?.connectionPool?.http;
+  const or = (v: number | undefined, fallback: number): number => (v !== undefined && v > 0 ? v : fallback);
+  return {
+    maxConnections: or(tcp?.maxConnections, ISTIO_CIRCUIT_BREAKERS.maxConnections),
+    maxPendingRequests: or(http?.http1MaxPendingRequests, ISTIO_CIRCUIT_BREAKERS.maxPendingRequests),
+    maxRequests: or(http?.http2MaxRequests, ISTIO_CIRCUIT_BREAKERS.maxRequests),
+    maxRetries: or(http?.maxRetries, ISTIO_CIRCUIT_BREAKERS.maxRetries),
+  };
+}
+
+/**
+ * Istio's outlierDetection → Envoy's (applyOutlierDetection): emitted only when configured.
+ * Unset fields take Envoy's defaults: 5 consecutive 5xx, 10 s interval, 30 s base ejection,
+ * 10% maximum ejection; gateway errors count only when set; ejections are capped at 300 s.
+ */
+function outlierDetection(policy: PolicyBlocks | undefined): OutlierDetection | undefined {
+  const od = policy?.outlierDetection;
+  if (od === undefined) return undefined;
+  return {
+    consecutive5xx: od.consecutive5xxErrors ?? od.consecutiveErrors ?? 5,
+    consecutiveGatewayFailure: od.consecutiveGatewayErrors ?? 0,
+    intervalMs: od.interval ?? 10_000,
+    baseEjectionTimeMs: od.baseEjectionTime ?? 30_000,
+    maxEjectionTimeMs: 300_000,
+    maxEjectionPercent: od.maxEjectionPercent !== undefined && od.maxEjectionPercent > 0 ? od.maxEjectionPercent : 10,
+  };
+}
+
 export function buildClusters(registry: ReadonlyMap<string, Service>, rules: DestinationRuleIndex, mesh: MeshSettings): Cluster[] {
   const clusters: Cluster[] = [];
   for (const service of registry.values()) {
@@ -59,6 +99,7 @@ export function buildClusters(registry: ReadonlyMap<string, Service>, rules: Des
         const policy = effectivePolicy(dr, port.number, v.subset);
         const balancing = loadBalancing(policy?.loadBalancer);
         const http = policy?.connectionPool?.http;
+        const outlier = outlierDetection(policy);
         clusters.push({
           name: clusterName(port.number, v.subset, service.hostname),
           discovery: discoveryFor(service, balancing.passthrough),
@@ -69,6 +110,11 @@ export function buildClusters(registry: ReadonlyMap<string, Service>, rules: Des
           dnsRefreshRateMs: mesh.dnsRefreshRateMs,
           idleTimeoutMs: http?.idleTimeout ?? DEFAULT_IDLE_TIMEOUT_MS,
           maxRequestsPerConnection: http?.maxRequestsPerConnection ?? 0,
+          circuitBreakers: circuitBreakers(policy),
+          ...(outlier !== undefined ? { outlierDetection: outlier } : {}),
+          // Istio sets the panic threshold from minHealthPercent (default 0: never panic) along
+          // with outlier detection; without it no host is ever unhealthy.
+          healthyPanicThreshold: outlier !== undefined ? (policy?.outlierDetection?.minHealthPercent ?? 0) : ENVOY_PANIC_THRESHOLD,
           service: { host: service.hostname, port: port.number, ...(v.subset !== undefined ? { subset: v.subset } : {}) },
         });
       }
@@ -81,6 +127,8 @@ export function buildClusters(registry: ReadonlyMap<string, Service>, rules: Des
     dnsRefreshRateMs: mesh.dnsRefreshRateMs,
     idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
     maxRequestsPerConnection: 0,
+    circuitBreakers: ISTIO_CIRCUIT_BREAKERS,
+    healthyPanicThreshold: ENVOY_PANIC_THRESHOLD,
   };
   clusters.push({ ...base, name: PASSTHROUGH_CLUSTER, discovery: 'ORIGINAL_DST' });
   clusters.push({ ...base, name: BLACKHOLE_CLUSTER, discovery: 'STATIC' });

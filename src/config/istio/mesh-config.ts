@@ -2,7 +2,7 @@
  * skiff's mesh settings kind (apiVersion skiff.dev/v1alpha1, kind MeshConfig). Field names follow
  * Istio's MeshConfig where one exists; `defaultNamespace` and `ports` are skiff's own.
  */
-import { duration, enumOf, integer, object, string, type Infer } from '../schema.js';
+import { duration, enumOf, integer, object, record, string, type Infer } from '../schema.js';
 
 const port = integer({ min: 0, max: 65535 });
 
@@ -15,6 +15,8 @@ export const meshConfigSpecSchema = object({
     patternHint: 'must be a lowercase DNS-1123 label',
   }),
   rootNamespace: string({ nonEmpty: true }),
+  /** Labels of the workload this proxy runs for (VirtualService sourceLabels, LocalRateLimit). */
+  workloadLabels: record(string()),
   connectTimeout: duration({ minMs: 1 }),
   dnsRefreshRate: duration({ minMs: 1 }),
   requestHeadersTimeout: duration({ minMs: 1 }),

@@ -9,6 +9,7 @@ import type { ParsedDocument } from '../documents.js';
 import { Issues, type Infer, type Schema } from '../schema.js';
 import { metadataSchema } from './common.js';
 import { destinationRuleSpecSchema, type DestinationRuleSpec } from './destination-rule.js';
+import { localRateLimitSpecSchema, type LocalRateLimitSpec } from './local-rate-limit.js';
 import { meshConfigSpecSchema, type MeshConfigSpec } from './mesh-config.js';
 import { serviceEntrySpecSchema, type ServiceEntrySpec } from './service-entry.js';
 import { virtualServiceSpecSchema, type VirtualServiceSpec } from './virtual-service.js';
@@ -26,7 +27,8 @@ export type IstioResource =
   | (ResourceBase & { readonly kind: 'VirtualService'; readonly spec: VirtualServiceSpec })
   | (ResourceBase & { readonly kind: 'DestinationRule'; readonly spec: DestinationRuleSpec })
   | (ResourceBase & { readonly kind: 'ServiceEntry'; readonly spec: ServiceEntrySpec })
-  | (ResourceBase & { readonly kind: 'MeshConfig'; readonly spec: MeshConfigSpec });
+  | (ResourceBase & { readonly kind: 'MeshConfig'; readonly spec: MeshConfigSpec })
+  | (ResourceBase & { readonly kind: 'LocalRateLimit'; readonly spec: LocalRateLimitSpec });
 
 export type ResourceKind = IstioResource['kind'];
 
@@ -38,6 +40,7 @@ const KINDS: Readonly<Record<ResourceKind, { versions: readonly string[]; spec: 
   DestinationRule: { versions: NETWORKING_VERSIONS, spec: destinationRuleSpecSchema },
   ServiceEntry: { versions: NETWORKING_VERSIONS, spec: serviceEntrySpecSchema },
   MeshConfig: { versions: SKIFF_VERSIONS, spec: meshConfigSpecSchema },
+  LocalRateLimit: { versions: SKIFF_VERSIONS, spec: localRateLimitSpecSchema },
 };
 
 /**

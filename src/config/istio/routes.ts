@@ -15,6 +15,7 @@ import {
   PASSTHROUGH_CLUSTER,
   type HeaderMatch,
   type HeaderMutation,
+  type MirrorPolicy,
   type QueryParamMatch,
   type Route,
   type RouteAction,
@@ -29,6 +30,7 @@ import type { IstioDestination, IstioHeaders, IstioStringMatch } from './common.
 import { hostMatches, nameForms, toFqdn } from './hosts.js';
 import type { Service } from './registry.js';
 import { resourceDiagnostic, type IstioResource } from './resources.js';
+import { corsPolicy, faultPolicy, retryPolicy } from './route-policies.js';
 import type { HttpMatch, HttpRoute } from './virtual-service.js';
 
 export type VirtualServiceResource = Extract<IstioResource, { kind: 'VirtualService' }>;
@@ -45,6 +47,11 @@ export interface RouteContext {
 export function appliesToMesh(vs: VirtualServiceResource): boolean {
   const gateways = vs.spec.gateways;
   return gateways === undefined || gateways.length === 0 || gateways.includes('mesh');
+}
+
+/** `{ [key]: value }` when value is defined, else `{}` (for optional model fields). */
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
 export function clusterName(port: number, subset: string | undefined, host: string): string {
@@ -233,9 +240,36 @@ class VirtualServiceTranslator {
             : {}),
         ...(hostRewrite !== undefined ? { hostRewrite } : {}),
         timeoutMs: http.timeout ?? 0,
+        ...optional('retryPolicy', retryPolicy(http.retries)),
+        ...optional('mirrors', this.#mirrors(http, index, port)),
       };
     }
-    return { name, match: translateMatch(m), action, requestHeaders, responseHeaders };
+    // Envoy bypasses the CORS filter for direct responses and redirects.
+    const cors = action.kind === 'forward' ? corsPolicy(http.corsPolicy) : undefined;
+    return {
+      name,
+      match: translateMatch(m),
+      action,
+      requestHeaders,
+      responseHeaders,
+      ...optional('fault', faultPolicy(http.fault)),
+      ...optional('cors', cors),
+    };
+  }
+
+  /** `mirror` with `mirrorPercentage` (or the deprecated integer `mirrorPercent`), and `mirrors`. */
+  #mirrors(http: HttpRoute, index: number, port: number): MirrorPolicy[] | undefined {
+    const out: MirrorPolicy[] = [];
+    if (http.mirror !== undefined) {
+      // Istio MirrorPercent: 100% unless a percentage is given; an explicit 0 mirrors nothing.
+      const percentage = http.mirrorPercentage?.value ?? http.mirrorPercent ?? 100;
+      if (percentage > 0) out.push({ cluster: this.#destinationCluster(http.mirror, port, ['spec', 'http', index, 'mirror']), percentage });
+    }
+    http.mirrors?.forEach((mp, j) => {
+      const percentage = mp.percentage?.value ?? 100;
+      if (percentage > 0) out.push({ cluster: this.#destinationCluster(mp.destination!, port, ['spec', 'http', index, 'mirrors', j]), percentage });
+    });
+    return out.length > 0 ? out : undefined;
   }
 
   /** GetDestinationCluster: explicit port, else the service's only port, else the listener port. */
@@ -271,6 +305,8 @@ function defaultRoute(service: Service, port: number): Route {
       kind: 'forward',
       clusters: [{ cluster: clusterName(port, undefined, service.hostname), weight: 1, requestHeaders: NO_HEADER_MUTATION, responseHeaders: NO_HEADER_MUTATION }],
       timeoutMs: 0,
+      // Istio's default route carries the mesh default retry policy.
+      retryPolicy: retryPolicy(undefined)!,
     },
     requestHeaders: NO_HEADER_MUTATION,
     responseHeaders: NO_HEADER_MUTATION,

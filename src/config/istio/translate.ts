@@ -10,6 +10,7 @@ import { buildClusters } from './clusters.js';
 import { hostMatches, nameForms, toFqdn } from './hosts.js';
 import { buildRegistry, type Service, type ServiceEntryResource } from './registry.js';
 import { resourceDiagnostic, type IstioResource } from './resources.js';
+import { applyRateLimits, type LocalRateLimitResource } from './rate-limits.js';
 import { buildRouteConfigs, type VirtualServiceResource } from './routes.js';
 import { DestinationRuleIndex, type DestinationRuleResource } from './traffic-policy.js';
 
@@ -33,6 +34,7 @@ function meshSettings(configs: ReadonlyArray<Kind<'MeshConfig'>>, diagnostics: D
     trustDomain: spec.trustDomain ?? DEFAULT_MESH.trustDomain,
     defaultNamespace: spec.defaultNamespace ?? DEFAULT_MESH.defaultNamespace,
     rootNamespace: spec.rootNamespace ?? DEFAULT_MESH.rootNamespace,
+    workloadLabels: spec.workloadLabels ?? DEFAULT_MESH.workloadLabels,
     connectTimeoutMs: spec.connectTimeout ?? DEFAULT_MESH.connectTimeoutMs,
     dnsRefreshRateMs: spec.dnsRefreshRate ?? DEFAULT_MESH.dnsRefreshRateMs,
     requestHeadersTimeoutMs: spec.requestHeadersTimeout ?? DEFAULT_MESH.requestHeadersTimeoutMs,
@@ -72,10 +74,11 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
       spec.http?.forEach((h, i) => {
         const at = (f: string): Array<string | number> => ['spec', 'http', i, f];
         if (h.delegate !== undefined) error(at('delegate'), 'delegate is not supported yet');
-        if (h.retries !== undefined) notYet(at('retries'), 'retries');
-        if (h.fault !== undefined) notYet(at('fault'), 'fault injection');
-        if (h.mirror !== undefined || h.mirrors !== undefined) notYet(at(h.mirror !== undefined ? 'mirror' : 'mirrors'), 'mirroring');
-        if (h.corsPolicy !== undefined) notYet(at('corsPolicy'), 'corsPolicy');
+        if (h.fault?.delay?.exponentialDelay !== undefined) {
+          warn(['spec', 'http', i, 'fault', 'delay', 'exponentialDelay'], 'exponentialDelay is not supported by Istio: no delay is injected');
+        }
+        if (h.fault?.abort?.http2Error !== undefined) notYet(['spec', 'http', i, 'fault', 'abort', 'http2Error'], 'an HTTP/2 error abort');
+        if (h.retries?.retryRemoteLocalities === true) notYet(['spec', 'http', i, 'retries', 'retryRemoteLocalities'], 'retryRemoteLocalities');
         h.match?.forEach((m, j) => {
           for (const field of ['headers', 'withoutHeaders'] as const) {
             for (const name of Object.keys(m[field] ?? {})) {
@@ -104,12 +107,17 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
           if (mode !== undefined && mode !== 'DISABLE') {
             error([...at, 'tls', 'mode'], `TLS origination (${mode}) is not supported yet; refusing to send this traffic in plaintext`);
           }
-          const tcp = b.connectionPool?.tcp;
-          const http = b.connectionPool?.http;
-          if (tcp?.maxConnections !== undefined || http?.http1MaxPendingRequests !== undefined || http?.http2MaxRequests !== undefined || http?.maxRetries !== undefined) {
-            notYet([...at, 'connectionPool'], 'circuit breaking');
+          const od = b.outlierDetection;
+          if (od?.splitExternalLocalOriginErrors !== undefined || od?.consecutiveLocalOriginFailures !== undefined) {
+            notYet([...at, 'outlierDetection'], 'splitting local-origin errors');
           }
-          if (b.outlierDetection !== undefined) notYet([...at, 'outlierDetection'], 'outlier detection');
+          const http = b.connectionPool?.http;
+          if (http?.h2UpgradePolicy !== undefined || http?.useClientProtocol !== undefined || http?.maxConcurrentStreams !== undefined) {
+            notYet([...at, 'connectionPool', 'http'], 'HTTP/2 settings');
+          }
+          if (b.connectionPool?.tcp?.tcpKeepalive !== undefined || b.connectionPool?.tcp?.maxConnectionDuration !== undefined) {
+            notYet([...at, 'connectionPool', 'tcp'], 'TCP keepalive and connection duration');
+          }
           if (b.loadBalancer?.localityLbSetting !== undefined) notYet([...at, 'loadBalancer', 'localityLbSetting'], 'locality load balancing');
           if (b.loadBalancer?.warmup !== undefined || b.loadBalancer?.warmupDurationSecs !== undefined) {
             notYet([...at, 'loadBalancer'], 'slow-start warmup');
@@ -156,14 +164,15 @@ export function translate(all: readonly IstioResource[]): Translation {
 
   const { routeConfigs, fallback } = buildRouteConfigs(of('VirtualService') as VirtualServiceResource[], {
     mesh,
-    proxyLabels: {},
+    proxyLabels: mesh.workloadLabels,
     registry,
     diagnostics,
   });
+  const limits = of('LocalRateLimit') as LocalRateLimitResource[];
   const model: Model = {
     mesh,
-    routeConfigs,
-    fallbackRouteConfig: fallback,
+    routeConfigs: applyRateLimits(routeConfigs, limits, mesh),
+    fallbackRouteConfig: applyRateLimits([fallback], limits, mesh)[0]!,
     clusters: buildClusters(registry, rules, mesh),
     tcpServices: tcpServices(registry, mesh.defaultNamespace),
   };

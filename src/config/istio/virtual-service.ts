@@ -1,4 +1,5 @@
 /** VirtualService schema (istio/api networking/v1alpha3/virtual_service.proto). */
+import { didYouMean } from '../../core/did-you-mean.js';
 import {
   array,
   boolean,
@@ -88,14 +89,45 @@ const rewriteSchema = object(
   { oneOf: [['uri', 'uriRegexRewrite']] },
 );
 
+/** Envoy retry_on names (x-envoy-retry-on and x-envoy-retry-grpc-on) that Istio accepts. */
+export const RETRY_ON_NAMES = [
+  '5xx', 'gateway-error', 'reset', 'reset-before-request', 'connect-failure', 'envoy-ratelimited',
+  'retriable-4xx', 'refused-stream', 'retriable-status-codes', 'retriable-headers',
+  'http3-post-connect-failure', 'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable',
+] as const;
+
+/** A comma list of retry_on names and bare HTTP status codes (Istio parseRetryOn). */
+const retryOnSchema = refine(string(), (v, path, issues) => {
+  for (const raw of v.split(',')) {
+    const part = raw.trim();
+    if (part === '') continue;
+    if (/^\d+$/.test(part)) {
+      const code = Number(part);
+      if (code < 100 || code > 599) issues.error(path, `retryOn status code ${part} is out of range (100-599)`);
+      continue;
+    }
+    if (!(RETRY_ON_NAMES as readonly string[]).includes(part)) {
+      issues.error(path, `unknown retryOn condition "${part}"${didYouMean(part, RETRY_ON_NAMES)}`);
+    }
+  }
+  return v;
+});
+
 const retrySchema = object({
   attempts: integer({ min: 0, max: 2 ** 31 - 1 }),
   perTryTimeout: duration({ minMs: 1 }),
-  retryOn: string(),
+  retryOn: retryOnSchema,
   retryRemoteLocalities: boolean(),
   retryIgnorePreviousHosts: boolean(),
   backoff: duration({ minMs: 1 }),
 });
+
+/** gRPC status names (Istio's abort.grpcStatus takes the name, e.g. UNAVAILABLE). */
+export const GRPC_STATUS_CODES: Readonly<Record<string, number>> = {
+  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, ABORTED: 10, OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15, UNAUTHENTICATED: 16,
+};
 
 const faultSchema = object({
   delay: object(
@@ -110,7 +142,7 @@ const faultSchema = object({
   abort: object(
     {
       httpStatus: integer({ min: 200, max: 599 }),
-      grpcStatus: string({ nonEmpty: true }),
+      grpcStatus: enumOf(Object.keys(GRPC_STATUS_CODES)),
       http2Error: string({ nonEmpty: true }),
       percentage: percentSchema,
     },

@@ -11,7 +11,9 @@ import { PASSTHROUGH_CLUSTER } from '../../model/cluster.js';
 import type { Socket } from 'node:net';
 import type { ClusterSpec } from '../../compile/snapshot.js';
 import { joinSockets } from '../../tcp/tunnel.js';
-import type { Cluster } from '../../upstream/cluster.js';
+import { chance } from '../../compile/policies.js';
+import type { Cluster, Destination } from '../../upstream/cluster.js';
+import type { Host } from '../../upstream/host.js';
 import type { ClusterManager } from '../../upstream/cluster-manager.js';
 import { connectUpstream } from '../../upstream/connect.js';
 import type { DownstreamStream } from '../stream.js';
@@ -19,7 +21,19 @@ import { hashRequest } from './hash-policy.js';
 import { mutatedHeaders, prepareRequestHeaders } from './headers.js';
 import { RequestView, splitAuthority } from './request-view.js';
 import { connectFailure, replyNoHealthyUpstream, replyUpstreamReset } from './upstream-failure.js';
-import { UpstreamRequest } from './upstream-request.js';
+import { ForwardRequest } from './forward-request.js';
+
+/** A request's route and what it was chosen with. */
+export interface RouteSelection {
+  readonly route: CompiledRoute;
+  readonly view: RequestView;
+  /** The request's host, lowercase, without port. */
+  readonly host: string;
+  /** The service port the route table was chosen for. */
+  readonly port: number;
+}
+
+const NO_HOSTS: readonly Host[] = [];
 
 /** A stream that can become an opaque tunnel (HTTP/1.1 CONNECT). */
 export interface TunnelCapableStream extends DownstreamStream {
@@ -42,16 +56,26 @@ export class Router {
     this.#options = options;
   }
 
-  route(stream: DownstreamStream, snapshot: Snapshot): void {
+  /**
+   * The route for a request, from the snapshot it started with; undefined after answering
+   * 404 NR when none matches.
+   */
+  select(stream: DownstreamStream, snapshot: Snapshot): RouteSelection | undefined {
     const { host, port } = splitAuthority(stream.authority);
     const view = new RequestView(stream);
     const resolved = snapshot.routes.resolve(host, port);
     const route = resolved.vhost?.select(view);
     if (route === undefined) {
       stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
-      return;
+      return undefined;
     }
     stream.info.routeName = route.name;
+    return { route, view, host, port: resolved.port };
+  }
+
+  /** Carries out a selected route: a direct answer, a redirect, or forwarding upstream. */
+  dispatch(stream: DownstreamStream, snapshot: Snapshot, selection: RouteSelection): void {
+    const { route, view } = selection;
     const action = route.action;
     switch (action.kind) {
       case 'direct': {
@@ -63,30 +87,25 @@ export class Router {
       case 'redirect': {
         stream.sendLocalReply(action.status, '', {
           details: 'direct_response',
-          headers: [['location', action.location(view, resolved.port)], ...mutatedHeaders(route.responseHeaders)],
+          headers: [['location', action.location(view, selection.port)], ...mutatedHeaders(route.responseHeaders)],
         });
         return;
       }
       case 'forward':
-        this.#forward(stream, snapshot, route, action, view, host, resolved.port);
+        this.#forward(stream, snapshot, route, action, selection);
     }
   }
 
-  #forward(
-    stream: DownstreamStream,
-    snapshot: Snapshot,
-    route: CompiledRoute,
-    action: CompiledForward,
-    view: RequestView,
-    host: string,
-    port: number,
-  ): void {
+  #forward(stream: DownstreamStream, snapshot: Snapshot, route: CompiledRoute, action: CompiledForward, selection: RouteSelection): void {
+    const { view, host, port } = selection;
     const target = action.pick();
     const found = this.#cluster(stream, snapshot, target.name, host, port, () => mutatedHeaders(target.responseHeaders, route.responseHeaders));
     if (found === undefined) return;
     const { spec, cluster } = found;
     const hashed = spec.hashPolicy === undefined ? undefined : hashRequest(spec.hashPolicy, stream, view.query);
-    const upstream = cluster.pick({ hash: hashed?.hash }, { host, port });
+    const pickContext = { hash: hashed?.hash };
+    const destination = { host, port };
+    const upstream = cluster.pick(pickContext, destination);
     if (upstream === undefined) {
       replyNoHealthyUpstream(stream, mutatedHeaders(target.responseHeaders, route.responseHeaders));
       return;
@@ -106,12 +125,31 @@ export class Router {
     const authority = action.hostRewrite ?? target.hostRewrite;
     if (authority !== undefined) stream.authority = authority;
     headers.set('host', stream.authority);
-    new UpstreamRequest(stream, upstream, {
+    new ForwardRequest(stream, {
+      cluster,
+      pickContext,
+      destination,
       timeoutMs: action.timeoutMs,
-      clusterResponseHeaders: target.responseHeaders,
-      routeResponseHeaders: route.responseHeaders,
-      setCookie: hashed?.setCookie,
-    }).start();
+      retryPolicy: action.retryPolicy,
+      decoration: {
+        clusterResponseHeaders: target.responseHeaders,
+        routeResponseHeaders: route.responseHeaders,
+        setCookie: hashed?.setCookie,
+      },
+      mirrorHosts: action.mirrors.length === 0 ? NO_HOSTS : this.#mirrorHosts(snapshot, action.mirrors, destination),
+    }).start(upstream);
+  }
+
+  /** A host for each mirror whose percentage draw succeeds (mirrors to unknown clusters are skipped). */
+  #mirrorHosts(snapshot: Snapshot, mirrors: CompiledForward['mirrors'], destination: Destination): Host[] {
+    const hosts: Host[] = [];
+    for (const m of mirrors) {
+      if (!chance(m.percentage)) continue;
+      const spec = snapshot.clusters.get(m.cluster);
+      const host = spec === undefined ? undefined : this.#clusters.get(spec)?.pick({}, destination);
+      if (host !== undefined) hosts.push(host);
+    }
+    return hosts;
   }
 
   /**

@@ -7,7 +7,7 @@
 import { ResponseFlag, type ResponseFlagCode } from '../../core/response-flags.js';
 import type { DownstreamStream } from '../stream.js';
 
-const RESET_PREFIX = 'upstream connect error or disconnect/reset before headers. reset reason: ';
+const RESET_PREFIX = 'upstream connect error or disconnect/reset before headers. ';
 
 export interface UpstreamReset {
   readonly status: number;
@@ -28,6 +28,13 @@ export const CONNECTION_TERMINATION: UpstreamReset = {
   reason: 'connection termination',
 };
 
+/** A circuit breaker refused the request: Envoy adds `x-envoy-overloaded: true`. */
+export const OVERFLOW_RESET: UpstreamReset = {
+  status: 503,
+  flag: ResponseFlag.UpstreamOverflow,
+  reason: 'overflow',
+};
+
 export const PROTOCOL_ERROR: UpstreamReset = {
   status: 502,
   flag: ResponseFlag.UpstreamProtocolError,
@@ -37,14 +44,18 @@ export const PROTOCOL_ERROR: UpstreamReset = {
 /** Extra headers of a local reply. */
 export type ReplyHeaders = ReadonlyArray<readonly [string, string]>;
 
-/** Replies for a reset before any response header arrived. */
-export function replyUpstreamReset(stream: DownstreamStream, reset: UpstreamReset, headers: ReplyHeaders = []): void {
+/**
+ * Replies for a reset before any response header arrived. After retries Envoy's body reads
+ * "retried and the latest reset reason: …".
+ */
+export function replyUpstreamReset(stream: DownstreamStream, reset: UpstreamReset, headers: ReplyHeaders = [], retried = false): void {
   const transport = reset.transport ? `, transport failure reason: ${reset.transport}` : '';
   const detailReason = `${reset.reason}${reset.transport ? `,${reset.transport}` : ''}`.replace(/ /g, '_');
-  stream.sendLocalReply(reset.status, `${RESET_PREFIX}${reset.reason}${transport}`, {
+  const body = `${RESET_PREFIX}${retried ? 'retried and the latest ' : ''}reset reason: ${reset.reason}${transport}`;
+  stream.sendLocalReply(reset.status, body, {
     details: `upstream_reset_before_response_started{${detailReason}}`,
     flag: reset.flag,
-    headers,
+    headers: reset === OVERFLOW_RESET ? [['x-envoy-overloaded', 'true'], ...headers] : headers,
   });
 }
 
@@ -56,9 +67,9 @@ export function replyNoHealthyUpstream(stream: DownstreamStream, headers: ReplyH
   });
 }
 
-export function replyTimeout(stream: DownstreamStream, headers: ReplyHeaders = []): void {
+export function replyTimeout(stream: DownstreamStream, headers: ReplyHeaders = [], details = 'upstream_response_timeout'): void {
   stream.sendLocalReply(504, 'upstream request timeout', {
-    details: 'upstream_response_timeout',
+    details,
     flag: ResponseFlag.UpstreamRequestTimeout,
     headers,
   });

@@ -1,62 +1,74 @@
 /**
- * One HTTP/1.1 exchange with an upstream host on a pooled connection: writes the request head,
- * streams the body with backpressure in both directions, decodes the response and relays it.
- * It is the connection's user, the response decoder's callbacks and the request body's sink,
- * so an exchange allocates no closures on the usual path.
+ * One attempt of a request on one upstream host over a pooled HTTP/1.1 connection: writes the
+ * request head, takes the body from its owner (the ForwardRequest) with backpressure, decodes the
+ * response and, once the owner accepts its head, relays it downstream. It is the connection's
+ * user and the response decoder's callbacks, so an attempt allocates no closures on the usual
+ * path.
  *
  * Invariants:
  * - `#host.activeRequests` is incremented once in `start` and decremented once in `#finish`.
  * - The pooled connection is given back exactly once: reusable only if both messages completed
  *   and both sides allow keep-alive.
- * - Before any response header has gone downstream a failure becomes a local reply; after, the
- *   downstream stream is reset (a partial response must not look complete).
+ * - Until the owner accepts a response head, a failure goes to the owner (which retries or
+ *   replies locally); after, the downstream stream is reset (a partial response must not look
+ *   complete).
+ * - Every outcome is reported to the host's outlier monitor once.
  */
 import type { HeaderMutator } from '../../compile/header-mutation.js';
 import { ResponseFlag, type ResponseFlagCode } from '../../core/response-flags.js';
 import type { Host } from '../../upstream/host.js';
-import type { ConnectFailure, ConnectionUser, PooledConnection } from '../../upstream/pool/connection-pool.js';
+import type { ConnectFailure, ConnectionUser, PendingAcquire, PooledConnection } from '../../upstream/pool/connection-pool.js';
+import { OVERFLOW } from '../../upstream/pool/connection-pool.js';
 import { ResponseDecoder, type DecoderCallbacks } from '../codec/h1/decoder.js';
 import { CHUNK_SUFFIX, chunkPrefix, lastChunk, requestHead } from '../codec/h1/encoder.js';
 import type { ResponseHead } from '../codec/h1/head.js';
 import type { HeaderMap } from '../headers.js';
-import type { BodySink, DownstreamStream } from '../stream.js';
-import { mutatedHeaders, prepareResponseHeaders } from './headers.js';
-import {
-  CONNECTION_TERMINATION,
-  PROTOCOL_ERROR,
-  connectFailure,
-  replyTimeout,
-  replyUpstreamReset,
-  type UpstreamReset,
-} from './upstream-failure.js';
+import type { DownstreamStream } from '../stream.js';
+import { prepareResponseHeaders } from './headers.js';
+import type { AttemptFailure } from './retry-state.js';
+import { CONNECTION_TERMINATION, OVERFLOW_RESET, PROTOCOL_ERROR, connectFailure, type UpstreamReset } from './upstream-failure.js';
 
-export interface UpstreamRequestOptions {
+export interface ResponseDecoration {
   /** Applied to the response headers in order: the weighted cluster's, then the route's. */
   readonly clusterResponseHeaders: HeaderMutator | null;
   readonly routeResponseHeaders: HeaderMutator | null;
   /** A generated session cookie (consistent hashing) to set on the response. */
   readonly setCookie: string | undefined;
-  /** Route timeout; 0 disables it. */
-  readonly timeoutMs: number;
 }
 
-export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbacks<ResponseHead> {
+/** What an attempt tells the request it belongs to. */
+export interface AttemptOwner {
+  /** The attempt holds a connection and has written the head: it wants the request body now. */
+  onAttemptConnected(attempt: UpstreamRequest): void;
+  /** A final response head arrived. True relays it downstream; false drops the attempt (retry). */
+  onAttemptHeaders(attempt: UpstreamRequest, head: ResponseHead): boolean;
+  /** The attempt failed before any response head was relayed. */
+  onAttemptFailure(attempt: UpstreamRequest, failure: AttemptFailure, reset: UpstreamReset): void;
+  /** The response was relayed completely, or the downstream was reset after its head. */
+  onAttemptDone(attempt: UpstreamRequest): void;
+}
+
+export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<ResponseHead> {
+  readonly host: Host;
+  readonly #owner: AttemptOwner;
   readonly #stream: DownstreamStream;
-  readonly #host: Host;
-  readonly #options: UpstreamRequestOptions;
+  readonly #decoration: ResponseDecoration;
   readonly #chunked: boolean;
+  readonly #head: string;
   readonly #onAcquired = (err: ConnectFailure | null, conn: PooledConnection | null): void => this.#acquired(err, conn);
+  #pending: PendingAcquire | null = null;
   #conn: PooledConnection | null = null;
   #decoder: ResponseDecoder | null = null;
-  #head = '';
   #startMs = 0;
+  #headWritten = false;
   #requestSent = false;
   #bodyStarted = false;
   #responseHead: ResponseHead | null = null;
+  #committed = false;
   #finished = false;
   #freshRetryUsed = false;
   #connWasReused = false;
-  #timer: NodeJS.Timeout | null = null;
+  #perTryTimer: NodeJS.Timeout | null = null;
   /** The upstream socket is paused because the client reads the response slowly. */
   #upstreamPaused = false;
   /** A 'drain' listener is installed on the upstream socket (request body backpressure). */
@@ -71,31 +83,46 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     this.#conn?.socket.resume();
   };
 
-  constructor(stream: DownstreamStream, host: Host, options: UpstreamRequestOptions) {
+  constructor(owner: AttemptOwner, stream: DownstreamStream, host: Host, decoration: ResponseDecoration) {
+    this.#owner = owner;
     this.#stream = stream;
-    this.#host = host;
-    this.#options = options;
+    this.host = host;
+    this.#decoration = decoration;
     this.#chunked = stream.hasRequestBody && !stream.headers.has('content-length');
+    // Serialized now: the owner may change the headers for a later attempt.
+    this.#head = requestHead(stream.method, stream.path, stream.headers);
+  }
+
+  /** Bytes of the request reached the upstream (a reset now may have been seen by it). */
+  get requestStarted(): boolean {
+    return this.#headWritten;
+  }
+
+  get connected(): boolean {
+    return this.#conn !== null;
   }
 
   start(): void {
-    const stream = this.#stream;
-    this.#host.activeRequests++;
-    stream.info.upstreamHost = this.#host.key;
-    stream.onAbort = () => this.#onDownstreamAbort();
-    if (!stream.hasRequestBody) this.#startTimer();
-    this.#head = requestHead(stream.method, stream.path, stream.headers);
+    this.host.activeRequests++;
+    this.#stream.info.upstreamHost = this.host.key;
     this.#startMs = performance.now();
-    this.#host.pool.acquire(this.#onAcquired);
+    this.#pending = this.host.pool.acquire(this.#onAcquired);
   }
 
   #acquired(err: ConnectFailure | null, conn: PooledConnection | null): void {
+    this.#pending = null;
     if (this.#finished) {
-      if (conn !== null) this.#host.pool.release(conn, true);
+      if (conn !== null) this.host.pool.release(conn, true);
       return;
     }
-    if (err !== null) this.#fail(connectFailure(err.reason, err.transport));
-    else this.#attach(conn!);
+    if (err === null) {
+      this.#attach(conn!);
+    } else if (err === OVERFLOW) {
+      this.#fail('overflow', OVERFLOW_RESET);
+    } else {
+      this.host.outlier?.putConnectFailure();
+      this.#fail('connect-failure', connectFailure(err.reason, err.transport));
+    }
   }
 
   #attach(conn: PooledConnection): void {
@@ -113,16 +140,24 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     this.#decoder = decoder;
     conn.user = this;
     const socket = conn.socket;
+    this.#headWritten = true;
     if (!this.#stream.hasRequestBody) {
       socket.write(this.#head, 'latin1');
       this.#requestSent = true;
       return;
     }
-    // The head and any body bytes already received leave in one write.
+    // The head and the body bytes the owner already has leave in one write.
     socket.cork();
     socket.write(this.#head, 'latin1');
-    this.#stream.setBodySink(this);
+    this.#owner.onAttemptConnected(this);
     socket.uncork();
+  }
+
+  /** Starts the per-try timeout (Envoy starts it once the downstream request is complete). */
+  armPerTryTimer(ms: number): void {
+    if (ms > 0 && this.#perTryTimer === null && !this.#finished) {
+      this.#perTryTimer = setTimeout(() => this.#onPerTryTimeout(), ms);
+    }
   }
 
   // === the pooled connection (ConnectionUser) ===
@@ -144,21 +179,23 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     }
     decoder?.stop();
     this.#conn = null;
-    if (this.#responseHead !== null) {
+    if (this.#committed) {
       this.#resetDownstream(ResponseFlag.UpstreamConnectionTermination);
-    } else if (!this.#freshRetryUsed && !this.#bodyStarted && this.#connWasReused) {
+    } else if (!this.#freshRetryUsed && !this.#bodyStarted && this.#connWasReused && this.#responseHead === null) {
       // A keep-alive connection the upstream had already closed failed before any response
       // byte, and no body byte was sent: replay once on a new connection.
       this.#freshRetryUsed = true;
-      this.#host.pool.acquire(this.#onAcquired);
+      this.#headWritten = false;
+      this.#pending = this.host.pool.acquire(this.#onAcquired);
     } else {
-      this.#fail(CONNECTION_TERMINATION);
+      this.host.outlier?.putReset();
+      this.#fail('reset', CONNECTION_TERMINATION);
     }
   }
 
-  // === request body (BodySink) ===
+  // === request body, fed by the owner ===
 
-  onData(chunk: Buffer): void {
+  writeBody(chunk: Buffer): void {
     const conn = this.#conn;
     if (conn === null || this.#finished) return;
     this.#bodyStarted = true;
@@ -180,12 +217,11 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     }
   }
 
-  onEnd(trailers: HeaderMap | null): void {
+  endBody(trailers: HeaderMap | null): void {
     const conn = this.#conn;
     if (conn === null || this.#finished) return;
     if (this.#chunked) conn.socket.write(lastChunk(trailers), 'latin1');
     this.#requestSent = true;
-    this.#startTimer();
   }
 
   // === the response (DecoderCallbacks) ===
@@ -193,17 +229,24 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
   onHead(head: ResponseHead): void {
     if (head.status < 200) return; // informational: skipped in onComplete
     this.#responseHead = head;
+    this.host.outlier?.putStatus(head.status);
+    if (!this.#owner.onAttemptHeaders(this, head)) {
+      this.#abort();
+      return;
+    }
+    this.#committed = true;
     const headers = head.headers;
-    const options = this.#options;
+    const d = this.#decoration;
     prepareResponseHeaders(headers, performance.now() - this.#startMs);
-    options.clusterResponseHeaders?.(headers);
-    options.routeResponseHeaders?.(headers);
-    if (options.setCookie !== undefined) headers.append('set-cookie', options.setCookie);
+    d.clusterResponseHeaders?.(headers);
+    d.routeResponseHeaders?.(headers);
+    if (d.setCookie !== undefined) headers.append('set-cookie', d.setCookie);
     // A response without body is relayed once complete, after the connection is back in the pool.
     if (this.#hasBody(head)) this.#stream.sendHead(head.status, head.headers, false, head.reason);
   }
 
   onBody(chunk: Buffer): void {
+    if (!this.#committed) return;
     if (this.#stream.sendData(chunk) || this.#upstreamPaused) return;
     this.#upstreamPaused = true;
     this.#conn!.socket.pause();
@@ -217,18 +260,24 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
       this.#decoder!.resume();
       return;
     }
+    if (!this.#committed) return;
     // Bytes after the response are a protocol violation: such a connection is not reused.
     const clean = this.#decoder!.takeHeld() === null;
     this.#release(this.#requestSent && head.keepAlive && clean);
     this.#finish();
     if (this.#hasBody(head)) this.#stream.sendEnd(trailers);
     else this.#stream.sendHead(head.status, head.headers, true, head.reason);
+    this.#owner.onAttemptDone(this);
   }
 
   onError(): void {
     this.#abortConnection();
-    if (this.#responseHead === null) this.#fail(PROTOCOL_ERROR);
-    else this.#resetDownstream(ResponseFlag.UpstreamProtocolError);
+    if (this.#committed) {
+      this.#resetDownstream(ResponseFlag.UpstreamProtocolError);
+    } else {
+      this.host.outlier?.putStatus(502);
+      this.#fail('reset', PROTOCOL_ERROR);
+    }
   }
 
   #hasBody(head: ResponseHead): boolean {
@@ -237,45 +286,45 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     return head.chunked || head.contentLength !== 0;
   }
 
-  // === timeouts and aborts ===
-
-  /** Envoy's route timeout runs from the end of the downstream request to the end of the response. */
-  #startTimer(): void {
-    if (this.#options.timeoutMs > 0 && this.#timer === null && !this.#finished) {
-      this.#timer = setTimeout(() => this.#onTimeout(), this.#options.timeoutMs);
-    }
-  }
-
-  #onTimeout(): void {
-    this.#timer = null;
+  #onPerTryTimeout(): void {
+    this.#perTryTimer = null;
     if (this.#finished) return;
-    this.#abortConnection();
-    if (this.#responseHead === null) {
-      this.#finish();
-      replyTimeout(this.#stream, this.#replyHeaders());
-    } else {
+    this.host.outlier?.putTimeout();
+    if (this.#committed) {
       this.#resetDownstream(ResponseFlag.UpstreamRequestTimeout);
+      return;
     }
-  }
-
-  #onDownstreamAbort(): void {
-    if (this.#finished) return;
-    this.#abortConnection();
-    this.#finish();
+    this.#fail('per-try-timeout', PER_TRY_TIMEOUT);
   }
 
   // === endings ===
 
-  #fail(reset: UpstreamReset): void {
+  /** Stops the attempt silently (route timeout, downstream gone, or the owner retries). */
+  abort(): void {
+    if (this.#finished) return;
+    this.#abort();
+  }
+
+  #abort(): void {
+    this.#pending?.cancel();
+    this.#pending = null;
+    this.#abortConnection();
+    this.#finish();
+  }
+
+  /** Stops after a route timeout, reporting it to outlier detection. */
+  timeOut(): void {
+    if (this.#finished) return;
+    this.host.outlier?.putTimeout();
+    if (this.#committed) this.#resetDownstream(ResponseFlag.UpstreamRequestTimeout);
+    else this.#abort();
+  }
+
+  #fail(failure: AttemptFailure, reset: UpstreamReset): void {
     if (this.#finished) return;
     this.#abortConnection();
     this.#finish();
-    replyUpstreamReset(this.#stream, reset, this.#replyHeaders());
-  }
-
-  /** The route's (and destination's) response header operations, for a local reply. */
-  #replyHeaders(): Array<[string, string]> {
-    return mutatedHeaders(this.#options.clusterResponseHeaders, this.#options.routeResponseHeaders);
+    this.#owner.onAttemptFailure(this, failure, reset);
   }
 
   #resetDownstream(flag: ResponseFlagCode): void {
@@ -283,6 +332,7 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     this.#abortConnection();
     this.#finish();
     this.#stream.reset();
+    this.#owner.onAttemptDone(this);
   }
 
   #abortConnection(): void {
@@ -291,7 +341,7 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     this.#conn = null;
     this.#decoder?.stop();
     this.#detachFrom(conn);
-    this.#host.pool.release(conn, false);
+    this.host.pool.release(conn, false);
   }
 
   #release(reusable: boolean): void {
@@ -299,7 +349,7 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     if (conn === null) return;
     this.#conn = null;
     this.#detachFrom(conn);
-    this.#host.pool.release(conn, reusable);
+    this.host.pool.release(conn, reusable);
   }
 
   /** Leaves the socket as the pool expects it: flowing, with none of this exchange's listeners. */
@@ -307,6 +357,7 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
     if (this.#awaitingDrain) {
       this.#awaitingDrain = false;
       conn.socket.removeListener('drain', this.#onUpstreamDrain);
+      this.#stream.resumeRequestBody();
     }
     if (this.#upstreamPaused) {
       this.#upstreamPaused = false;
@@ -317,12 +368,18 @@ export class UpstreamRequest implements BodySink, ConnectionUser, DecoderCallbac
   #finish(): void {
     if (this.#finished) return;
     this.#finished = true;
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
+    if (this.#perTryTimer !== null) {
+      clearTimeout(this.#perTryTimer);
+      this.#perTryTimer = null;
     }
-    this.#host.activeRequests--;
-    this.#stream.onAbort = null;
-    this.#stream.onWritable = null;
+    this.host.activeRequests--;
+    if (this.#committed) this.#stream.onWritable = null;
   }
 }
+
+/** A per-try timeout, as the router reports it when no retry follows (504 UT). */
+const PER_TRY_TIMEOUT: UpstreamReset = {
+  status: 504,
+  flag: ResponseFlag.UpstreamRequestTimeout,
+  reason: 'per-try timeout',
+};

@@ -350,6 +350,7 @@ export class H1ServerStream implements DownstreamStream {
   readonly head: RequestHead;
   onWritable: (() => void) | null = null;
   onAbort: (() => void) | null = null;
+  onResponseHeaders: ((headers: HeaderMap) => void) | null = null;
 
   readonly #conn: H1ServerConnection;
   #sink: BodySink | null = null;
@@ -430,6 +431,7 @@ export class H1ServerStream implements DownstreamStream {
     if (this.#done || this.#responseStarted) return;
     this.#responseStarted = true;
     this.info.responseCode = status;
+    this.onResponseHeaders?.(headers);
     const bodyless = this.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
     if (bodyless) {
       this.#responseMode = BodyMode.None;

@@ -1,0 +1,275 @@
+/**
+ * One forwarded request across its attempts (the per-request half of Envoy's router filter):
+ * the route timeout, retries with backoff on other hosts, request body buffering for replay,
+ * and mirrors.
+ *
+ * - The route timeout runs from the end of the downstream request and covers every attempt and
+ *   backoff; on expiry: 504 UT `upstream request timeout` (or a reset once a response started).
+ * - The request body is kept for replay up to BODY_REPLAY_LIMIT; past it retries stop (and
+ *   mirrors of it are dropped), as Envoy's buffer limit does.
+ * - Once a response head has gone downstream nothing is retried.
+ * - An outcome the policy would retry but cannot (retries used up, or the cluster's retry
+ *   breaker full) is answered as it is, flagged URX or UO.
+ */
+import type { CompiledRetryPolicy } from '../../compile/policies.js';
+import type { Cluster, Destination } from '../../upstream/cluster.js';
+import type { Host } from '../../upstream/host.js';
+import type { PickContext } from '../../upstream/lb/index.js';
+import { ResponseFlag } from '../../core/response-flags.js';
+import type { ResponseHead } from '../codec/h1/head.js';
+import type { HeaderMap } from '../headers.js';
+import type { BodySink, DownstreamStream } from '../stream.js';
+import { mutatedHeaders } from './headers.js';
+import { sendShadow } from './mirror.js';
+import { RetryState, type AttemptFailure } from './retry-state.js';
+import { replyNoHealthyUpstream, replyTimeout, replyUpstreamReset, type UpstreamReset } from './upstream-failure.js';
+import { UpstreamRequest, type AttemptOwner, type ResponseDecoration } from './upstream-request.js';
+
+/** Request bodies up to this size are kept for retries and mirrors (Envoy's default buffer limit). */
+export const BODY_REPLAY_LIMIT = 64 * 1024;
+
+export interface ForwardOptions {
+  readonly cluster: Cluster;
+  readonly pickContext: PickContext;
+  readonly destination: Destination;
+  /** Route timeout; 0 disables it. */
+  readonly timeoutMs: number;
+  readonly retryPolicy: CompiledRetryPolicy | null;
+  readonly decoration: ResponseDecoration;
+  /** Hosts chosen for the request's mirrors (after their percentages were drawn). */
+  readonly mirrorHosts: readonly Host[];
+}
+
+export class ForwardRequest implements AttemptOwner, BodySink {
+  readonly #stream: DownstreamStream;
+  readonly #options: ForwardOptions;
+  readonly #retry: RetryState | null;
+  #attempt: UpstreamRequest | null = null;
+  #attempts = 0;
+  /** Hosts tried so far (only tracked when retries avoid them). */
+  #tried: Host[] | null = null;
+  /** The request body so far, for replay; null when not kept (none, too large, or not needed). */
+  #body: Buffer[] | null = null;
+  #bodyBytes = 0;
+  #requestComplete: boolean;
+  #trailers: HeaderMap | null = null;
+  #sinkSet = false;
+  /** The downstream body is paused here, waiting for the next attempt's connection. */
+  #holding = false;
+  #committed = false;
+  #finished = false;
+  #timer: NodeJS.Timeout | null = null;
+  #backoffTimer: NodeJS.Timeout | null = null;
+  /** Shadows waiting for the end of the request body. */
+  #shadowsWaiting: { headers: HeaderMap; hosts: readonly Host[] } | null = null;
+
+  constructor(stream: DownstreamStream, options: ForwardOptions) {
+    this.#stream = stream;
+    this.#options = options;
+    this.#retry = options.retryPolicy === null ? null : new RetryState(options.retryPolicy, options.cluster.resources);
+    this.#requestComplete = !stream.hasRequestBody;
+    if (stream.hasRequestBody && (this.#retry !== null || options.mirrorHosts.length > 0)) this.#body = [];
+    if (this.#retry?.avoidPreviousHosts === true) this.#tried = [];
+  }
+
+  start(first: Host): void {
+    const stream = this.#stream;
+    stream.onAbort = () => this.#onDownstreamAbort();
+    if (this.#options.mirrorHosts.length > 0) this.#mirror();
+    this.#startAttempt(first);
+    if (this.#requestComplete) this.#startTimer();
+  }
+
+  #startAttempt(host: Host): void {
+    this.#attempts++;
+    this.#tried?.push(host);
+    const attempt = new UpstreamRequest(this, this.#stream, host, this.#options.decoration);
+    this.#attempt = attempt;
+    attempt.start();
+    if (this.#requestComplete && this.#retry !== null) attempt.armPerTryTimer(this.#retry.perTryTimeoutMs);
+  }
+
+  /** Retries are possible while the whole body so far is kept (or there is none). */
+  get #canRetry(): boolean {
+    return this.#retry !== null && (this.#body !== null || !this.#stream.hasRequestBody);
+  }
+
+  // === request body (BodySink, once the first attempt is connected) ===
+
+  onAttemptConnected(attempt: UpstreamRequest): void {
+    if (!this.#sinkSet) {
+      // Delivers the body received so far through onData, to this attempt.
+      this.#sinkSet = true;
+      this.#stream.setBodySink(this);
+      return;
+    }
+    for (const chunk of this.#body ?? []) attempt.writeBody(chunk);
+    if (this.#requestComplete) attempt.endBody(this.#trailers);
+    if (this.#holding) {
+      this.#holding = false;
+      this.#stream.resumeRequestBody();
+    }
+  }
+
+  onData(chunk: Buffer): void {
+    const attempt = this.#attempt;
+    const connected = attempt !== null && attempt.connected;
+    if (this.#body !== null) {
+      if (connected && this.#bodyBytes + chunk.length > BODY_REPLAY_LIMIT) {
+        // Too large to replay: no more retries or mirrors for this request.
+        this.#body = null;
+        this.#shadowsWaiting = null;
+      } else {
+        this.#body.push(chunk);
+        this.#bodyBytes += chunk.length;
+        if (!connected && this.#bodyBytes > BODY_REPLAY_LIMIT && !this.#holding) {
+          this.#holding = true;
+          this.#stream.pauseRequestBody();
+        }
+      }
+    }
+    if (connected) attempt.writeBody(chunk);
+  }
+
+  onEnd(trailers: HeaderMap | null): void {
+    this.#requestComplete = true;
+    this.#trailers = trailers;
+    const attempt = this.#attempt;
+    if (attempt !== null && attempt.connected) attempt.endBody(trailers);
+    if (attempt !== null && this.#retry !== null) attempt.armPerTryTimer(this.#retry.perTryTimeoutMs);
+    const shadows = this.#shadowsWaiting;
+    if (shadows !== null) {
+      this.#shadowsWaiting = null;
+      this.#sendShadows(shadows.headers, shadows.hosts);
+    }
+    this.#startTimer();
+  }
+
+  // === attempt outcomes (AttemptOwner) ===
+
+  onAttemptHeaders(_attempt: UpstreamRequest, head: ResponseHead): boolean {
+    const retry = this.#retry;
+    if (retry !== null) {
+      if (this.#canRetry && retry.retriableResponse(head.status, head.headers)) {
+        if (this.#retryOrFlag()) return false;
+      } else {
+        retry.release();
+      }
+    }
+    this.#committed = true;
+    return true;
+  }
+
+  onAttemptFailure(attempt: UpstreamRequest, failure: AttemptFailure, reset: UpstreamReset): void {
+    this.#attempt = null;
+    if (this.#finished) return;
+    if (this.#canRetry && this.#retry!.retriableFailure(failure, attempt.requestStarted) && this.#retryOrFlag()) return;
+    this.#finish();
+    if (failure === 'per-try-timeout') replyTimeout(this.#stream, this.#replyHeaders(), 'upstream_per_try_timeout');
+    else replyUpstreamReset(this.#stream, reset, this.#replyHeaders(), this.#attempts > 1);
+  }
+
+  onAttemptDone(): void {
+    this.#attempt = null;
+    this.#finish();
+  }
+
+  /** Schedules a retry and returns true, or flags why none is possible and returns false. */
+  #retryOrFlag(): boolean {
+    const verdict = this.#retry!.grant();
+    if (verdict === 'retry') {
+      this.#attempt = null;
+      this.#backoffTimer = setTimeout(() => this.#retryNow(), this.#retry!.backoffMs());
+      return true;
+    }
+    this.#stream.info.setFlag(verdict === 'overflow' ? ResponseFlag.UpstreamOverflow : ResponseFlag.UpstreamRetryLimitExceeded);
+    return false;
+  }
+
+  #retryNow(): void {
+    this.#backoffTimer = null;
+    if (this.#finished) return;
+    const host = this.#pickHost();
+    if (host === undefined) {
+      this.#finish();
+      replyNoHealthyUpstream(this.#stream, this.#replyHeaders());
+      return;
+    }
+    this.#stream.headers.set('x-envoy-attempt-count', String(this.#attempts + 1));
+    this.#startAttempt(host);
+  }
+
+  /** A host for a retry: re-picked up to the policy's limit while it is one already tried. */
+  #pickHost(): Host | undefined {
+    const { cluster, pickContext, destination } = this.#options;
+    const tried = this.#tried;
+    const tries = tried === null ? 1 : this.#retry!.hostSelectionAttempts;
+    let host: Host | undefined;
+    for (let i = 0; i < tries; i++) {
+      host = cluster.pick(pickContext, destination);
+      if (host === undefined || tried === null || !tried.includes(host)) break;
+    }
+    return host;
+  }
+
+  // === mirrors ===
+
+  #mirror(): void {
+    const headers = this.#stream.headers.clone();
+    if (this.#requestComplete) this.#sendShadows(headers, this.#options.mirrorHosts);
+    else this.#shadowsWaiting = { headers, hosts: this.#options.mirrorHosts };
+  }
+
+  #sendShadows(headers: HeaderMap, hosts: readonly Host[]): void {
+    const stream = this.#stream;
+    for (let i = 0; i < hosts.length; i++) {
+      const copy = i === hosts.length - 1 ? headers : headers.clone();
+      sendShadow(hosts[i]!, stream.method, stream.path, copy, this.#body, this.#options.timeoutMs);
+    }
+  }
+
+  // === timeouts and endings ===
+
+  #startTimer(): void {
+    if (this.#options.timeoutMs > 0 && this.#timer === null && !this.#finished) {
+      this.#timer = setTimeout(() => this.#onTimeout(), this.#options.timeoutMs);
+    }
+  }
+
+  #onTimeout(): void {
+    this.#timer = null;
+    if (this.#finished) return;
+    const attempt = this.#attempt;
+    if (this.#committed) {
+      // The attempt resets the downstream stream and reports back through onAttemptDone.
+      attempt?.timeOut();
+      return;
+    }
+    attempt?.timeOut();
+    this.#finish();
+    replyTimeout(this.#stream, this.#replyHeaders());
+  }
+
+  #onDownstreamAbort(): void {
+    if (this.#finished) return;
+    this.#attempt?.abort();
+    this.#finish();
+  }
+
+  /** The route's (and destination's) response header operations, for a local reply. */
+  #replyHeaders(): Array<[string, string]> {
+    const d = this.#options.decoration;
+    return mutatedHeaders(d.clusterResponseHeaders, d.routeResponseHeaders);
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#attempt = null;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    if (this.#backoffTimer !== null) clearTimeout(this.#backoffTimer);
+    this.#timer = this.#backoffTimer = null;
+    this.#retry?.release();
+    this.#stream.onAbort = null;
+  }
+}

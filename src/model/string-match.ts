@@ -1,0 +1,9 @@
+/** String matching, as Envoy's StringMatcher. */
+
+/** Envoy StringMatcher. `regex` is RE2 and must match the whole input. */
+export type StringMatch =
+  | { readonly kind: 'exact'; readonly value: string; readonly ignoreCase?: boolean }
+  | { readonly kind: 'prefix'; readonly value: string; readonly ignoreCase?: boolean }
+  | { readonly kind: 'suffix'; readonly value: string; readonly ignoreCase?: boolean }
+  | { readonly kind: 'contains'; readonly value: string; readonly ignoreCase?: boolean }
+  | { readonly kind: 'regex'; readonly value: string };
