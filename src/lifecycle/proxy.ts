@@ -15,6 +15,7 @@ import { SnapshotStore } from '../config/store.js';
 import { watchConfig, type ConfigWatcher } from '../config/watch.js';
 import { HttpConnectionManager } from '../http/connection-manager.js';
 import { Router } from '../http/router/router.js';
+import type { StreamInfo } from '../http/stream.js';
 import { HttpListener } from '../listener/http-listener.js';
 import type { ListenerPorts, Model } from '../model/index.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
@@ -29,6 +30,8 @@ export interface ProxyOptions {
   readonly logger?: Logger;
   /** Watch the config path and reload on change (default true). */
   readonly watch?: boolean;
+  /** Receives each HTTP request's record after it ended (telemetry, tests). */
+  readonly onRequestDone?: (info: StreamInfo) => void;
 }
 
 /** Config that failed validation, with every problem located. */
@@ -114,6 +117,7 @@ export class Proxy {
       port: wanted.outbound,
       requestHeadersTimeoutMs: mesh.requestHeadersTimeoutMs,
       idleTimeoutMs: mesh.downstreamIdleTimeoutMs,
+      onRequestDone: options.onRequestDone,
     });
     let proxy: Proxy | undefined;
     const view: AdminView = {
@@ -289,12 +293,23 @@ function modelDump(model: Model): unknown {
   return JSON.parse(JSON.stringify(model, (_k, v: unknown) => (v instanceof Object && (v as { type?: string }).type === 'Buffer' ? Buffer.from((v as { data: number[] }).data).toString() : v)));
 }
 
+/** Envoy's /clusters text: circuit breaker thresholds and live counts per cluster, then per host. */
 function clusterLines(clusters: ClusterManager): string[] {
   const lines: string[] = [];
   for (const [name, c] of clusters.clusters) {
+    const r = c.resources;
+    const limits = r.limits;
+    lines.push(`${name}::default_priority::max_connections::${limits.maxConnections}`);
+    lines.push(`${name}::default_priority::max_pending_requests::${limits.maxPendingRequests}`);
+    lines.push(`${name}::default_priority::max_requests::${limits.maxRequests}`);
+    lines.push(`${name}::default_priority::max_retries::${limits.maxRetries}`);
+    lines.push(`${name}::overflows::${r.overflows}`);
+    lines.push(`${name}::outlier::ejected_hosts::${c.ejectedHosts}`);
     for (const h of c.hosts) {
       lines.push(`${name}::${h.key}::rq_active::${h.activeRequests}`);
       lines.push(`${name}::${h.key}::cx_active::${h.pool.activeConnections}`);
+      lines.push(`${name}::${h.key}::rq_pending::${h.pool.pendingRequests}`);
+      lines.push(`${name}::${h.key}::health_flags::${h.outlier?.ejected === true ? '/failed_outlier_check' : 'healthy'}`);
     }
   }
   return lines;

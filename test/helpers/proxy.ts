@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, type Logger } from '../../src/core/logger.js';
+import type { StreamInfo } from '../../src/http/stream.js';
 import { Proxy } from '../../src/lifecycle/proxy.js';
 
 export interface TestProxy {
@@ -11,6 +12,8 @@ export interface TestProxy {
   readonly dir: string;
   /** Log lines the proxy wrote. */
   readonly logs: string[];
+  /** The record of every finished request, oldest first. */
+  readonly records: StreamInfo[];
   /** Replaces the config files and reloads explicitly (the watcher is off unless asked for). */
   write(files: Record<string, string>): Promise<void>;
   close(): Promise<void>;
@@ -20,18 +23,21 @@ export async function startProxy(files: Record<string, string>, options: { watch
   const dir = await mkdtemp(join(tmpdir(), 'skiff-test-'));
   for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
   const logs: string[] = [];
+  const records: StreamInfo[] = [];
   const logger: Logger = createLogger({ level: 'debug', sink: (l) => logs.push(l) });
   const proxy = await Proxy.start({
     configPath: dir,
     logger,
     watch: options.watch ?? false,
     ports: { outbound: 0, admin: 0, readiness: 0 },
+    onRequestDone: (info) => records.push(info),
   });
   return {
     proxy,
     port: proxy.ports.outbound,
     dir,
     logs,
+    records,
     async write(next) {
       for (const [name, text] of Object.entries(next)) await writeFile(join(dir, name), text);
     },

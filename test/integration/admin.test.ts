@@ -36,8 +36,10 @@ spec:
     - destination: {host: svc, subset: v1}
 `;
 
-/** A line of Envoy's /clusters text output: `cluster::host::stat::value`. */
-const CLUSTER_LINE = /^([^:]+(?:\|[^:]*)*)::([^:]+:\d+)::(rq_active|cx_active)::(\d+)$/;
+/** A host line of Envoy's /clusters text output: `cluster::host::stat::value`. */
+const CLUSTER_LINE = /^([^:]+(?:\|[^:]*)*)::([^:]+:\d+)::(rq_active|cx_active|rq_pending|health_flags)::(\d+|healthy|\/failed_outlier_check)$/;
+/** A cluster-wide line: breaker thresholds, overflows, ejected hosts. */
+const CLUSTER_STAT_LINE = /^([^:]+(?:\|[^:]*)*)::(default_priority::max_\w+|overflows|outlier::ejected_hosts)::(\d+)$/;
 
 describe('admin and readiness servers', () => {
   let up: Upstream;
@@ -143,7 +145,8 @@ describe('admin and readiness servers', () => {
     const subsetCluster = /^outbound\|80\|v1\|svc(\.|$)/;
 
     const idle = await lines();
-    for (const l of idle) expect(l).toMatch(CLUSTER_LINE);
+    for (const l of idle) expect(CLUSTER_LINE.test(l) || CLUSTER_STAT_LINE.test(l), l).toBe(true);
+    expect(idle).toContain(`${idle.find((l) => subsetCluster.test(l))!.split('::')[0]}::default_priority::max_connections::4294967295`);
     expect(rqActive(idle, subsetCluster)).toEqual([0]);
     expect(rqActive(idle, /^outbound\|80\|\|svc(\.|$)/)).toEqual([0]);
 

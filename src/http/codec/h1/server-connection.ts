@@ -36,6 +36,11 @@ export interface ServerConnectionOptions {
   readonly requestHeadersTimeoutMs: number;
   /** Idle keep-alive connections are closed after this long. */
   readonly idleTimeoutMs: number;
+  /**
+   * Receives each request's record once it ended (response complete, reset, or the client gone).
+   * Runs after the response; telemetry is built from it.
+   */
+  readonly onRequestDone?: (info: StreamInfo) => void;
 }
 
 /** Request body bytes held before the router attaches a sink; above this the socket pauses. */
@@ -103,6 +108,11 @@ export class H1ServerConnection {
 
   get idle(): boolean {
     return this.#stream === null && this.#decoder.idle;
+  }
+
+  /** Hands a finished request's record to the listener's consumer, if any. */
+  requestDone(info: StreamInfo): void {
+    this.#options.onRequestDone?.(info);
   }
 
   /** Called periodically by the listener: enforces the header and idle timeouts. */
@@ -504,6 +514,7 @@ export class H1ServerStream implements DownstreamStream {
     this.#done = true;
     this.info.endMs = performance.now();
     this.#conn.resetConnection();
+    this.#conn.requestDone(this.info);
   }
 
   /** Switches the connection to an opaque tunnel after a 200 to CONNECT. */
@@ -524,6 +535,7 @@ export class H1ServerStream implements DownstreamStream {
     const onAbort = this.onAbort;
     this.onAbort = null;
     onAbort?.();
+    this.#conn.requestDone(this.info);
   }
 
   #finish(): void {
@@ -531,6 +543,7 @@ export class H1ServerStream implements DownstreamStream {
     this.info.endMs = performance.now();
     this.onAbort = null;
     this.#conn.responseComplete(this);
+    this.#conn.requestDone(this.info);
   }
 }
 
