@@ -21,7 +21,7 @@ import type { HeaderMap } from '../headers.js';
 import type { BodySink, DownstreamStream } from '../stream.js';
 import { mutatedHeaders } from './headers.js';
 import { sendShadow } from './mirror.js';
-import { RetryState, type AttemptFailure } from './retry-state.js';
+import { RetryState, retriableFailure, retriableResponse, type AttemptFailure } from './retry-state.js';
 import { replyNoHealthyUpstream, replyTimeout, replyUpstreamReset, type UpstreamReset } from './upstream-failure.js';
 import { UpstreamRequest, type AttemptOwner, type ResponseDecoration } from './upstream-request.js';
 
@@ -43,7 +43,10 @@ export interface ForwardOptions {
 export class ForwardRequest implements AttemptOwner, BodySink {
   readonly #stream: DownstreamStream;
   readonly #options: ForwardOptions;
-  readonly #retry: RetryState | null;
+  readonly #policy: CompiledRetryPolicy | null;
+  /** Created at the first retriable outcome (most requests never have one). */
+  #retry: RetryState | null = null;
+  #firstHost: Host | null = null;
   #attempt: UpstreamRequest | null = null;
   #attempts = 0;
   /** Hosts tried so far (only tracked when retries avoid them). */
@@ -66,10 +69,9 @@ export class ForwardRequest implements AttemptOwner, BodySink {
   constructor(stream: DownstreamStream, options: ForwardOptions) {
     this.#stream = stream;
     this.#options = options;
-    this.#retry = options.retryPolicy === null ? null : new RetryState(options.retryPolicy, options.cluster.resources);
+    this.#policy = options.retryPolicy;
     this.#requestComplete = !stream.hasRequestBody;
-    if (stream.hasRequestBody && (this.#retry !== null || options.mirrorHosts.length > 0)) this.#body = [];
-    if (this.#retry?.avoidPreviousHosts === true) this.#tried = [];
+    if (stream.hasRequestBody && (this.#policy !== null || options.mirrorHosts.length > 0)) this.#body = [];
   }
 
   start(first: Host): void {
@@ -82,16 +84,17 @@ export class ForwardRequest implements AttemptOwner, BodySink {
 
   #startAttempt(host: Host): void {
     this.#attempts++;
-    this.#tried?.push(host);
+    if (this.#firstHost === null) this.#firstHost = host;
+    else this.#tried?.push(host);
     const attempt = new UpstreamRequest(this, this.#stream, host, this.#options.decoration);
     this.#attempt = attempt;
     attempt.start();
-    if (this.#requestComplete && this.#retry !== null) attempt.armPerTryTimer(this.#retry.perTryTimeoutMs);
+    if (this.#requestComplete && this.#policy !== null) attempt.armPerTryTimer(this.#policy.perTryTimeoutMs);
   }
 
   /** Retries are possible while the whole body so far is kept (or there is none). */
   get #canRetry(): boolean {
-    return this.#retry !== null && (this.#body !== null || !this.#stream.hasRequestBody);
+    return this.#policy !== null && (this.#body !== null || !this.#stream.hasRequestBody);
   }
 
   // === request body (BodySink, once the first attempt is connected) ===
@@ -136,7 +139,7 @@ export class ForwardRequest implements AttemptOwner, BodySink {
     this.#trailers = trailers;
     const attempt = this.#attempt;
     if (attempt !== null && attempt.connected) attempt.endBody(trailers);
-    if (attempt !== null && this.#retry !== null) attempt.armPerTryTimer(this.#retry.perTryTimeoutMs);
+    if (attempt !== null && this.#policy !== null) attempt.armPerTryTimer(this.#policy.perTryTimeoutMs);
     const shadows = this.#shadowsWaiting;
     if (shadows !== null) {
       this.#shadowsWaiting = null;
@@ -148,13 +151,10 @@ export class ForwardRequest implements AttemptOwner, BodySink {
   // === attempt outcomes (AttemptOwner) ===
 
   onAttemptHeaders(_attempt: UpstreamRequest, head: ResponseHead): boolean {
-    const retry = this.#retry;
-    if (retry !== null) {
-      if (this.#canRetry && retry.retriableResponse(head.status, head.headers)) {
-        if (this.#retryOrFlag()) return false;
-      } else {
-        retry.release();
-      }
+    if (this.#canRetry && retriableResponse(this.#policy!, head.status, head.headers)) {
+      if (this.#retryOrFlag()) return false;
+    } else {
+      this.#retry?.release();
     }
     this.#committed = true;
     return true;
@@ -163,7 +163,7 @@ export class ForwardRequest implements AttemptOwner, BodySink {
   onAttemptFailure(attempt: UpstreamRequest, failure: AttemptFailure, reset: UpstreamReset): void {
     this.#attempt = null;
     if (this.#finished) return;
-    if (this.#canRetry && this.#retry!.retriableFailure(failure, attempt.requestStarted) && this.#retryOrFlag()) return;
+    if (this.#canRetry && retriableFailure(this.#policy!, failure, attempt.requestStarted) && this.#retryOrFlag()) return;
     this.#finish();
     if (failure === 'per-try-timeout') replyTimeout(this.#stream, this.#replyHeaders(), 'upstream_per_try_timeout');
     else replyUpstreamReset(this.#stream, reset, this.#replyHeaders(), this.#attempts > 1);
@@ -176,10 +176,13 @@ export class ForwardRequest implements AttemptOwner, BodySink {
 
   /** Schedules a retry and returns true, or flags why none is possible and returns false. */
   #retryOrFlag(): boolean {
-    const verdict = this.#retry!.grant();
+    const policy = this.#policy!;
+    const retry = (this.#retry ??= new RetryState(policy, this.#options.cluster.resources));
+    if (policy.avoidPreviousHosts) this.#tried ??= [this.#firstHost!];
+    const verdict = retry.grant();
     if (verdict === 'retry') {
       this.#attempt = null;
-      this.#backoffTimer = setTimeout(() => this.#retryNow(), this.#retry!.backoffMs());
+      this.#backoffTimer = setTimeout(() => this.#retryNow(), retry.backoffMs());
       return true;
     }
     this.#stream.info.setFlag(verdict === 'overflow' ? ResponseFlag.UpstreamOverflow : ResponseFlag.UpstreamRetryLimitExceeded);
@@ -203,7 +206,7 @@ export class ForwardRequest implements AttemptOwner, BodySink {
   #pickHost(): Host | undefined {
     const { cluster, pickContext, destination } = this.#options;
     const tried = this.#tried;
-    const tries = tried === null ? 1 : this.#retry!.hostSelectionAttempts;
+    const tries = tried === null ? 1 : this.#policy!.hostSelectionRetryMaxAttempts;
     let host: Host | undefined;
     for (let i = 0; i < tries; i++) {
       host = cluster.pick(pickContext, destination);

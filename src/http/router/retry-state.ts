@@ -17,6 +17,31 @@ export type AttemptFailure = 'connect-failure' | 'reset' | 'per-try-timeout' | '
 /** The verdict on an outcome that the policy would retry. */
 export type RetryVerdict = 'retry' | 'limit-exceeded' | 'overflow';
 
+/** Would the policy retry a response with this status and headers? */
+export function retriableResponse(p: CompiledRetryPolicy, status: number, headers: HeaderMap): boolean {
+  // A 503 that says the upstream is overloaded is never retried.
+  if (status === 503 && headers.has('x-envoy-overloaded')) return false;
+  if (p.on5xx && status >= 500) return true;
+  if (p.onGatewayError && (status === 502 || status === 503 || status === 504)) return true;
+  if (p.onRetriable4xx && status === 409) return true;
+  if (p.onEnvoyRateLimited && headers.has('x-envoy-ratelimited')) return true;
+  if (p.onRetriableStatusCodes && p.retriableStatusCodes.has(status)) return true;
+  if (p.grpcStatuses.size > 0) {
+    const grpc = headers.get('grpc-status');
+    if (grpc !== undefined && p.grpcStatuses.has(Number(grpc))) return true;
+  }
+  return false;
+}
+
+/** Would the policy retry this failure? `requestStarted`: bytes of the request reached the upstream. */
+export function retriableFailure(p: CompiledRetryPolicy, failure: AttemptFailure, requestStarted: boolean): boolean {
+  if (failure === 'overflow') return false;
+  if (failure === 'connect-failure' && p.onConnectFailure) return true;
+  if (p.onResetBeforeRequest && !requestStarted) return true;
+  return p.on5xx || p.onGatewayError || p.onReset;
+}
+
+/** The retries granted to one request; created when its first retriable outcome comes. */
 export class RetryState {
   readonly #policy: CompiledRetryPolicy;
   readonly #resources: ResourceManager;
@@ -29,44 +54,6 @@ export class RetryState {
     this.#policy = policy;
     this.#resources = resources;
     this.#remaining = policy.numRetries;
-  }
-
-  get perTryTimeoutMs(): number {
-    return this.#policy.perTryTimeoutMs;
-  }
-
-  get avoidPreviousHosts(): boolean {
-    return this.#policy.avoidPreviousHosts;
-  }
-
-  get hostSelectionAttempts(): number {
-    return this.#policy.hostSelectionRetryMaxAttempts;
-  }
-
-  /** Would the policy retry a response with this status and headers? */
-  retriableResponse(status: number, headers: HeaderMap): boolean {
-    const p = this.#policy;
-    // A 503 that says the upstream is overloaded is never retried.
-    if (status === 503 && headers.has('x-envoy-overloaded')) return false;
-    if (p.on5xx && status >= 500) return true;
-    if (p.onGatewayError && (status === 502 || status === 503 || status === 504)) return true;
-    if (p.onRetriable4xx && status === 409) return true;
-    if (p.onEnvoyRateLimited && headers.has('x-envoy-ratelimited')) return true;
-    if (p.onRetriableStatusCodes && p.retriableStatusCodes.has(status)) return true;
-    if (p.grpcStatuses.size > 0) {
-      const grpc = headers.get('grpc-status');
-      if (grpc !== undefined && p.grpcStatuses.has(Number(grpc))) return true;
-    }
-    return false;
-  }
-
-  /** Would the policy retry this failure? `requestStarted`: bytes of the request reached the upstream. */
-  retriableFailure(failure: AttemptFailure, requestStarted: boolean): boolean {
-    const p = this.#policy;
-    if (failure === 'overflow') return false;
-    if (failure === 'connect-failure' && p.onConnectFailure) return true;
-    if (p.onResetBeforeRequest && !requestStarted) return true;
-    return p.on5xx || p.onGatewayError || p.onReset;
   }
 
   /** Called for a retriable outcome: grants a retry (taking a cluster retry slot) or says why not. */

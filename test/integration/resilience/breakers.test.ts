@@ -146,6 +146,9 @@ describe('outlier detection', () => {
         httpService('alone', 80, [lone.port]),
         od('alone', { consecutive5xxErrors: 1, interval: '0.1s', baseEjectionTime: '30s', maxEjectionPercent: 100 }),
         noRetries('alone'),
+        httpService('panicky', 80, [lone.port]),
+        od('panicky', { consecutive5xxErrors: 1, interval: '0.1s', baseEjectionTime: '30s', maxEjectionPercent: 100, minHealthPercent: 50 }),
+        noRetries('panicky'),
         httpService('capped', 80, [bad.port, lone.port, good.port]),
         od('capped', { consecutive5xxErrors: 1, interval: '1s', baseEjectionTime: '30s', maxEjectionPercent: 34 }),
         noRetries('capped'),
@@ -199,6 +202,15 @@ describe('outlier detection', () => {
     expect(res.status).toBe(503);
     expect(res.text()).toBe('no healthy upstream');
     expect(proxy.records.at(-1)?.responseFlags).toEqual(['UH']);
+  });
+
+  it('below minHealthPercent the cluster panics and balances over every host, ejected or not', async () => {
+    const before = lone.requests.length;
+    expect((await get(proxy.port, 'panicky')).status).toBe(503);
+    const res = await get(proxy.port, 'panicky');
+    expect(await ejected('panicky')).toEqual([`127.0.0.1:${lone.port}`]);
+    expect(res.text()).toBe('503 from lone');
+    expect(lone.requests.length).toBe(before + 2);
   });
 
   it('maxEjectionPercent caps the ejected share (one host may always go)', async () => {
