@@ -75,6 +75,9 @@ skiff demo is running. The mesh config is in ${DEMO_CONFIG_DIR}
   # the user "jason" always gets reviews v2
   curl -s -H 'Host: reviews:9080' -H 'end-user: jason' http://127.0.0.1:${p}/reviews/1
 
+  # fault injection: jason gets an injected 500 from ratings
+  curl -si -H 'Host: ratings:9080' -H 'end-user: jason' http://127.0.0.1:${p}/ratings/1
+
   # skiff as an HTTP forward proxy
   http_proxy=http://127.0.0.1:${p} curl -s http://reviews:9080/reviews/1
 

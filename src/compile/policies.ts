@@ -68,28 +68,16 @@ export type CompiledFault = FaultPolicy;
 
 export type CompiledMirror = MirrorPolicy;
 
-export interface CompiledCors {
+/** A CORS policy with its origin matchers compiled. */
+export interface CompiledCors extends Omit<CorsPolicy, 'allowOrigins'> {
   readonly allowsOrigin: (origin: string) => boolean;
-  readonly allowMethods: string;
-  readonly allowHeaders: string;
-  readonly exposeHeaders: string;
-  readonly maxAge: string;
-  readonly allowCredentials: boolean;
-  readonly forwardNotMatchingPreflights: boolean;
 }
 
 export function compileCors(c: CorsPolicy): CompiledCors {
-  const matchers: StringPredicate[] = c.allowOrigins.map(compileStringMatch);
-  return {
-    // Envoy: an origin matcher that accepts "*" allows every origin.
-    allowsOrigin: (origin) => matchers.some((m) => m('*') || m(origin)),
-    allowMethods: c.allowMethods,
-    allowHeaders: c.allowHeaders,
-    exposeHeaders: c.exposeHeaders,
-    maxAge: c.maxAge,
-    allowCredentials: c.allowCredentials,
-    forwardNotMatchingPreflights: c.forwardNotMatchingPreflights,
-  };
+  const { allowOrigins, ...rest } = c;
+  const matchers: StringPredicate[] = allowOrigins.map(compileStringMatch);
+  // Envoy: an origin matcher that accepts "*" allows every origin.
+  return { ...rest, allowsOrigin: (origin) => matchers.some((m) => m('*') || m(origin)) };
 }
 
 /**

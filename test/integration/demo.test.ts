@@ -53,7 +53,8 @@ describe('skiff demo', () => {
     const commands = printedCommands(banner);
     for (const c of commands) expect(c).toContain(`127.0.0.1:`);
     const split = findCommand(commands, 'the reviews split', (c) => c.includes("'Host: reviews:9080'") && !c.includes('end-user'));
-    const jason = findCommand(commands, 'end-user jason', (c) => c.includes("'end-user: jason'"));
+    const jason = findCommand(commands, 'end-user jason', (c) => c.includes("'end-user: jason'") && c.includes('reviews'));
+    const fault = findCommand(commands, 'the ratings fault', (c) => c.includes("'Host: ratings:9080'"));
     const forward = findCommand(commands, 'the forward proxy', (c) => c.startsWith('http_proxy='));
     const rewrite = findCommand(commands, 'the rewrite', (c) => c.includes('/v1/details/'));
     const redirect = findCommand(commands, 'the redirect', (c) => c.endsWith('/old'));
@@ -83,6 +84,12 @@ describe('skiff demo', () => {
 
     // The forward-proxy form reaches reviews (v1 or v3, by the split).
     for (let i = 0; i < 3; i++) expect(await sh(forward)).toMatch(/^reviews v[13]: GET \/reviews\/1\n$/);
+
+    // Fault: jason gets Envoy's fault abort from the proxy; anyone else reaches ratings.
+    const faulted = await sh(fault);
+    expect(faulted).toMatch(/^HTTP\/1\.1 500 /);
+    expect(faulted).toMatch(/\r\n\r\nfault filter abort$/);
+    expect(await sh(fault.replace(" -H 'end-user: jason'", '').replace('-si ', '-s '))).toBe('ratings v1: GET /ratings/1\n');
 
     // Rewrite: /v1/details/7 reaches details as /details/7.
     expect(await sh(rewrite)).toBe('details v1: GET /details/7\n');

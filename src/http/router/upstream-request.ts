@@ -62,7 +62,6 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
   #startMs = 0;
   #headWritten = false;
   #requestSent = false;
-  #bodyStarted = false;
   #responseHead: ResponseHead | null = null;
   #committed = false;
   #finished = false;
@@ -181,9 +180,9 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
     this.#conn = null;
     if (this.#committed) {
       this.#resetDownstream(ResponseFlag.UpstreamConnectionTermination);
-    } else if (!this.#freshRetryUsed && !this.#bodyStarted && this.#connWasReused && this.#responseHead === null) {
+    } else if (!this.#freshRetryUsed && !this.#stream.hasRequestBody && this.#connWasReused && this.#responseHead === null) {
       // A keep-alive connection the upstream had already closed failed before any response
-      // byte, and no body byte was sent: replay once on a new connection.
+      // byte, and the request has no body: replay once on a new connection.
       this.#freshRetryUsed = true;
       this.#headWritten = false;
       this.#pending = this.host.pool.acquire(this.#onAcquired);
@@ -198,7 +197,6 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
   writeBody(chunk: Buffer): void {
     const conn = this.#conn;
     if (conn === null || this.#finished) return;
-    this.#bodyStarted = true;
     const socket = conn.socket;
     let ok: boolean;
     if (this.#chunked) {

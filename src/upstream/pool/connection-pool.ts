@@ -125,6 +125,7 @@ export class ConnectionPool {
   #pendingCount = 0;
   #connecting = 0;
   #retired = false;
+  #destroyed = false;
 
   constructor(target: ConnectTarget, options: PoolOptions, resources = new ResourceManager(UNLIMITED)) {
     this.target = target;
@@ -267,7 +268,7 @@ export class ConnectionPool {
     this.#resources.connections--;
     const i = this.#idle.indexOf(conn);
     if (i !== -1) this.#idle.splice(i, 1);
-    if (this.#pendingCount > 0) this.#openForPending();
+    if (this.#pendingCount > 0 && !this.#destroyed) this.#openForPending();
   }
 
   /** Closes connections idle for longer than the idle timeout. */
@@ -286,6 +287,7 @@ export class ConnectionPool {
   /** Closes everything, borrowed connections included. */
   destroy(): void {
     this.#retired = true;
+    this.#destroyed = true;
     for (const conn of [...this.#all]) conn.destroy();
   }
 }
