@@ -36,7 +36,16 @@ const GRPC_RETRY_ON: Readonly<Record<string, number>> = {
   unavailable: 14,
 };
 
+/** Routes that share a policy object (Istio's default) share its compiled form. */
+const compiledRetryPolicies = new WeakMap<RetryPolicy, CompiledRetryPolicy>();
+
 export function compileRetryPolicy(p: RetryPolicy): CompiledRetryPolicy {
+  let compiled = compiledRetryPolicies.get(p);
+  if (compiled === undefined) compiledRetryPolicies.set(p, (compiled = buildRetryPolicy(p)));
+  return compiled;
+}
+
+function buildRetryPolicy(p: RetryPolicy): CompiledRetryPolicy {
   const on = new Set(p.retryOn);
   return {
     numRetries: p.numRetries,

@@ -59,6 +59,8 @@ export interface CompiledDirect {
 
 export type CompiledAction = CompiledForward | CompiledRedirect | CompiledDirect;
 
+const NO_MIRRORS: readonly CompiledMirror[] = [];
+
 /** Envoy's default route timeout when an xDS route leaves it unset. */
 export const ENVOY_DEFAULT_ROUTE_TIMEOUT_MS = 15_000;
 
@@ -93,7 +95,7 @@ export function compileForward(a: ForwardAction, match: RouteMatch): CompiledFor
     hostRewrite: a.hostRewrite === undefined ? undefined : utf8ByteString(a.hostRewrite),
     timeoutMs: a.timeoutMs ?? ENVOY_DEFAULT_ROUTE_TIMEOUT_MS,
     retryPolicy: a.retryPolicy === undefined ? null : compileRetryPolicy(a.retryPolicy),
-    mirrors: a.mirrors ?? [],
+    mirrors: a.mirrors ?? NO_MIRRORS,
   };
 }
 

@@ -39,10 +39,14 @@ describe('retry conditions', () => {
     expect(retriableResponse(policy(['retriable-4xx']), 409, none)).toBe(true);
     expect(retriableResponse(policy(['retriable-4xx']), 404, none)).toBe(false);
     expect(retriableResponse(policy(['retriable-status-codes'], [418]), 418, none)).toBe(true);
-    // The default policy names retriable-status-codes but lists no codes: 503 is not retried.
+    // retriable-status-codes retries only the codes listed.
     expect(retriableResponse(policy(['connect-failure', 'retriable-status-codes']), 503, none)).toBe(false);
+    expect(retriableResponse(policy(['connect-failure', 'retriable-status-codes'], [503]), 503, none)).toBe(true);
+    // A rate-limited response is retried under envoy-ratelimited only, whatever its status.
     const limited = new HeaderMap(['x-envoy-ratelimited'], ['true']);
     expect(retriableResponse(policy(['envoy-ratelimited']), 429, limited)).toBe(true);
+    expect(retriableResponse(policy(['5xx']), 503, limited)).toBe(false);
+    expect(retriableResponse(policy(['retriable-status-codes'], [429]), 429, limited)).toBe(false);
     const grpc = new HeaderMap(['grpc-status'], ['4']);
     expect(retriableResponse(policy(['deadline-exceeded']), 200, grpc)).toBe(true);
     expect(retriableResponse(policy(['unavailable']), 200, grpc)).toBe(false);

@@ -529,11 +529,11 @@ describe('hosts and virtual host domains', () => {
           kind: 'forward',
           clusters: [{ cluster: 'outbound|9080||reviews.default.svc.cluster.local', weight: 1, requestHeaders: NO_HEADERS, responseHeaders: NO_HEADERS }],
           timeoutMs: 0,
-          // The mesh default retry policy (Istio's DefaultPolicy).
+          // The mesh default retry policy (Istio's DefaultPolicy: 503 is the retriable status).
           retryPolicy: {
             numRetries: 2,
             retryOn: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'],
-            retriableStatusCodes: [],
+            retriableStatusCodes: [503],
             backoffBaseMs: 25,
             backoffMaxMs: 250,
             avoidPreviousHosts: true,

@@ -14,16 +14,26 @@ const HOST_SELECTION_RETRY_MAX_ATTEMPTS = 5;
 
 /**
  * Envoy's retry policy for a route (Istio ConvertPolicy). No `retries` block means the mesh
- * default: 2 retries on connect failures and the gRPC conditions. A block with `attempts` unset
+ * default: 2 retries on connect failures, 503 and the gRPC conditions. A block with `attempts` unset
  * or 0 disables retries. Bare status codes in `retryOn` become retriable_status_codes and add
  * `retriable-status-codes`; an empty `retryOn` keeps the default conditions.
  */
 export function retryPolicy(retries: HttpRoute['retries']): RetryPolicy | undefined {
+  // Most routes have no retries block: they share one default policy object.
+  if (retries === undefined) return (defaultPolicy ??= buildRetryPolicy(undefined));
+  return buildRetryPolicy(retries);
+}
+
+let defaultPolicy: RetryPolicy | undefined;
+
+function buildRetryPolicy(retries: HttpRoute['retries']): RetryPolicy | undefined {
   const attempts = retries === undefined ? DEFAULT_ATTEMPTS : (retries.attempts ?? 0);
   if (attempts <= 0) return undefined;
   const names: string[] = [];
-  const codes: number[] = [];
-  const retryOn = retries?.retryOn !== undefined && retries.retryOn.trim() !== '' ? retries.retryOn : DEFAULT_RETRY_ON;
+  const custom = retries?.retryOn !== undefined && retries.retryOn.trim() !== '';
+  const retryOn = custom ? retries!.retryOn! : DEFAULT_RETRY_ON;
+  // Istio's DefaultPolicy lists 503 as the retriable status; a custom retryOn replaces it.
+  const codes: number[] = custom ? [] : [503];
   for (const raw of retryOn.split(',')) {
     const part = raw.trim();
     if (part === '') continue;

@@ -110,7 +110,8 @@ export class ForwardRequest implements AttemptOwner, BodySink {
     if (this.#requestComplete) attempt.endBody(this.#trailers);
     if (this.#holding) {
       this.#holding = false;
-      this.#stream.resumeRequestBody();
+      // A replay that filled the socket keeps the body paused until the attempt's 'drain'.
+      if (!attempt.awaitingDrain) this.#stream.resumeRequestBody();
     }
   }
 

@@ -125,7 +125,8 @@ class ShadowRequest implements ConnectionUser, DecoderCallbacks<ResponseHead> {
     const conn = this.#conn;
     this.#conn = null;
     if (conn !== null) {
-      this.#decoder?.stop();
+      // A reusable connection keeps its decoder running for the next borrower.
+      if (!reusable) this.#decoder?.stop();
       this.#host.pool.release(conn, reusable);
     }
   }

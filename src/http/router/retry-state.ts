@@ -19,12 +19,13 @@ export type RetryVerdict = 'retry' | 'limit-exceeded' | 'overflow';
 
 /** Would the policy retry a response with this status and headers? */
 export function retriableResponse(p: CompiledRetryPolicy, status: number, headers: HeaderMap): boolean {
+  // A rate-limited response is retried only under envoy-ratelimited.
+  if (headers.has('x-envoy-ratelimited')) return p.onEnvoyRateLimited;
   // A 503 that says the upstream is overloaded is never retried.
   if (status === 503 && headers.has('x-envoy-overloaded')) return false;
   if (p.on5xx && status >= 500) return true;
   if (p.onGatewayError && (status === 502 || status === 503 || status === 504)) return true;
   if (p.onRetriable4xx && status === 409) return true;
-  if (p.onEnvoyRateLimited && headers.has('x-envoy-ratelimited')) return true;
   if (p.onRetriableStatusCodes && p.retriableStatusCodes.has(status)) return true;
   if (p.grpcStatuses.size > 0) {
     const grpc = headers.get('grpc-status');

@@ -67,6 +67,8 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
   #finished = false;
   #freshRetryUsed = false;
   #connWasReused = false;
+  /** The per-try timeout, once the owner arms it; it runs while a connection is held. */
+  #perTryMs = 0;
   #perTryTimer: NodeJS.Timeout | null = null;
   /** The upstream socket is paused because the client reads the response slowly. */
   #upstreamPaused = false;
@@ -140,6 +142,7 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
     conn.user = this;
     const socket = conn.socket;
     this.#headWritten = true;
+    this.#startPerTryTimer();
     if (!this.#stream.hasRequestBody) {
       socket.write(this.#head, 'latin1');
       this.#requestSent = true;
@@ -152,11 +155,32 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
     socket.uncork();
   }
 
-  /** Starts the per-try timeout (Envoy starts it once the downstream request is complete). */
+  /**
+   * Arms the per-try timeout once the downstream request is complete. As in Envoy it starts
+   * when the attempt has its connection (time queued in the pool does not count) and stops once
+   * the response head is accepted (the route timeout alone then bounds the response).
+   */
   armPerTryTimer(ms: number): void {
-    if (ms > 0 && this.#perTryTimer === null && !this.#finished) {
-      this.#perTryTimer = setTimeout(() => this.#onPerTryTimeout(), ms);
+    this.#perTryMs = ms;
+    if (this.#conn !== null) this.#startPerTryTimer();
+  }
+
+  #startPerTryTimer(): void {
+    if (this.#perTryMs > 0 && this.#perTryTimer === null && !this.#finished && !this.#committed) {
+      this.#perTryTimer = setTimeout(() => this.#onPerTryTimeout(), this.#perTryMs);
     }
+  }
+
+  #stopPerTryTimer(): void {
+    if (this.#perTryTimer !== null) {
+      clearTimeout(this.#perTryTimer);
+      this.#perTryTimer = null;
+    }
+  }
+
+  /** The upstream socket is full: the request body waits for its 'drain'. */
+  get awaitingDrain(): boolean {
+    return this.#awaitingDrain;
   }
 
   // === the pooled connection (ConnectionUser) ===
@@ -233,6 +257,7 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
       return;
     }
     this.#committed = true;
+    this.#stopPerTryTimer();
     const headers = head.headers;
     const d = this.#decoration;
     prepareResponseHeaders(headers, performance.now() - this.#startMs);
@@ -286,12 +311,8 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
 
   #onPerTryTimeout(): void {
     this.#perTryTimer = null;
-    if (this.#finished) return;
+    if (this.#finished || this.#committed) return;
     this.host.outlier?.putTimeout();
-    if (this.#committed) {
-      this.#resetDownstream(ResponseFlag.UpstreamRequestTimeout);
-      return;
-    }
     this.#fail('per-try-timeout', PER_TRY_TIMEOUT);
   }
 
@@ -310,16 +331,24 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
     this.#finish();
   }
 
-  /** Stops after a route timeout, reporting it to outlier detection. */
+  /**
+   * Stops after a route timeout. Outlier detection hears of it only for a host that was
+   * reached and has not answered yet (as Envoy records it).
+   */
   timeOut(): void {
     if (this.#finished) return;
-    this.host.outlier?.putTimeout();
-    if (this.#committed) this.#resetDownstream(ResponseFlag.UpstreamRequestTimeout);
-    else this.#abort();
+    if (this.#committed) {
+      this.#resetDownstream(ResponseFlag.UpstreamRequestTimeout);
+      return;
+    }
+    if (this.#headWritten && this.#responseHead === null) this.host.outlier?.putTimeout();
+    this.#abort();
   }
 
   #fail(failure: AttemptFailure, reset: UpstreamReset): void {
     if (this.#finished) return;
+    this.#pending?.cancel();
+    this.#pending = null;
     this.#abortConnection();
     this.#finish();
     this.#owner.onAttemptFailure(this, failure, reset);
@@ -366,10 +395,7 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
   #finish(): void {
     if (this.#finished) return;
     this.#finished = true;
-    if (this.#perTryTimer !== null) {
-      clearTimeout(this.#perTryTimer);
-      this.#perTryTimer = null;
-    }
+    this.#stopPerTryTimer();
     this.host.activeRequests--;
     if (this.#committed) this.#stream.onWritable = null;
   }

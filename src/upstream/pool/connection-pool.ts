@@ -187,6 +187,8 @@ export class ConnectionPool {
     pending.done = true;
     this.#pendingCount--;
     this.#resources.pendingRequests--;
+    const i = this.#pending.indexOf(pending);
+    if (i !== -1) this.#pending.splice(i, 1);
   }
 
   /** The oldest pending request still waiting, taken off the queue; undefined when none. */

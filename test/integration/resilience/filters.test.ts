@@ -35,6 +35,7 @@ describe('route filters and mirroring', () => {
         meshConfig({ workloadLabels: { app: 'reviews' } }),
         httpService('app', 80, [app.port]),
         httpService('shadow', 80, [shadow.port]),
+        httpService('app-copy', 80, [app.port]),
         virtualService('app', {
           hosts: ['app'],
           http: [
@@ -45,6 +46,7 @@ describe('route filters and mirroring', () => {
             route('app', { fault: { delay: { fixedDelay: '0.2s', percent: 100 } } }, [{ uri: { prefix: '/legacy-delay' } }]),
             route('app', { fault: { abort: { httpStatus: 500 } } }, [{ uri: { prefix: '/no-percentage' } }]),
             route('app', { mirror: { host: 'shadow' } }, [{ uri: { prefix: '/mirror-all' } }]),
+            route('app', { mirror: { host: 'app-copy' } }, [{ uri: { prefix: '/mirror-copy' } }]),
             route('app', { mirror: { host: 'shadow' }, mirrorPercentage: { value: 30 } }, [{ uri: { prefix: '/mirror-some' } }]),
             route('app', { mirrors: [{ destination: { host: 'shadow' }, percentage: { value: 0 } }] }, [{ uri: { prefix: '/mirror-none' } }]),
             route(
@@ -73,6 +75,7 @@ describe('route filters and mirroring', () => {
           { name: 'limited', match: { route: 'limited' }, tokenBucket: { maxTokens: 3, tokensPerFill: 1, fillInterval: '60s' } },
           { name: 'refilled', match: { route: 'refilled' }, tokenBucket: { maxTokens: 1, tokensPerFill: 1, fillInterval: '0.2s' } },
           { name: 'app', match: { destination: { host: 'app' } }, tokenBucket: { maxTokens: 1_000_000, tokensPerFill: 1_000_000, fillInterval: '1s' } },
+          { name: 'app-copy', match: { destination: { host: 'app-copy' } }, tokenBucket: { maxTokens: 1_000_000, tokensPerFill: 1_000_000, fillInterval: '1s' } },
           // The issue's example: ordered rules, first match wins, a mesh-wide default last.
           { name: 'reviews-to-ratings', match: { sourceLabels: { app: 'reviews' }, destination: { host: 'ratings' } }, tokenBucket: { maxTokens: 1, fillInterval: '1s' } },
           { name: 'ratings', match: { destination: { host: 'ratings' } }, tokenBucket: { maxTokens: 100, tokensPerFill: 100, fillInterval: '1s' } },
@@ -154,6 +157,19 @@ describe('route filters and mirroring', () => {
       expect(shadow.requests.map((r) => r.url)).toEqual(Array.from({ length: 10 }, (_, i) => `/mirror-all/${i}`));
       for (const r of shadow.requests) expect(r.headers['host']).toBe('app-shadow');
       expect(app.requests.map((r) => r.headers['host'])).toEqual(Array(10).fill('app'));
+    });
+
+    it('a connection a mirror used serves the next requests normally', async () => {
+      expect((await get(proxy.port, 'app', '/mirror-copy')).status).toBe(200);
+      for (let i = 0; i < 100 && app.requests.length < 2; i++) await sleep(10);
+      // Envoy adds -shadow to the request's own Host, whichever cluster the mirror goes to.
+      expect(app.requests.map((r) => r.headers['host']).sort()).toEqual(['app', 'app-shadow']);
+      // The shadow's keep-alive connection to app-copy goes back to the pool and is reused.
+      for (let i = 0; i < 3; i++) {
+        const res = await get(proxy.port, 'app-copy', '/direct');
+        expect(res.status).toBe(200);
+        expect(res.text()).toBe('ok from app');
+      }
     });
 
     it('mirrors the request body', async () => {

@@ -130,8 +130,20 @@ describe('retries', () => {
     expect(new Set(attemptCounts(a))).toEqual(new Set(['1', '2', '3']));
   });
 
+  it("Istio's default policy retries an upstream 503 twice", async () => {
+    a.script([503, 503]);
+    expect((await get(proxy.port, 'default-policy')).status).toBe(200);
+    expect(attemptCounts(a)).toEqual(['1', '2', '3']);
+    a.requests.length = 0;
+    a.fallback = 503;
+    const res = await get(proxy.port, 'default-policy');
+    expect(res.status).toBe(503);
+    expect(a.requests).toHaveLength(3);
+    expect(lastFlags()).toEqual(['URX']);
+  });
+
   it('without a reset condition a reset before headers is answered 503 UC at once', async () => {
-    a.script(['reset']);
+    a.fallback = 'reset';
     const res = await get(proxy.port, 'default-policy');
     expect(res.status).toBe(503);
     expect(res.text()).toBe(`${RESET}connection termination`);
