@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { get, rawExchange, statusOf, type Response } from '../helpers/client.js';
 import { destinationRule, httpService, meshConfig, staticService, virtualService, yamlDocs } from '../helpers/istio-docs.js';
+import { closedPort } from '../helpers/ports.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
@@ -26,12 +27,6 @@ async function rawServer(onData: (socket: import('node:net').Socket) => void): P
   return { server, port: (server.address() as AddressInfo).port };
 }
 
-/** A port on 127.0.0.1 with nothing listening (bound once, then released). */
-async function closedPort(): Promise<number> {
-  const { server, port } = await rawServer(() => undefined);
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** Asserts the headers every local reply carries, and the body. */
 function expectLocalReply(res: Response, status: number, body: string): void {

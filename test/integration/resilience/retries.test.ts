@@ -8,6 +8,7 @@ import { get, request } from '../../helpers/client.js';
 import { httpService, virtualService, yamlDocs, destinationRule } from '../../helpers/istio-docs.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../../helpers/misbehaving.js';
 import { startProxy, type TestProxy } from '../../helpers/proxy.js';
+import { closedPort } from '../../helpers/ports.js';
 
 const RETRIED = 'upstream connect error or disconnect/reset before headers. retried and the latest reset reason: ';
 const RESET = 'upstream connect error or disconnect/reset before headers. reset reason: ';
@@ -25,8 +26,13 @@ describe('retries', () => {
   beforeAll(async () => {
     a = await startScriptedUpstream('a');
     b = await startScriptedUpstream('b');
+    const refused = await closedPort();
     proxy = await startProxy({
       'mesh.yaml': yamlDocs(
+        httpService('half-down', 80, [refused, a.port]),
+        destinationRule('half-down', { host: 'half-down', trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } }),
+        httpService('stalled', 80, [a.port]),
+        retrying('stalled', { attempts: 2, perTryTimeout: '0.1s', retryOn: '5xx,reset' }, { timeout: '0.4s' }),
         httpService('default-policy', 80, [a.port]),
         httpService('five-xx', 80, [a.port]),
         retrying('five-xx', { attempts: 2, retryOn: '5xx' }),
@@ -204,6 +210,26 @@ describe('retries', () => {
     expect(res.status).toBe(503);
     expect(a.requests).toHaveLength(1);
     expect(a.requests[0]!.bodyLength).toBe(200_000);
+  });
+
+  it("the default policy retries a refused connection on another host: the client never sees it", async () => {
+    for (let i = 0; i < 10; i++) {
+      const res = await get(proxy.port, 'half-down');
+      expect(res.status).toBe(200);
+      expect(res.text()).toBe('ok from a');
+      expect(proxy.records.at(-1)?.responseFlags).toBeNull();
+    }
+    expect(a.requests).toHaveLength(10);
+  });
+
+  it('a body that stalls halfway is cut by the route timeout, not the per-try timeout, and not retried', async () => {
+    a.script(['stall']);
+    const started = performance.now();
+    await expect(get(proxy.port, 'stalled')).rejects.toThrow();
+    // The per-try timeout (0.1s) stopped at the response head; the route timeout (0.4s) reset the stream.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(350);
+    expect(a.requests).toHaveLength(1);
+    expect(lastFlags()).toEqual(['UT']);
   });
 
   it('a retry goes to a host not tried yet', async () => {
