@@ -31,6 +31,8 @@ export function launch(cmd, argv, options = {}) {
     child,
     pid: child.pid,
     stderr: () => stderr,
+    /** Resolves with the exit code when the process ends. */
+    exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
     stop() {
       running.delete(handle);
       try {

@@ -13,20 +13,29 @@ import { median } from '../lib/stats.mjs';
  * request with Host `host`). The caller stops the returned process.
  */
 export async function timeSkiffStart(meshDir, host = 'hello') {
-  const port = await freePort();
-  const readiness = await freePort();
-  const t0 = performance.now();
-  const proc = launch(process.execPath, [
-    SKIFF_BIN, 'run', '-c', meshDir, '--outbound-port', String(port), '--admin-port', '0',
-    '--readiness-port', String(readiness), '--log-level', 'warn',
-  ]);
-  try {
-    const readyMs = await until200(readiness, '/healthz/ready', 'localhost', t0, 30_000);
-    const firstMs = await until200(port, '/', host, t0, 30_000);
-    return { readyMs, firstMs, pid: proc.pid, stop: () => proc.stop() };
-  } catch (err) {
-    proc.stop();
-    throw err;
+  // A free port can be taken by another socket before skiff binds it: then start again.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const readiness = await freePort();
+    const t0 = performance.now();
+    const proc = launch(process.execPath, [
+      SKIFF_BIN, 'run', '-c', meshDir, '--outbound-port', String(port), '--admin-port', '0',
+      '--readiness-port', String(readiness), '--log-level', 'warn',
+    ]);
+    const exited = proc.exited.then((code) => {
+      throw new Error(`skiff exited with code ${code} before it was ready: ${proc.stderr().trim()}`);
+    });
+    try {
+      const readyMs = await Promise.race([until200(readiness, '/healthz/ready', 'localhost', t0, 30_000), exited]);
+      const firstMs = await Promise.race([until200(port, '/', host, t0, 30_000), exited]);
+      exited.catch(() => undefined);
+      return { readyMs, firstMs, pid: proc.pid, stop: () => proc.stop() };
+    } catch (err) {
+      proc.stop();
+      exited.catch(() => undefined);
+      if (attempt < 3 && /EADDRINUSE/.test(String(err))) continue;
+      throw err;
+    }
   }
 }
 
