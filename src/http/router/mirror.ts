@@ -6,7 +6,8 @@
  */
 import type { Host } from '../../upstream/host.js';
 import type { ConnectFailure, ConnectionUser, PendingAcquire, PooledConnection } from '../../upstream/pool/connection-pool.js';
-import { ResponseDecoder, type DecoderCallbacks } from '../codec/h1/decoder.js';
+import type { DecoderCallbacks, ResponseDecoder } from '../codec/h1/decoder.js';
+import { takeDecoder } from './connection-decoder.js';
 import { requestHead } from '../codec/h1/encoder.js';
 import type { ResponseHead } from '../codec/h1/head.js';
 import type { HeaderMap } from '../headers.js';
@@ -64,16 +65,7 @@ class ShadowRequest implements ConnectionUser, DecoderCallbacks<ResponseHead> {
       return;
     }
     this.#conn = conn;
-    let decoder = conn!.attachment as ResponseDecoder | null;
-    if (decoder === null) {
-      decoder = new ResponseDecoder(this);
-      conn!.attachment = decoder;
-    } else {
-      decoder.callbacks = this;
-      decoder.resume();
-    }
-    decoder.expectBodylessResponse = this.#bodyless;
-    this.#decoder = decoder;
+    this.#decoder = takeDecoder(conn!, this, this.#bodyless);
     conn!.user = this;
     const socket = conn!.socket;
     socket.cork();

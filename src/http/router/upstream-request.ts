@@ -19,7 +19,8 @@ import { ResponseFlag, type ResponseFlagCode } from '../../core/response-flags.j
 import type { Host } from '../../upstream/host.js';
 import type { ConnectFailure, ConnectionUser, PendingAcquire, PooledConnection } from '../../upstream/pool/connection-pool.js';
 import { OVERFLOW } from '../../upstream/pool/connection-pool.js';
-import { ResponseDecoder, type DecoderCallbacks } from '../codec/h1/decoder.js';
+import type { DecoderCallbacks, ResponseDecoder } from '../codec/h1/decoder.js';
+import { takeDecoder } from './connection-decoder.js';
 import { CHUNK_SUFFIX, chunkPrefix, lastChunk, requestHead } from '../codec/h1/encoder.js';
 import type { ResponseHead } from '../codec/h1/head.js';
 import type { HeaderMap } from '../headers.js';
@@ -129,16 +130,7 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
   #attach(conn: PooledConnection): void {
     this.#conn = conn;
     this.#connWasReused = conn.reused;
-    let decoder = conn.attachment as ResponseDecoder | null;
-    if (decoder === null) {
-      decoder = new ResponseDecoder(this);
-      conn.attachment = decoder;
-    } else {
-      decoder.callbacks = this;
-      decoder.resume();
-    }
-    decoder.expectBodylessResponse = this.#stream.method === 'HEAD';
-    this.#decoder = decoder;
+    this.#decoder = takeDecoder(conn, this, this.#stream.method === 'HEAD');
     conn.user = this;
     const socket = conn.socket;
     this.#headWritten = true;
