@@ -3,8 +3,11 @@
 import { readFileSync } from 'node:fs';
 import { SkiffError } from '../core/errors.js';
 import { demoCommand } from './demo.js';
+import { injectCommand } from './inject.js';
+import { runIptablesCommand } from './iptables.js';
 import { runCommand } from './run.js';
 import { validateCommand } from './validate.js';
+import { waitCommand } from './wait.js';
 
 const USAGE = `skiff — a TypeScript sidecar proxy for Istio-style meshes
 
@@ -12,6 +15,9 @@ Usage:
   skiff run -c <file|dir> [flags]     run the proxy with Istio YAML config
   skiff validate -c <file|dir>        check config; one line per problem, exit 1 on errors
   skiff demo                          start sample services and the proxy with an example mesh
+  skiff iptables [flags]              install Istio's traffic-capture rules (the istio-init step)
+  skiff inject -f <file|-> [flags]    add the skiff sidecar to Kubernetes manifests (istioctl kube-inject)
+  skiff wait [flags]                  wait until the proxy is ready (pilot-agent wait); exit 1 on timeout
   skiff --version | --help
 
 Run flags:
@@ -22,6 +28,33 @@ Run flags:
   --inbound-port, --status-port, --stats-port <n>   reserved for sidecar mode
   --log-level <level>       debug | info | warn | error | off (default info)
   --drain-time-s <n>        on SIGTERM/SIGINT, wait up to n seconds for busy connections (default 5)
+
+Iptables flags (as istio-iptables; lists are comma-separated):
+  -p <port>            outbound capture port (15001)
+  -z <port>            inbound capture port (15006)
+  -e <port>            inbound tunnel port, never captured (15008)
+  -u <uids>, -g <gids> the proxy's uid/gid, never captured (1337; -g defaults to -u)
+  -m REDIRECT|TPROXY   inbound capture mode (REDIRECT)
+  -b <ports>|*         inbound ports to capture ("" = none); -d <ports> excluded when -b is *
+  -i <cidrs>|*         outbound CIDRs to capture ("" = none); -x <cidrs> excluded
+  -q <ports>           outbound ports always captured; -o <ports> never captured
+  -c <nics>            interfaces never captured; -k <nics> inbound treated as outbound
+  -t <mark>, -r <n>    TPROXY mark (1337) and routing table (133)
+  --dual-stack         IPv6 rules whenever the pod has an IPv6 address
+  -n, --dry-run        print the iptables-restore input and change nothing
+  --clean              remove the ISTIO_* chains and the jumps to them (safe to repeat)
+
+Inject flags:
+  -f, --filename <file|->   manifests to inject; - reads stdin
+  -o, --output <file>       write here instead of stdout
+  --image <image>           skiff image for istio-init and istio-proxy (default localhost/skiff:latest)
+  --config-map <name>       ConfigMap mounted at /etc/skiff/config (default skiff-mesh)
+
+Wait flags (Istio's spellings; kebab-case also accepted):
+  --timeoutSeconds <n>         give up after n seconds (default 60)
+  --periodMillis <n>           between checks (default 500)
+  --requestTimeoutMillis <n>   per check, 0 for none (default 500)
+  --url <url>                  readiness URL (default http://localhost:15021/healthz/ready)
 
 Demo flags:
   --outbound-port, --admin-port, --readiness-port <n>   as for run (the sample services use 19080-19085)
@@ -52,6 +85,12 @@ async function main(argv: string[]): Promise<number> {
       return validateCommand(rest);
     case 'demo':
       return demoCommand(rest);
+    case 'iptables':
+      return runIptablesCommand(rest);
+    case 'inject':
+      return injectCommand(rest);
+    case 'wait':
+      return waitCommand(rest);
     default:
       throw new SkiffError('USAGE', `unknown command "${command}"`);
   }
