@@ -1,6 +1,6 @@
 /**
- * The admin server (Envoy's admin port, 15000, bound to localhost) and the readiness server
- * (15021 `/healthz/ready`). Plain node:http: none of this is on the request path.
+ * The admin server (Envoy's admin port, 15000, bound to localhost), the readiness server
+ * (15021 `/healthz/ready`) and the sidecar's status server (15020). Plain node:http: none of this is on the request path.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
@@ -46,6 +46,23 @@ export function createAdminServer(view: AdminView): Server {
 export function createReadinessServer(view: AdminView): Server {
   return serve({
     '/healthz/ready': (_req, res) => send(res, view.ready ? 200 : 503, view.ready ? '' : 'config not loaded\n'),
+  });
+}
+
+/**
+ * The status server (pilot-agent's 15020): readiness, and `POST /quitquitquit`, which ends the
+ * proxy (a Job's last step). Only a local caller may quit it, as with pilot-agent.
+ */
+export function createStatusServer(view: AdminView, quit: () => void): Server {
+  return serve({
+    '/healthz/ready': (_req, res) => send(res, view.ready ? 200 : 503, view.ready ? '' : 'config not loaded\n'),
+    '/quitquitquit': (req, res) => {
+      if (req.method !== 'POST') return send(res, 405, 'POST only\n');
+      const from = req.socket.remoteAddress ?? '';
+      if (!(from.startsWith('127.') || from === '::1' || from.startsWith('::ffff:127.'))) return send(res, 403, 'only local callers may quit the proxy\n');
+      send(res, 200, 'OK\n');
+      quit();
+    },
   });
 }
 

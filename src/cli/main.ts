@@ -22,10 +22,14 @@ Usage:
 
 Run flags:
   -c, --config <file|dir>   VirtualService, DestinationRule, ServiceEntry and MeshConfig YAML
-  --outbound-port <n>       outbound listener (default 15001, on 127.0.0.1)
+  --mode standalone|sidecar standalone (default): an HTTP proxy on 127.0.0.1 for clients that
+                            address it; sidecar: the capture listeners iptables redirects to
+  --outbound-port <n>       outbound listener (default 15001; 127.0.0.1 standalone, 0.0.0.0 sidecar)
   --admin-port <n>          admin server (default 15000, on 127.0.0.1)
   --readiness-port <n>      readiness server, GET /healthz/ready (default 15021)
-  --inbound-port, --status-port, --stats-port <n>   reserved for sidecar mode
+  --inbound-port <n>        sidecar inbound listener (default 15006, on 0.0.0.0)
+  --status-port <n>         sidecar status server: /healthz/ready, POST /quitquitquit (default 15020)
+  --stats-port <n>          reserved (Prometheus, later)
   --log-level <level>       debug | info | warn | error | off (default info)
   --drain-time-s <n>        on SIGTERM/SIGINT, wait up to n seconds for busy connections (default 5)
 

@@ -25,26 +25,35 @@ export async function runCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, RUN_OPTIONS);
   if (values.config === undefined) throw new SkiffError('USAGE', 'run needs --config <file|dir>');
   if (values.xds !== undefined) throw new SkiffError('USAGE', '--xds is not supported yet: configure skiff with Istio YAML (--config)');
-  if (values.mode !== undefined && values.mode !== 'sidecar') {
-    throw new SkiffError('USAGE', `--mode ${values.mode} is not supported yet (only sidecar)`);
+  const mode = values.mode ?? 'standalone';
+  if (mode !== 'standalone' && mode !== 'sidecar') {
+    throw new SkiffError('USAGE', `--mode ${mode} is not supported yet (standalone or sidecar)`);
   }
   const level = (values['log-level'] ?? 'info') as LogLevel;
   if (!['debug', 'info', 'warn', 'error', 'off'].includes(level)) throw new SkiffError('USAGE', `unknown --log-level ${level}`);
   const drainSeconds = secondsFlag(values['drain-time-s'], 'drain-time-s') ?? DEFAULT_DRAIN_SECONDS;
   const log = createLogger({ level });
-  for (const flag of ['inbound-port', 'status-port', 'stats-port'] as const) {
-    if (values[flag] !== undefined) {
-      portFlag(values[flag], flag);
-      log.warn(`--${flag} is accepted but that listener is not implemented yet`);
+  if (values['stats-port'] !== undefined) {
+    portFlag(values['stats-port'], 'stats-port');
+    log.warn('--stats-port is accepted but that listener is not implemented yet');
+  }
+  if (mode === 'standalone') {
+    for (const flag of ['inbound-port', 'status-port'] as const) {
+      if (values[flag] !== undefined) log.warn(`--${flag} applies in sidecar mode only (--mode sidecar)`);
     }
   }
-  // Listen for signals before starting, so a signal during startup shuts down cleanly too.
-  const stopped = untilSignal();
+  // Listen for signals (and a status-port quit) before starting, so one during startup shuts down cleanly too.
+  let quit: () => void = () => undefined;
+  const stopped = Promise.race([untilSignal(), new Promise<void>((resolve) => (quit = resolve))]);
   const proxy = await Proxy.start({
     configPath: values.config,
+    mode,
     logger: log,
+    onQuit: () => quit(),
     ports: {
       outbound: portFlag(values['outbound-port'], 'outbound-port'),
+      inbound: portFlag(values['inbound-port'], 'inbound-port'),
+      status: portFlag(values['status-port'], 'status-port'),
       admin: portFlag(values['admin-port'], 'admin-port'),
       readiness: portFlag(values['readiness-port'], 'readiness-port'),
     },

@@ -5,6 +5,7 @@
  */
 import type { Cluster, MeshSettings, Model } from '../model/index.js';
 import { DomainTable } from './domain-table.js';
+import { L4Table } from './l4-table.js';
 import { RouteTables } from './route-table.js';
 
 /** A cluster as the upstream layer builds it, with a hash of its config for reuse across swaps. */
@@ -19,6 +20,10 @@ export interface Snapshot {
   readonly clusters: ReadonlyMap<string, ClusterSpec>;
   /** CONNECT targets: per port, a domain table of cluster names. */
   readonly tcp: ReadonlyMap<number, DomainTable<string>>;
+  /** The sidecar outbound listener's L4 decisions (by original destination and first bytes). */
+  readonly l4: L4Table;
+  /** The sidecar inbound listener's HTTP routes. */
+  readonly inboundRoutes: RouteTables;
   /** The model this snapshot was compiled from (admin config dumps). */
   readonly model: Model;
 }
@@ -38,6 +43,8 @@ export function compileSnapshot(model: Model, version: number): Snapshot {
     routes: new RouteTables(model.routeConfigs, model.fallbackRouteConfig),
     clusters,
     tcp,
+    l4: new L4Table(model.tcpServices, model.mesh),
+    inboundRoutes: new RouteTables([], model.inboundRouteConfig),
     model,
   };
 }

@@ -14,13 +14,18 @@ export interface SnapshotSource {
   current(): Snapshot;
 }
 
+/** Outbound routes by the service's route tables; inbound ones go to the local application. */
+export type TrafficDirection = 'outbound' | 'inbound';
+
 export class HttpConnectionManager implements StreamHandler {
   readonly #source: SnapshotSource;
   readonly #router: Router;
+  readonly #direction: TrafficDirection;
 
-  constructor(source: SnapshotSource, router: Router) {
+  constructor(source: SnapshotSource, router: Router, direction: TrafficDirection = 'outbound') {
     this.#source = source;
     this.#router = router;
+    this.#direction = direction;
   }
 
   onStream(stream: H1ServerStream): void {
@@ -41,11 +46,11 @@ export class HttpConnectionManager implements StreamHandler {
       head.headers.remove('http2-settings');
     }
     const snapshot = this.#source.current();
-    if (stream.method === 'CONNECT') {
+    if (stream.method === 'CONNECT' && this.#direction === 'outbound') {
       this.#router.connect(stream, snapshot);
       return;
     }
-    const selection = this.#router.select(stream, snapshot);
+    const selection = this.#router.select(stream, this.#direction === 'outbound' ? snapshot.routes : snapshot.inboundRoutes);
     if (selection === undefined) return;
     const filters = selection.route.filters;
     if (filters === null) this.#router.dispatch(stream, snapshot, selection);

@@ -36,6 +36,8 @@ export class StreamInfo {
     readonly downstreamRemotePort: number,
     readonly downstreamLocalAddress: string,
     readonly downstreamLocalPort: number,
+    /** The local address is the connection's original destination (a sidecar's redirected traffic). */
+    readonly localAddressRestored = false,
   ) {}
 
   setFlag(flag: ResponseFlagCode): void {

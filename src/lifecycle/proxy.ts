@@ -17,16 +17,30 @@ import { HttpConnectionManager } from '../http/connection-manager.js';
 import { Router } from '../http/router/router.js';
 import type { StreamInfo } from '../http/stream.js';
 import { HttpListener } from '../listener/http-listener.js';
+import { SidecarListener } from '../listener/sidecar-listener.js';
+import { TcpProxy, type TcpSessionInfo } from '../tcp/tcp-proxy.js';
 import type { ListenerPorts, Model } from '../model/index.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
-import { createAdminServer, createReadinessServer, listenServer, type AdminView } from '../admin/admin-server.js';
+import { createAdminServer, createReadinessServer, createStatusServer, listenServer, type AdminView } from '../admin/admin-server.js';
+
+/**
+ * standalone: an HTTP proxy on 127.0.0.1 that clients address directly. sidecar: the capture
+ * listeners iptables redirects to (outbound 15001 and inbound 15006 on every address) and the
+ * status server (15020).
+ */
+export type ProxyMode = 'standalone' | 'sidecar';
 
 export interface ProxyOptions {
   readonly configPath: string;
+  readonly mode?: ProxyMode;
   /** Port overrides from flags; they win over MeshConfig. Port 0 picks a free port. */
-  readonly ports?: Partial<Pick<ListenerPorts, 'outbound' | 'admin' | 'readiness'>>;
-  /** Address of the outbound listener (127.0.0.1 for a standalone proxy). */
+  readonly ports?: Partial<Pick<ListenerPorts, 'outbound' | 'inbound' | 'admin' | 'status' | 'readiness'>>;
+  /** Address of the outbound listener (127.0.0.1 standalone, 0.0.0.0 as a sidecar). */
   readonly outboundAddress?: string;
+  /** Receives each proxied TCP connection's record once it closed (sidecar mode). */
+  readonly onTcpDone?: (info: TcpSessionInfo) => void;
+  /** Called when a local client asks the status server to quit (`POST /quitquitquit`). */
+  readonly onQuit?: () => void;
   readonly logger?: Logger;
   /** Watch the config path and reload on change (default true). */
   readonly watch?: boolean;
@@ -54,8 +68,16 @@ export interface ReloadOutcome {
 
 export interface BoundPorts {
   readonly outbound: number;
+  /** Sidecar mode only (0 otherwise), as is `status`. */
+  readonly inbound: number;
+  readonly status: number;
   readonly admin: number;
   readonly readiness: number;
+}
+
+/** A data-path listener: graceful or forced close, resolving once every connection is gone. */
+interface Listener {
+  close(force?: boolean): Promise<void>;
 }
 
 export class Proxy {
@@ -64,7 +86,7 @@ export class Proxy {
   readonly #log: Logger;
   readonly #store: SnapshotStore<Snapshot>;
   readonly #clusters: ClusterManager;
-  readonly #listener: HttpListener;
+  readonly #listeners: readonly Listener[];
   readonly #servers: Server[];
   #watcher: ConfigWatcher | null = null;
   #lastReload: ReloadOutcome & { at: string };
@@ -78,7 +100,7 @@ export class Proxy {
     log: Logger,
     store: SnapshotStore<Snapshot>,
     clusters: ClusterManager,
-    listener: HttpListener,
+    listeners: readonly Listener[],
     servers: Server[],
     ports: BoundPorts,
     first: ReloadOutcome,
@@ -87,7 +109,7 @@ export class Proxy {
     this.#log = log;
     this.#store = store;
     this.#clusters = clusters;
-    this.#listener = listener;
+    this.#listeners = listeners;
     this.#servers = servers;
     this.ports = ports;
     this.#lastReload = { ...first, at: new Date().toISOString() };
@@ -109,16 +131,24 @@ export class Proxy {
     (await clusters.prepare(snapshot.clusters))();
     store.swap(snapshot);
 
-    const ownPorts = new Set<number>([wanted.outbound]);
+    const sidecar = options.mode === 'sidecar';
+    const ownPorts = new Set<number>([wanted.outbound, ...(sidecar ? [wanted.inbound] : [])]);
     const router = new Router(clusters, { ownPorts });
-    const manager = new HttpConnectionManager(store, router);
-    const listener = new HttpListener(manager, {
-      host: options.outboundAddress ?? '127.0.0.1',
-      port: wanted.outbound,
+    const outboundManager = new HttpConnectionManager(store, router, 'outbound');
+    const httpOptions = {
       requestHeadersTimeoutMs: mesh.requestHeadersTimeoutMs,
       idleTimeoutMs: mesh.downstreamIdleTimeoutMs,
       onRequestDone: options.onRequestDone,
-    });
+    };
+    const anyAddress = '0.0.0.0';
+    const outboundHost = options.outboundAddress ?? (sidecar ? anyAddress : '127.0.0.1');
+    const tcp = new TcpProxy(clusters, options.onTcpDone);
+    const outbound = sidecar
+      ? new SidecarListener(store, outboundManager, tcp, { ...httpOptions, direction: 'outbound', host: outboundHost, port: wanted.outbound })
+      : new HttpListener(outboundManager, { ...httpOptions, host: outboundHost, port: wanted.outbound });
+    const inbound = sidecar
+      ? new SidecarListener(store, new HttpConnectionManager(store, router, 'inbound'), tcp, { ...httpOptions, direction: 'inbound', host: anyAddress, port: wanted.inbound })
+      : null;
     let proxy: Proxy | undefined;
     const view: AdminView = {
       get ready() {
@@ -130,20 +160,26 @@ export class Proxy {
     };
     const admin = createAdminServer(view);
     const readiness = createReadinessServer(view);
+    const status = sidecar ? createStatusServer(view, () => options.onQuit?.()) : null;
+    const servers = [admin, readiness, ...(status !== null ? [status] : [])];
+    const listeners: Listener[] = [outbound, ...(inbound !== null ? [inbound] : [])];
     try {
-      const outbound = await listener.listen();
-      ownPorts.add(outbound);
+      const outboundPort = await outbound.listen();
+      ownPorts.add(outboundPort);
+      const inboundPort = inbound === null ? 0 : await inbound.listen();
+      if (inbound !== null) ownPorts.add(inboundPort);
       const adminPort = await listenServer(admin, '127.0.0.1', wanted.admin);
-      const readinessPort = await listenServer(readiness, '0.0.0.0', wanted.readiness);
-      proxy = new Proxy(options, log, store, clusters, listener, [admin, readiness], { outbound, admin: adminPort, readiness: readinessPort }, {
+      const readinessPort = await listenServer(readiness, anyAddress, wanted.readiness);
+      const statusPort = status === null ? 0 : await listenServer(status, anyAddress, wanted.status);
+      const ports = { outbound: outboundPort, inbound: inboundPort, status: statusPort, admin: adminPort, readiness: readinessPort };
+      proxy = new Proxy(options, log, store, clusters, listeners, servers, ports, {
         ok: true,
         version: store.version,
         diagnostics: loaded.diagnostics,
       });
     } catch (err) {
-      await listener.close(true).catch(() => undefined);
-      admin.close();
-      readiness.close();
+      await Promise.all(listeners.map((l) => l.close(true).catch(() => undefined)));
+      for (const s of servers) s.close();
       clusters.close();
       throw new SkiffError('LISTEN_FAILED', `cannot listen: ${(err as Error).message}`, { cause: err });
     }
@@ -155,9 +191,11 @@ export class Proxy {
         log.warn(`cannot watch ${options.configPath} (${(err as Error).message}): edits apply on restart only`);
       }
     }
+    const p = proxy.ports;
     log.info(
       `ready: config version ${store.version} (${loaded.files.length} file${loaded.files.length === 1 ? '' : 's'}), ` +
-        `outbound 127.0.0.1:${proxy.ports.outbound}, admin 127.0.0.1:${proxy.ports.admin}, readiness :${proxy.ports.readiness}`,
+        (sidecar ? `sidecar outbound ${outboundHost}:${p.outbound}, inbound ${anyAddress}:${p.inbound}, status :${p.status}, ` : `outbound ${outboundHost}:${p.outbound}, `) +
+        `admin 127.0.0.1:${p.admin}, readiness :${p.readiness}`,
     );
     return proxy;
   }
@@ -250,7 +288,7 @@ export class Proxy {
   close(force = false): Promise<void> {
     if (force) {
       for (const s of this.#servers) s.closeAllConnections();
-      void this.#listener.close(true);
+      for (const l of this.#listeners) void l.close(true);
     }
     this.#closing ??= this.#closeOnce(force);
     return this.#closing;
@@ -262,7 +300,7 @@ export class Proxy {
     // A reload in progress must not build clusters after they are closed.
     await this.#reloading?.catch(() => undefined);
     const servers = this.#servers.map((s) => new Promise<void>((r) => s.close(() => r())));
-    await Promise.all([this.#listener.close(force), ...servers]);
+    await Promise.all([...this.#listeners.map((l) => l.close(force)), ...servers]);
     this.#clusters.close();
   }
 

@@ -54,6 +54,11 @@ export interface Cluster {
   readonly outlierDetection?: OutlierDetection;
   /** Envoy healthy_panic_threshold (%): below this share of healthy hosts, use all hosts. 0 disables. */
   readonly healthyPanicThreshold: number;
+  /**
+   * Local address upstream connections are made from (Envoy upstream_bind_config):
+   * InboundPassthroughCluster uses 127.0.0.6, which the capture rules never redirect.
+   */
+  readonly sourceAddress?: string;
   /** Where the cluster came from, for logs and admin output. */
   readonly service?: { readonly host: string; readonly port: number; readonly subset?: string };
 }
@@ -97,3 +102,6 @@ export interface OutlierDetection {
 
 export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
 export const BLACKHOLE_CLUSTER = 'BlackHoleCluster';
+/** Inbound traffic to the application, from 127.0.0.6 (Istio's "magic" inbound source address). */
+export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
+export const INBOUND_SOURCE_ADDRESS = '127.0.0.6';

@@ -22,7 +22,9 @@ export interface Model {
    * (allow_any or block_all).
    */
   readonly fallbackRouteConfig: RouteConfig;
+  /** The sidecar inbound listener's HTTP routes (to the application). */
+  readonly inboundRouteConfig: RouteConfig;
   readonly clusters: readonly Cluster[];
-  /** Services reachable as opaque TCP, for CONNECT tunnels. */
+  /** Every service port as L4 sees it: sidecar TCP/TLS routing, CONNECT tunnels. */
   readonly tcpServices: readonly TcpService[];
 }

@@ -27,6 +27,14 @@ export interface MeshSettings {
   readonly requestHeadersTimeoutMs: number;
   /** Idle time after which a downstream connection is closed (Envoy HCM idle_timeout, 1h). */
   readonly downstreamIdleTimeoutMs: number;
+  /**
+   * Sidecar protocol sniffing: how long to wait for the first bytes before the connection is
+   * treated as opaque TCP (so server-first protocols on undeclared ports do not hang). 0 waits
+   * forever, as Istio's default does.
+   */
+  readonly protocolDetectionTimeoutMs: number;
+  /** Proxied TCP connections idle this long in both directions are closed (Envoy's 1h). */
+  readonly tcpIdleTimeoutMs: number;
   readonly ports: ListenerPorts;
 }
 
@@ -49,5 +57,7 @@ export const DEFAULT_MESH: MeshSettings = {
   dnsRefreshRateMs: 60_000,
   requestHeadersTimeoutMs: 10_000,
   downstreamIdleTimeoutMs: 3_600_000,
+  protocolDetectionTimeoutMs: 100,
+  tcpIdleTimeoutMs: 3_600_000,
   ports: DEFAULT_PORTS,
 };

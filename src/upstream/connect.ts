@@ -6,6 +6,8 @@ export interface ConnectTarget {
   readonly host: string;
   readonly port: number;
   readonly path?: string;
+  /** Source address to bind before connecting. */
+  readonly localAddress?: string;
 }
 
 /** Why a connection could not be established, in Envoy's terms. */
@@ -25,7 +27,7 @@ export function connectUpstream(
   const socket =
     target.path !== undefined
       ? connect({ path: target.path, allowHalfOpen: true })
-      : connect({ host: target.host, port: target.port, allowHalfOpen: true });
+      : connect({ host: target.host, port: target.port, allowHalfOpen: true, ...(target.localAddress !== undefined && { localAddress: target.localAddress }) });
   let settled = false;
   const timer = setTimeout(() => {
     if (settled) return;

@@ -132,7 +132,7 @@ const REVIEWS_SUBSETS = destinationRule(
 );
 
 describe('clusters', () => {
-  it('one cluster per service port and subset, named outbound|port|subset|fqdn, plus Passthrough and BlackHole', async () => {
+  it('one cluster per service port and subset, named outbound|port|subset|fqdn, plus Passthrough, BlackHole and InboundPassthrough', async () => {
     const m = await model(REVIEWS, REVIEWS_SUBSETS);
     expect(m.clusters.map((c) => c.name)).toEqual([
       'outbound|9080||reviews.default.svc.cluster.local',
@@ -145,7 +145,10 @@ describe('clusters', () => {
       'outbound|9443|v3|reviews.default.svc.cluster.local',
       'PassthroughCluster',
       'BlackHoleCluster',
+      'InboundPassthroughCluster',
     ]);
+    // Inbound traffic reaches the application from 127.0.0.6, which the capture rules never redirect.
+    expect(cluster(m, 'InboundPassthroughCluster')).toMatchObject({ discovery: 'ORIGINAL_DST', sourceAddress: '127.0.0.6' });
     expect(cluster(m, 'PassthroughCluster')).toMatchObject({ discovery: 'ORIGINAL_DST', endpoints: [] });
     expect(cluster(m, 'BlackHoleCluster')).toMatchObject({ discovery: 'STATIC', endpoints: [] });
     expect(cluster(m, 'outbound|9080|v2|reviews.default.svc.cluster.local').service).toEqual({
@@ -508,7 +511,17 @@ describe('hosts and virtual host domains', () => {
   it('ServiceEntry addresses are domains too (CIDR ranges are not); non-Kubernetes hosts are only themselves', async () => {
     const m = await model(serviceEntry('api.example.com', { addresses: '[240.0.0.1, 10.9.0.0/16]' }));
     expect(vhost(m, 9080, 'api.example.com').domains).toEqual(['api.example.com', '240.0.0.1']);
-    expect(m.tcpServices).toEqual([{ domains: ['api.example.com', '240.0.0.1'], port: 9080, cluster: 'outbound|9080||api.example.com' }]);
+    expect(m.tcpServices).toEqual([
+      {
+        hostname: 'api.example.com',
+        domains: ['api.example.com', '240.0.0.1'],
+        addresses: ['240.0.0.1'],
+        port: 9080,
+        protocol: 'HTTP',
+        cluster: 'outbound|9080||api.example.com',
+        routes: [],
+      },
+    ]);
   });
 
   it('hosts are lowercased', async () => {

@@ -5,6 +5,8 @@
  */
 import {
   BLACKHOLE_CLUSTER,
+  INBOUND_PASSTHROUGH_CLUSTER,
+  INBOUND_SOURCE_ADDRESS,
   ISTIO_CIRCUIT_BREAKERS,
   PASSTHROUGH_CLUSTER,
   type CircuitBreakers,
@@ -132,5 +134,6 @@ export function buildClusters(registry: ReadonlyMap<string, Service>, rules: Des
   };
   clusters.push({ ...base, name: PASSTHROUGH_CLUSTER, discovery: 'ORIGINAL_DST' });
   clusters.push({ ...base, name: BLACKHOLE_CLUSTER, discovery: 'STATIC' });
+  clusters.push({ ...base, name: INBOUND_PASSTHROUGH_CLUSTER, discovery: 'ORIGINAL_DST', sourceAddress: INBOUND_SOURCE_ADDRESS });
   return clusters;
 }

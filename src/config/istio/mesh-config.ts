@@ -21,6 +21,10 @@ export const meshConfigSpecSchema = object({
   dnsRefreshRate: duration({ minMs: 1 }),
   requestHeadersTimeout: duration({ minMs: 1 }),
   idleTimeout: duration({ minMs: 1 }),
+  /** How long the sidecar waits for a client's first bytes before treating it as TCP; 0s waits forever. */
+  protocolDetectionTimeout: duration({ minMs: 0 }),
+  /** Idle time after which a proxied TCP connection is closed (Envoy tcp_proxy idle_timeout, 1h). */
+  tcpIdleTimeout: duration({ minMs: 1 }),
   ports: object({
     outbound: port,
     inbound: port,

@@ -12,6 +12,7 @@
 import type { MeshSettings } from '../../model/mesh.js';
 import {
   NO_HEADER_MUTATION,
+  INBOUND_PASSTHROUGH_CLUSTER,
   PASSTHROUGH_CLUSTER,
   type HeaderMatch,
   type HeaderMutation,
@@ -310,6 +311,23 @@ function defaultRoute(service: Service, port: number): Route {
     },
     requestHeaders: NO_HEADER_MUTATION,
     responseHeaders: NO_HEADER_MUTATION,
+  };
+}
+
+/**
+ * The sidecar's inbound HTTP routes: every request goes to the application on the port it was
+ * addressed to (Istio's inbound route, no timeout and no retries).
+ */
+export function inboundRouteConfig(): RouteConfig {
+  const name = 'inbound|http';
+  const action: RouteAction = {
+    kind: 'forward',
+    clusters: [{ cluster: INBOUND_PASSTHROUGH_CLUSTER, weight: 1, requestHeaders: NO_HEADER_MUTATION, responseHeaders: NO_HEADER_MUTATION }],
+    timeoutMs: 0,
+  };
+  return {
+    name,
+    virtualHosts: [{ name, domains: ['*'], routes: [{ name: 'default', match: { headers: [], queryParams: [] }, action, requestHeaders: NO_HEADER_MUTATION, responseHeaders: NO_HEADER_MUTATION }] }],
   };
 }
 

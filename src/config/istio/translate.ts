@@ -3,15 +3,15 @@
  * references to unknown hosts and subsets) and so do the honest refusals: a field that would
  * change security if ignored is an error; one skiff does not enforce yet is a warning.
  */
-import { DEFAULT_MESH, type MeshSettings, type Model, type TcpService } from '../../model/index.js';
+import { DEFAULT_MESH, type MeshSettings, type Model } from '../../model/index.js';
 import type { Diagnostic } from '../diagnostics.js';
-import { clusterName } from './routes.js';
 import { buildClusters } from './clusters.js';
-import { hostMatches, nameForms, toFqdn } from './hosts.js';
+import { hostMatches, toFqdn } from './hosts.js';
+import { buildTcpServices } from './l4-routes.js';
 import { buildRegistry, type Service, type ServiceEntryResource } from './registry.js';
 import { resourceDiagnostic, type IstioResource } from './resources.js';
 import { applyRateLimits, type LocalRateLimitResource } from './rate-limits.js';
-import { buildRouteConfigs, type VirtualServiceResource } from './routes.js';
+import { buildRouteConfigs, inboundRouteConfig, type VirtualServiceResource } from './routes.js';
 import { DestinationRuleIndex, type DestinationRuleResource } from './traffic-policy.js';
 
 export interface Translation {
@@ -39,6 +39,8 @@ function meshSettings(configs: ReadonlyArray<Kind<'MeshConfig'>>, diagnostics: D
     dnsRefreshRateMs: spec.dnsRefreshRate ?? DEFAULT_MESH.dnsRefreshRateMs,
     requestHeadersTimeoutMs: spec.requestHeadersTimeout ?? DEFAULT_MESH.requestHeadersTimeoutMs,
     downstreamIdleTimeoutMs: spec.idleTimeout ?? DEFAULT_MESH.downstreamIdleTimeoutMs,
+    protocolDetectionTimeoutMs: spec.protocolDetectionTimeout ?? DEFAULT_MESH.protocolDetectionTimeoutMs,
+    tcpIdleTimeoutMs: spec.tcpIdleTimeout ?? DEFAULT_MESH.tcpIdleTimeoutMs,
     ports,
   };
 }
@@ -69,8 +71,6 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
   switch (r.kind) {
     case 'VirtualService': {
       const spec = r.spec;
-      if (spec.tls !== undefined) notYet(['spec', 'tls'], 'TLS routing');
-      if (spec.tcp !== undefined) notYet(['spec', 'tcp'], 'TCP routing');
       spec.http?.forEach((h, i) => {
         const at = (f: string): Array<string | number> => ['spec', 'http', i, f];
         if (h.delegate !== undefined) error(at('delegate'), 'delegate is not supported yet');
@@ -137,15 +137,6 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
   }
 }
 
-function tcpServices(registry: ReturnType<typeof buildRegistry>, clientNamespace: string): TcpService[] {
-  const out: TcpService[] = [];
-  for (const svc of registry.values()) {
-    const domains = [...nameForms(svc.hostname, clientNamespace), ...svc.addresses];
-    for (const p of svc.ports) out.push({ domains, port: p.number, cluster: clusterName(p.number, undefined, svc.hostname) });
-  }
-  return out;
-}
-
 export function translate(all: readonly IstioResource[]): Translation {
   const diagnostics: Diagnostic[] = [];
   const mesh = meshSettings(all.filter((r): r is Kind<'MeshConfig'> => r.kind === 'MeshConfig'), diagnostics);
@@ -173,8 +164,14 @@ export function translate(all: readonly IstioResource[]): Translation {
     mesh,
     routeConfigs: applyRateLimits(routeConfigs, limits, mesh),
     fallbackRouteConfig: applyRateLimits([fallback], limits, mesh)[0]!,
+    inboundRouteConfig: inboundRouteConfig(),
     clusters: buildClusters(registry, rules, mesh),
-    tcpServices: tcpServices(registry, mesh.defaultNamespace),
+    tcpServices: buildTcpServices(of('VirtualService') as VirtualServiceResource[], {
+      registry,
+      clientNamespace: mesh.defaultNamespace,
+      proxyLabels: mesh.workloadLabels,
+      diagnostics,
+    }),
   };
   return { model, diagnostics };
 }

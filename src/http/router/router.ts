@@ -4,7 +4,7 @@
  * balancer → host → UpstreamRequest. Also opens CONNECT tunnels.
  */
 import type { CompiledForward } from '../../compile/route-action.js';
-import type { CompiledRoute } from '../../compile/route-table.js';
+import type { CompiledRoute, RouteTables } from '../../compile/route-table.js';
 import type { Snapshot } from '../../compile/snapshot.js';
 import { ResponseFlag } from '../../core/response-flags.js';
 import { PASSTHROUGH_CLUSTER } from '../../model/cluster.js';
@@ -47,6 +47,15 @@ export interface RouterOptions {
 
 const LOCAL_NAMES = new Set(['localhost', '127.0.0.1', '::1', '0.0.0.0', '::']);
 
+/**
+ * Where an ORIGINAL_DST cluster sends a request: the connection's original destination for
+ * redirected sidecar traffic, else the host and port the request names.
+ */
+function destinationOf(stream: DownstreamStream, host: string, port: number): Destination {
+  const info = stream.info;
+  return info.localAddressRestored ? { host: info.downstreamLocalAddress, port: info.downstreamLocalPort } : { host, port };
+}
+
 export class Router {
   readonly #clusters: ClusterManager;
   readonly #options: RouterOptions;
@@ -60,10 +69,12 @@ export class Router {
    * The route for a request, from the snapshot it started with; undefined after answering
    * 404 NR when none matches.
    */
-  select(stream: DownstreamStream, snapshot: Snapshot): RouteSelection | undefined {
+  select(stream: DownstreamStream, tables: RouteTables): RouteSelection | undefined {
     const { host, port } = splitAuthority(stream.authority);
     const view = new RequestView(stream);
-    const resolved = snapshot.routes.resolve(host, port);
+    // Redirected sidecar traffic uses the route table of the port it was addressed to.
+    const info = stream.info;
+    const resolved = tables.resolve(host, info.localAddressRestored ? info.downstreamLocalPort : port);
     const route = resolved.vhost?.select(view);
     if (route === undefined) {
       stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
@@ -104,7 +115,7 @@ export class Router {
     const { spec, cluster } = found;
     const hashed = spec.hashPolicy === undefined ? undefined : hashRequest(spec.hashPolicy, stream, view.query);
     const pickContext = { hash: hashed?.hash };
-    const destination = { host, port };
+    const destination = destinationOf(stream, host, port);
     const upstream = cluster.pick(pickContext, destination);
     if (upstream === undefined) {
       replyNoHealthyUpstream(stream, mutatedHeaders(target.responseHeaders, route.responseHeaders));
@@ -173,7 +184,8 @@ export class Router {
     }
     stream.info.upstreamCluster = spec.name;
     // Forwarding to this proxy's own listener on a local address would loop.
-    if (spec.discovery === 'ORIGINAL_DST' && this.#options.ownPorts.has(port) && (LOCAL_NAMES.has(host) || host.startsWith('127.'))) {
+    const target = destinationOf(stream, host, port);
+    if (spec.discovery === 'ORIGINAL_DST' && this.#options.ownPorts.has(target.port) && (LOCAL_NAMES.has(target.host) || target.host.startsWith('127.'))) {
       stream.sendLocalReply(508, 'request addressed to the proxy itself', { details: 'passthrough_loop', headers: replyHeaders() });
       return undefined;
     }

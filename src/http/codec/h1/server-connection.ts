@@ -80,16 +80,22 @@ export class H1ServerConnection {
   readonly #remotePort: number;
   readonly #localAddress: string;
   readonly #localPort: number;
+  readonly #localAddressRestored: boolean;
   onClose: ((conn: H1ServerConnection) => void) | null = null;
 
-  constructor(socket: Socket, handler: StreamHandler, options: ServerConnectionOptions) {
+  /**
+   * `originalDestination` is the address the client connected to before iptables redirected
+   * it (Envoy's restored local address); requests then route by its port and pass through to it.
+   */
+  constructor(socket: Socket, handler: StreamHandler, options: ServerConnectionOptions, originalDestination?: { address: string; port: number }) {
     this.socket = socket;
     this.#handler = handler;
     this.#options = options;
     this.#remoteAddress = socket.remoteAddress ?? '';
     this.#remotePort = socket.remotePort ?? 0;
-    this.#localAddress = socket.localAddress ?? '';
-    this.#localPort = socket.localPort ?? 0;
+    this.#localAddress = originalDestination?.address ?? socket.localAddress ?? '';
+    this.#localPort = originalDestination?.port ?? socket.localPort ?? 0;
+    this.#localAddressRestored = originalDestination !== undefined;
     this.#decoder = new RequestDecoder({
       onHead: (head) => this.#onHead(head),
       onBody: (chunk) => this.#stream?.deliverBody(chunk),
@@ -226,7 +232,7 @@ export class H1ServerConnection {
 
   #onHead(head: RequestHead): void {
     this.#headStartedAt = 0;
-    const info = new StreamInfo(this.#remoteAddress, this.#remotePort, this.#localAddress, this.#localPort);
+    const info = new StreamInfo(this.#remoteAddress, this.#remotePort, this.#localAddress, this.#localPort, this.#localAddressRestored);
     const stream = new H1ServerStream(this, head, info);
     this.#stream = stream;
     this.#pending = stream;

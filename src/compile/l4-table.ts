@@ -1,0 +1,157 @@
+/**
+ * What the sidecar's outbound listener does with a connection, decided from its original
+ * destination and, when that is not enough, from its first bytes (Istio's virtualOutbound
+ * listener: per-VIP TCP/TLS filter chains, 0.0.0.0:port HTTP listeners, then the passthrough or
+ * blackhole chain). Everything here is built once per snapshot.
+ */
+import { BlockList, isIP } from 'node:net';
+import type { L4Route, MeshSettings, TcpService } from '../model/index.js';
+import { PASSTHROUGH_CLUSTER } from '../model/cluster.js';
+import { DomainTable } from './domain-table.js';
+
+/** serve as HTTP; proxy bytes to a cluster; or close at once (BlackHoleCluster). */
+export type L4Decision = { readonly kind: 'http' } | { readonly kind: 'tcp'; readonly cluster: string } | { readonly kind: 'blackhole' };
+
+/** What the first bytes turned out to be; `sni` for TLS. */
+export interface SniffedProtocol {
+  readonly kind: 'http' | 'tls' | 'tcp';
+  readonly sni?: string;
+}
+
+const HTTP: L4Decision = { kind: 'http' };
+const BLACKHOLE: L4Decision = { kind: 'blackhole' };
+/** Istio treats these server-first ports as TCP when nothing declares them: no sniffing. */
+const SERVER_FIRST_PORTS = new Set([25, 53, 3306, 27017]);
+
+class CompiledL4Route {
+  readonly #subnets: BlockList | null;
+  readonly #sni: readonly string[] | undefined;
+  readonly #clusters: readonly string[];
+  readonly #cumulative: readonly number[];
+
+  constructor(route: L4Route) {
+    this.#subnets = route.destinationSubnets.length === 0 ? null : blockList(route.destinationSubnets);
+    this.#sni = route.sniHosts;
+    this.#clusters = route.destinations.map((d) => d.cluster);
+    let total = 0;
+    this.#cumulative = route.destinations.map((d) => (total += d.weight));
+  }
+
+  matches(address: string, sni: string | undefined): boolean {
+    if (this.#subnets !== null && !this.#subnets.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4')) return false;
+    if (this.#sni === undefined) return true;
+    return sni !== undefined && this.#sni.some((p) => p === sni || (p.startsWith('*') && sni.endsWith(p.slice(1))));
+  }
+
+  /** A weighted draw per connection. */
+  pick(): string {
+    if (this.#clusters.length === 1) return this.#clusters[0]!;
+    const r = Math.random() * this.#cumulative[this.#cumulative.length - 1]!;
+    const i = this.#cumulative.findIndex((c) => r < c);
+    return this.#clusters[i < 0 ? this.#clusters.length - 1 : i]!;
+  }
+}
+
+/** Subnets as a BlockList; a bare address is a single host. Invalid entries are skipped (validated at load). */
+function blockList(cidrs: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const c of cidrs) {
+    const [address, bits] = c.split('/');
+    const family = isIP(address ?? '');
+    if (family === 0) continue;
+    const type = family === 6 ? 'ipv6' : 'ipv4';
+    list.addSubnet(address!, bits === undefined ? (family === 6 ? 128 : 32) : Number(bits), type);
+  }
+  return list;
+}
+
+class CompiledL4Service {
+  readonly service: TcpService;
+  readonly #routes: readonly CompiledL4Route[];
+
+  constructor(service: TcpService) {
+    this.service = service;
+    this.#routes = service.routes.map((r) => new CompiledL4Route(r));
+  }
+
+  /** The first matching route's cluster, else the service port's own cluster. */
+  cluster(address: string, sni: string | undefined): string {
+    for (const r of this.#routes) if (r.matches(address, sni)) return r.pick();
+    return this.service.cluster;
+  }
+}
+
+/** The services on one port. */
+interface PortEntry {
+  readonly byVip: Map<string, CompiledL4Service>;
+  /** TLS services without a VIP, by name and by their routes' SNI hosts. */
+  readonly bySni: DomainTable<CompiledL4Service>;
+  /** The first TCP or AUTO service without a VIP: gets this port's non-HTTP traffic. */
+  wildcard: CompiledL4Service | undefined;
+  /** Some service declares HTTP (or leaves the protocol to sniffing) here without a VIP. */
+  http: boolean;
+  /** Some service without a VIP needs the first bytes (AUTO or TLS). */
+  sniff: boolean;
+}
+
+export class L4Table {
+  readonly #ports = new Map<number, PortEntry>();
+  readonly #unknown: L4Decision;
+
+  constructor(services: readonly TcpService[], mesh: MeshSettings) {
+    this.#unknown = mesh.outboundTrafficPolicy === 'REGISTRY_ONLY' ? BLACKHOLE : { kind: 'tcp', cluster: PASSTHROUGH_CLUSTER };
+    for (const s of services) {
+      let entry = this.#ports.get(s.port);
+      if (entry === undefined) {
+        entry = { byVip: new Map(), bySni: new DomainTable(), wildcard: undefined, http: false, sniff: false };
+        this.#ports.set(s.port, entry);
+      }
+      const compiled = new CompiledL4Service(s);
+      if (s.addresses.length > 0) {
+        for (const a of s.addresses) if (!entry.byVip.has(a)) entry.byVip.set(a, compiled);
+        continue;
+      }
+      if (s.protocol === 'HTTP' || s.protocol === 'AUTO') entry.http = true;
+      if (s.protocol === 'TLS' || s.protocol === 'AUTO') entry.sniff = true;
+      if (s.protocol === 'TLS') {
+        for (const d of s.domains) entry.bySni.add(d, compiled);
+        for (const r of s.routes) for (const h of r.sniHosts ?? []) entry.bySni.add(h, compiled);
+      }
+      if ((s.protocol === 'TCP' || s.protocol === 'AUTO') && entry.wildcard === undefined) entry.wildcard = compiled;
+    }
+  }
+
+  /** The decision before reading any byte, or undefined when the first bytes must decide. */
+  early(address: string, port: number): L4Decision | undefined {
+    const entry = this.#ports.get(port);
+    const vip = entry?.byVip.get(address);
+    if (vip !== undefined) {
+      const p = vip.service.protocol;
+      if (p === 'HTTP') return HTTP;
+      if (p === 'TCP') return { kind: 'tcp', cluster: vip.cluster(address, undefined) };
+      return undefined;
+    }
+    if (entry === undefined) return SERVER_FIRST_PORTS.has(port) ? this.#unknown : undefined;
+    if (entry.http && !entry.sniff && entry.wildcard === undefined) return HTTP;
+    if (!entry.http && !entry.sniff && entry.wildcard !== undefined) return { kind: 'tcp', cluster: entry.wildcard.cluster(address, undefined) };
+    return undefined;
+  }
+
+  /** The decision once the first bytes were classified. */
+  decide(address: string, port: number, sniffed: SniffedProtocol): L4Decision {
+    const entry = this.#ports.get(port);
+    const vip = entry?.byVip.get(address);
+    if (vip !== undefined) {
+      if (sniffed.kind === 'http' && vip.service.protocol !== 'TLS') return HTTP;
+      return { kind: 'tcp', cluster: vip.cluster(address, sniffed.sni) };
+    }
+    if (entry === undefined) return sniffed.kind === 'http' && this.#unknown !== BLACKHOLE ? HTTP : this.#unknown;
+    if (sniffed.kind === 'http') return entry.http || this.#unknown !== BLACKHOLE ? HTTP : BLACKHOLE;
+    if (sniffed.kind === 'tls' && sniffed.sni !== undefined) {
+      const svc = entry.bySni.find(sniffed.sni, false);
+      if (svc !== undefined) return { kind: 'tcp', cluster: svc.cluster(address, sniffed.sni) };
+    }
+    if (entry.wildcard !== undefined) return { kind: 'tcp', cluster: entry.wildcard.cluster(address, sniffed.sni) };
+    return this.#unknown;
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * The HTTP/1.1 connections a listener serves: created from accepted sockets, swept for header
+ * and idle timeouts once a second, and closed together on shutdown.
+ */
+import type { Socket } from 'node:net';
+import { H1ServerConnection, type ServerConnectionOptions, type StreamHandler } from '../http/codec/h1/server-connection.js';
+import type { SocketAddress } from './original-dst.js';
+
+export class HttpConnections {
+  readonly #connections = new Set<H1ServerConnection>();
+  readonly #handler: StreamHandler;
+  readonly #options: ServerConnectionOptions;
+  #sweeper: NodeJS.Timeout | null = null;
+
+  constructor(handler: StreamHandler, options: ServerConnectionOptions) {
+    this.#handler = handler;
+    this.#options = options;
+  }
+
+  get size(): number {
+    return this.#connections.size;
+  }
+
+  /** Serves HTTP on `socket`; `originalDestination` when iptables redirected it here. */
+  adopt(socket: Socket, originalDestination?: SocketAddress): void {
+    if (this.#sweeper === null) {
+      this.#sweeper = setInterval(() => this.#sweep(), 1000);
+      this.#sweeper.unref();
+    }
+    const conn = new H1ServerConnection(socket, this.#handler, this.#options, originalDestination);
+    this.#connections.add(conn);
+    conn.onClose = (c) => this.#connections.delete(c);
+  }
+
+  #sweep(): void {
+    const now = performance.now();
+    for (const c of this.#connections) c.sweep(now);
+  }
+
+  /** Closes every connection once idle (graceful), or at once (`force`); stops the sweeper. */
+  closeAll(force: boolean): void {
+    if (this.#sweeper !== null) clearInterval(this.#sweeper);
+    this.#sweeper = null;
+    for (const c of this.#connections) {
+      if (force) c.socket.destroy();
+      else c.close();
+    }
+  }
+}

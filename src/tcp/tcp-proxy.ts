@@ -1,0 +1,149 @@
+/**
+ * Envoy's tcp_proxy: one downstream connection, one upstream connection to a host the cluster
+ * picks, bytes both ways with backpressure. A half-close is passed on; the pair closes when
+ * either side errors or both have finished, or when no byte moved either way for the idle
+ * timeout. A failed upstream connect closes the client's connection (flag UF); a cluster with
+ * no host closes it too (UH). The session record is handed over once both sockets are closed.
+ */
+import type { Socket } from 'node:net';
+import type { ResponseFlagCode } from '../core/response-flags.js';
+import { ResponseFlag } from '../core/response-flags.js';
+import type { Snapshot } from '../compile/snapshot.js';
+import type { Cluster, Destination } from '../upstream/cluster.js';
+import type { ClusterManager } from '../upstream/cluster-manager.js';
+import { connectUpstream } from '../upstream/connect.js';
+import { joinSockets } from './tunnel.js';
+
+/** One proxied TCP connection, filled in as it runs (telemetry reads it at the end). */
+export class TcpSessionInfo {
+  readonly startMs = performance.now();
+  endMs = 0;
+  upstreamCluster: string;
+  upstreamHost = '';
+  /** Bytes from the client to upstream (including sniffed bytes) and back. */
+  bytesReceived = 0;
+  bytesSent = 0;
+  responseFlags: ResponseFlagCode[] | null = null;
+  /** Why it ended: `upstream_connect_failed`, `no_healthy_upstream`, `cluster_not_found`, `idle_timeout` or `closed`. */
+  details = '';
+
+  constructor(
+    readonly downstreamRemoteAddress: string,
+    readonly downstreamLocalAddress: string,
+    readonly downstreamLocalPort: number,
+    cluster: string,
+  ) {
+    this.upstreamCluster = cluster;
+  }
+
+  setFlag(flag: ResponseFlagCode): void {
+    (this.responseFlags ??= []).includes(flag) || this.responseFlags.push(flag);
+  }
+}
+
+export interface TcpProxyOptions {
+  readonly idleTimeoutMs: number;
+  readonly onDone?: (info: TcpSessionInfo) => void;
+}
+
+/** Proxies connections to clusters of the snapshot each connection started with. */
+export class TcpProxy {
+  readonly #clusters: ClusterManager;
+  readonly #onDone: ((info: TcpSessionInfo) => void) | undefined;
+
+  constructor(clusters: ClusterManager, onDone?: (info: TcpSessionInfo) => void) {
+    this.#clusters = clusters;
+    this.#onDone = onDone;
+  }
+
+  /**
+   * Proxies `socket` (paused; `initial` already read from it) to `clusterName`, whose
+   * ORIGINAL_DST hosts are `destination`. A cluster the snapshot lacks closes the connection,
+   * as Envoy's tcp_proxy does.
+   */
+  start(socket: Socket, initial: Buffer | null, clusterName: string, destination: Destination, snapshot: Snapshot): void {
+    const info = new TcpSessionInfo(socket.remoteAddress ?? '', destination.host, destination.port, clusterName);
+    const spec = snapshot.clusters.get(clusterName);
+    const cluster = spec === undefined ? undefined : this.#clusters.get(spec);
+    if (cluster === undefined) {
+      info.setFlag(ResponseFlag.NoClusterFound);
+      socket.destroy();
+      info.endMs = performance.now();
+      info.details = 'cluster_not_found';
+      this.#onDone?.(info);
+      return;
+    }
+    proxyTcp(socket, initial, cluster, destination, info, { idleTimeoutMs: snapshot.mesh.tcpIdleTimeoutMs, onDone: this.#onDone });
+  }
+}
+
+/**
+ * Proxies `downstream` (paused, with `initial` bytes already read from it) to a host of
+ * `cluster`. `destination` is the connection's original destination (ORIGINAL_DST clusters).
+ */
+export function proxyTcp(
+  downstream: Socket,
+  initial: Buffer | null,
+  cluster: Cluster,
+  destination: Destination,
+  info: TcpSessionInfo,
+  options: TcpProxyOptions,
+): void {
+  const finish = (details: string): void => {
+    if (info.endMs !== 0) return;
+    info.endMs = performance.now();
+    info.details = details;
+    options.onDone?.(info);
+  };
+  const host = cluster.pick({ hash: undefined }, destination);
+  if (host === undefined) {
+    info.setFlag(ResponseFlag.NoHealthyUpstream);
+    downstream.destroy();
+    finish('no_healthy_upstream');
+    return;
+  }
+  info.upstreamHost = host.key;
+  downstream.pause();
+  let gone = false;
+  const onEarlyClose = (): void => {
+    gone = true;
+  };
+  downstream.once('close', onEarlyClose);
+  downstream.on('error', () => downstream.destroy());
+  host.activeRequests++;
+  connectUpstream(host.pool.target, cluster.spec.connectTimeoutMs, (err, upstream) => {
+    host.activeRequests--;
+    downstream.removeListener('close', onEarlyClose);
+    if (err !== null) {
+      host.outlier?.putConnectFailure();
+      info.setFlag(ResponseFlag.UpstreamConnectionFailure);
+      downstream.destroy();
+      finish('upstream_connect_failed');
+      return;
+    }
+    if (gone) {
+      upstream!.destroy();
+      info.setFlag(ResponseFlag.DownstreamConnectionTermination);
+      finish('closed');
+      return;
+    }
+    host.outlier?.putStatus(200);
+    const stats = joinSockets(downstream, upstream!, initial);
+    let details = 'closed';
+    // A socket's timeout counts reads and writes, so the client side alone sees both directions.
+    downstream.setTimeout(options.idleTimeoutMs, () => {
+      details = 'idle_timeout';
+      downstream.destroy();
+      upstream!.destroy();
+    });
+    let open = 2;
+    const closed = (): void => {
+      if (--open > 0) return;
+      info.bytesReceived = stats.received;
+      info.bytesSent = stats.sent;
+      finish(details);
+    };
+    downstream.once('close', closed);
+    upstream!.once('close', closed);
+  });
+}

@@ -1,0 +1,234 @@
+/**
+ * Sidecar mode end to end, as pods on one machine: three network namespaces on a bridge, each
+ * with an application, the rules of `skiff iptables` (Istio 1.3's init-container args) and skiff
+ * in sidecar mode as uid 1337. The applications are configured with nothing: they use service
+ * names from their /etc/hosts, which point at ServiceEntry VIPs. Needs root, iproute2 and
+ * iptables (CI runs as root and installs them); elsewhere it is skipped with the reason.
+ */
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, CLI } from '../helpers/cli.js';
+import { netnsUnavailable, PodNetwork, type PodProcess } from '../helpers/netns.js';
+
+const SKIP = netnsUnavailable(['iptables', 'curl', 'setpriv']);
+const APPS = fileURLToPath(new URL('./apps.mjs', import.meta.url));
+const NODE = process.execPath;
+const PROXY_UID = 1337;
+const ISTIO_13_INIT_ARGS = ['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT', '-i', '*', '-x', '', '-b', '*', '-d', '15020'];
+
+const VIPS = { reviews: '10.96.0.10', echo: '10.96.0.20', banner: '10.96.0.30' };
+const POD_B = '10.100.0.3';
+const POD_C = '10.100.0.4';
+
+const mesh = (mode: 'ALLOW_ANY' | 'REGISTRY_ONLY'): string => `
+apiVersion: skiff.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  outboundTrafficPolicy: {mode: ${mode}}
+`;
+
+const SERVICES = `
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  addresses: [${VIPS.reviews}]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - {address: ${POD_B}, labels: {version: v1}}
+  - {address: ${POD_C}, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 70}
+    - {destination: {host: reviews, subset: v2}, weight: 30}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: echo}
+spec:
+  hosts: [echo]
+  addresses: [${VIPS.echo}]
+  ports: [{number: 7000, name: tcp-echo, protocol: TCP}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - {address: ${POD_B}, labels: {version: v1}}
+  - {address: ${POD_C}, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: [echo]
+  tcp:
+  - match: [{port: 7000}]
+    route:
+    - {destination: {host: echo, subset: v1}, weight: 50}
+    - {destination: {host: echo, subset: v2}, weight: 50}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: banner}
+spec:
+  hosts: [banner]
+  addresses: [${VIPS.banner}]
+  ports: [{number: 3306, name: tcp-mysql, protocol: TCP}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints: [{address: ${POD_C}}]
+`;
+
+describe.skipIf(SKIP !== undefined)(`sidecar mode across network namespaces${SKIP === undefined ? '' : ` (skipped: ${SKIP})`}`, () => {
+  let net: PodNetwork;
+  let configDir: string;
+  const sidecars = new Map<string, PodProcess>();
+
+  const curl = (pod: string, args: readonly string[]) => net.exec(pod, 'curl', ['-s', '--max-time', '5', ...args]);
+  const adminVersion = async (pod: string): Promise<number> => {
+    const r = await curl(pod, ['http://127.0.0.1:15000/config_status']);
+    return r.code === 0 ? (JSON.parse(r.stdout) as { version: number }).version : -1;
+  };
+
+  beforeAll(async () => {
+    assertBuilt();
+    configDir = mkdtempSync(join(tmpdir(), 'skiff-e2e-'));
+    chmodSync(configDir, 0o755);
+    writeFileSync(join(configDir, 'mesh.yaml'), mesh('ALLOW_ANY'));
+    writeFileSync(join(configDir, 'services.yaml'), SERVICES);
+    net = new PodNetwork();
+    const hosts = { reviews: VIPS.reviews, echo: VIPS.echo, banner: VIPS.banner };
+    net.addPod('a', 2, hosts);
+    net.addPod('b', 3, hosts);
+    net.addPod('c', 4, hosts);
+
+    const apps = [
+      net.start('b', NODE, [APPS, 'http', 'reviews-v1', '9080']),
+      net.start('b', NODE, [APPS, 'echo', 'v1', '7000']),
+      net.start('c', NODE, [APPS, 'http', 'reviews-v2', '9080']),
+      net.start('c', NODE, [APPS, 'echo', 'v2', '7000']),
+      net.start('c', NODE, [APPS, 'banner', '3306']),
+      net.start('c', NODE, [APPS, 'http', 'unregistered', '8000']),
+    ];
+    await Promise.all(apps.map((a) => a.waitFor(/listening/)));
+    for (const pod of ['a', 'b', 'c']) {
+      const init = await net.exec(pod, NODE, [CLI, 'iptables', ...ISTIO_13_INIT_ARGS]);
+      expect(init.code, init.stderr).toBe(0);
+      const sidecar = net.start(pod, NODE, [CLI, 'run', '--mode', 'sidecar', '-c', configDir], { uid: PROXY_UID });
+      sidecars.set(pod, sidecar);
+    }
+    await Promise.all([...sidecars.values()].map((s) => s.waitFor(/ready: config version/)));
+  }, 60_000);
+
+  afterAll(async () => {
+    await net?.destroy();
+    if (configDir !== undefined) rmSync(configDir, { recursive: true, force: true });
+  });
+
+  it('an application calling http://reviews:9080/ with no proxy settings gets the weighted routing, through both sidecars', async () => {
+    const r = await curl('a', ['-w', '\\n', ...Array.from({ length: 40 }, () => 'http://reviews:9080/')]);
+    expect(r.code, r.stderr).toBe(0);
+    const answers = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { name: string; peer: string; host: string });
+    expect(answers).toHaveLength(40);
+    const names = new Set(answers.map((a) => a.name));
+    expect(names).toEqual(new Set(['reviews-v1', 'reviews-v2']));
+    // Each request crossed the destination pod's inbound sidecar, which connects from 127.0.0.6.
+    expect(new Set(answers.map((a) => a.peer))).toEqual(new Set(['127.0.0.6']));
+    expect(answers[0]!.host).toBe('reviews:9080');
+  });
+
+  it('a raw TCP service works through the sidecars, with the tcp route weights and half-close', async () => {
+    const r = await net.exec('a', NODE, [APPS, 'tcp-client', 'echo', '7000', 'ping', '24']);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(24);
+    for (const l of lines) expect(['v1:ping', 'v2:ping']).toContain(l);
+    expect(new Set(lines).size).toBe(2);
+  });
+
+  it('a server-first protocol on a port declared TCP does not hang (no sniffing outbound; inbound sniffing times out)', async () => {
+    const r = await net.exec('a', NODE, [APPS, 'tcp-greeted', 'banner', '3306']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('HELLO 3306\n');
+  });
+
+  it('an undeclared destination passes through under ALLOW_ANY', async () => {
+    const r = await curl('a', [`http://${POD_C}:8000/`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'unregistered', peer: '127.0.0.6' });
+  });
+
+  it("the proxy's own traffic is not captured again: its connections hit the uid-1337 exemption, and nothing loops", async () => {
+    const r = await net.exec('a', 'iptables', ['-t', 'nat', '-L', 'ISTIO_OUTPUT', '-v', '-n', '-x']);
+    expect(r.code, r.stderr).toBe(0);
+    const exemption = r.stdout.split('\n').find((l) => /RETURN/.test(l) && /owner UID match 1337/.test(l) && !/lo\s/.test(l) && !/!/.test(l.split('owner')[1] ?? ''));
+    expect(exemption, r.stdout).toBeDefined();
+    const packets = Number(exemption!.trim().split(/\s+/)[0]);
+    expect(packets).toBeGreaterThan(0);
+    // A loop would show as requests answered by the proxy itself (508) or never answered.
+    const again = await curl('a', ['-o', '/dev/null', '-w', '%{http_code}', 'http://reviews:9080/']);
+    expect(again.stdout).toBe('200');
+  });
+
+  it('skiff wait succeeds against a ready sidecar', async () => {
+    const r = await net.exec('a', NODE, [CLI, 'wait', '--timeoutSeconds', '5', '--periodMillis', '100']);
+    expect(r.code, r.stderr).toBe(0);
+  });
+
+  it('under REGISTRY_ONLY an undeclared destination is blocked, HTTP to an unknown host gets 502, services still work', async () => {
+    const before = await adminVersion('a');
+    writeFileSync(join(configDir, 'mesh.yaml'), mesh('REGISTRY_ONLY'));
+    const deadline = Date.now() + 10_000;
+    while ((await adminVersion('a')) <= before) {
+      if (Date.now() > deadline) throw new Error('the sidecar did not reload');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const blocked = await curl('a', ['-o', '/dev/null', '-w', '%{http_code}', `http://${POD_C}:8000/`]);
+    expect(blocked.code).not.toBe(0);
+    expect(blocked.stdout).toBe('000');
+    const unknownHost = await curl('a', ['-o', '/dev/null', '-w', '%{http_code}', '-H', 'Host: unknown.example', 'http://reviews:9080/']);
+    expect(unknownHost.stdout).toBe('502');
+    const known = await curl('a', ['-o', '/dev/null', '-w', '%{http_code}', 'http://reviews:9080/']);
+    expect(known.stdout).toBe('200');
+    const tcp = await net.exec('a', NODE, [APPS, 'tcp-client', 'echo', '7000', 'still', '1']);
+    expect(tcp.stdout).toMatch(/^v[12]:still\n$/);
+  });
+
+  it('POST /quitquitquit on the status port ends the proxy', async () => {
+    const c = sidecars.get('c')!;
+    const exited = new Promise<number | null>((resolve) => c.child.once('exit', (code) => resolve(code)));
+    const r = await curl('c', ['-X', 'POST', 'http://127.0.0.1:15020/quitquitquit']);
+    expect(r.stdout).toBe('OK\n');
+    expect(await exited).toBe(0);
+  });
+});
