@@ -11,6 +11,10 @@ RUN npm run build && npm prune --omit=dev
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /opt/skiff
+# The istio-init container runs `skiff iptables` from this image: it needs iptables and ip.
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables iproute2 >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --gid 1337 istio-proxy \
  && useradd --uid 1337 --gid 1337 --no-create-home --shell /usr/sbin/nologin istio-proxy
 COPY --from=build /src/package.json ./package.json

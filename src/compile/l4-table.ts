@@ -38,6 +38,7 @@ class CompiledL4Route {
   }
 
   matches(address: string, sni: string | undefined): boolean {
+    if (this.#clusters.length === 0) return false;
     if (this.#subnets !== null && !this.#subnets.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4')) return false;
     if (this.#sni === undefined) return true;
     return sni !== undefined && this.#sni.some((p) => p === sni || (p.startsWith('*') && sni.endsWith(p.slice(1))));
@@ -52,7 +53,7 @@ class CompiledL4Route {
   }
 }
 
-/** Subnets as a BlockList; a bare address is a single host. Invalid entries are skipped (validated at load). */
+/** Subnets as a BlockList; a bare address is a single host. Entries are canonical (validated at load). */
 function blockList(cidrs: readonly string[]): BlockList {
   const list = new BlockList();
   for (const c of cidrs) {
@@ -148,7 +149,7 @@ export class L4Table {
     if (entry === undefined) return sniffed.kind === 'http' && this.#unknown !== BLACKHOLE ? HTTP : this.#unknown;
     if (sniffed.kind === 'http') return entry.http || this.#unknown !== BLACKHOLE ? HTTP : BLACKHOLE;
     if (sniffed.kind === 'tls' && sniffed.sni !== undefined) {
-      const svc = entry.bySni.find(sniffed.sni, false);
+      const svc = entry.bySni.find(sniffed.sni);
       if (svc !== undefined) return { kind: 'tcp', cluster: svc.cluster(address, sniffed.sni) };
     }
     if (entry.wildcard !== undefined) return { kind: 'tcp', cluster: entry.wildcard.cluster(address, sniffed.sni) };

@@ -140,7 +140,8 @@ export class Proxy {
       idleTimeoutMs: mesh.downstreamIdleTimeoutMs,
       onRequestDone: options.onRequestDone,
     };
-    const anyAddress = '0.0.0.0';
+    // Capture listeners take both families (ip6tables redirects IPv6 pods' traffic too).
+    const anyAddress = '::';
     const outboundHost = options.outboundAddress ?? (sidecar ? anyAddress : '127.0.0.1');
     const tcp = new TcpProxy(clusters, options.onTcpDone);
     const outbound = sidecar
@@ -169,8 +170,8 @@ export class Proxy {
       const inboundPort = inbound === null ? 0 : await inbound.listen();
       if (inbound !== null) ownPorts.add(inboundPort);
       const adminPort = await listenServer(admin, '127.0.0.1', wanted.admin);
-      const readinessPort = await listenServer(readiness, anyAddress, wanted.readiness);
-      const statusPort = status === null ? 0 : await listenServer(status, anyAddress, wanted.status);
+      const readinessPort = await listenServer(readiness, '0.0.0.0', wanted.readiness);
+      const statusPort = status === null ? 0 : await listenServer(status, '0.0.0.0', wanted.status);
       const ports = { outbound: outboundPort, inbound: inboundPort, status: statusPort, admin: adminPort, readiness: readinessPort };
       proxy = new Proxy(options, log, store, clusters, listeners, servers, ports, {
         ok: true,

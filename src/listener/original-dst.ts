@@ -10,6 +10,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { unmappedAddress } from '../core/addresses.js';
 
 export interface SocketAddress {
   readonly address: string;
@@ -57,7 +58,8 @@ export function redirectedDestination(socket: Socket): SocketAddress | undefined
   const call = libcGetsockopt();
   const fd = socketFd(socket);
   if (call === null || fd < 0) return undefined;
-  const v6 = socket.localFamily === 'IPv6' && !(socket.localAddress ?? '').startsWith('::ffff:');
+  const local = socket.localAddress ?? '';
+  const v6 = socket.localFamily === 'IPv6' && unmappedAddress(local) === local;
   const buf = Buffer.alloc(SOCKADDR_BYTES);
   const length = [SOCKADDR_BYTES];
   if (call(fd, v6 ? SOL_IPV6 : SOL_IP, SO_ORIGINAL_DST, buf, length) !== 0) return undefined;
@@ -105,8 +107,7 @@ function compressIpv6(groups: string[]): string {
  * destination differs from the listener's own address.
  */
 export function originalDestination(socket: Socket): { destination: SocketAddress; redirected: boolean } {
-  const rawLocal = socket.localAddress ?? '';
-  const local = { address: rawLocal.startsWith('::ffff:') ? rawLocal.slice(7) : rawLocal, port: socket.localPort ?? 0 };
+  const local = { address: unmappedAddress(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
   const before = redirectedDestination(socket);
   // Conntrack answers for unredirected connections too, with the address they already have.
   if (before === undefined || (before.address === local.address && before.port === local.port)) return { destination: local, redirected: false };

@@ -6,8 +6,15 @@
 //   tcp-client HOST PORT MSG N  N times in a row: connects, sends MSG, half-closes, prints all it
 //                            reads until the server ends, one line per connection
 //   tcp-greeted HOST PORT    connects, prints the first line the server sends, then closes
+//   tcp-idle HOST PORT       connects, sends a byte, reads the reply, then stays idle and prints
+//                            how many ms after the reply the connection was closed on it
+//   tls NAME PORT KEY CERT   TLS: greets each client with "NAME:<SNI it sent>\n" and closes
+//   tls-client HOST PORT SNI prints the first line a TLS server sends (certificate not checked)
+//   original-dst PORT        prints each accepted connection's original destination as JSON
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer } from 'node:net';
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 
 const [mode, ...args] = process.argv.slice(2);
 const ready = (port) => console.log(`listening ${port}`);
@@ -76,6 +83,44 @@ switch (mode) {
       process.exitCode = 3;
       s.destroy();
     });
+    break;
+  }
+  case 'tcp-idle': {
+    const [host, port] = args;
+    const s = connect({ host, port: Number(port) }, () => s.write('x'));
+    let repliedAt = 0;
+    s.on('data', () => (repliedAt ||= Date.now()));
+    s.on('close', () => console.log(repliedAt === 0 ? 'closed before any reply' : `closed after ${Date.now() - repliedAt}`));
+    s.on('error', () => undefined);
+    break;
+  }
+  case 'tls': {
+    const [name, port, key, cert] = args;
+    createTlsServer({ key: readFileSync(key), cert: readFileSync(cert) }, (s) => {
+      s.end(`${name}:${s.servername ?? ''}\n`);
+      s.on('error', () => s.destroy());
+    }).listen(Number(port), '0.0.0.0', () => ready(port));
+    break;
+  }
+  case 'tls-client': {
+    const [host, port, servername] = args;
+    const s = tlsConnect({ host, port: Number(port), servername, rejectUnauthorized: false });
+    let got = '';
+    s.setEncoding('utf8').on('data', (d) => (got += d));
+    s.on('end', () => process.stdout.write(got));
+    s.on('error', (e) => {
+      console.error(e.code ?? e.message);
+      process.exitCode = 2;
+    });
+    break;
+  }
+  case 'original-dst': {
+    const [port] = args;
+    const { originalDestination } = await import(new URL('../../dist/listener/original-dst.js', import.meta.url).href);
+    createServer((s) => {
+      console.log(JSON.stringify(originalDestination(s)));
+      s.destroy();
+    }).listen(Number(port), '::', () => ready(port));
     break;
   }
   default:

@@ -5,6 +5,7 @@
  * names from their /etc/hosts, which point at ServiceEntry VIPs. Needs root, iproute2 and
  * iptables (CI runs as root and installs them); elsewhere it is skipped with the reason.
  */
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, CLI } from '../helpers/cli.js';
 import { netnsUnavailable, PodNetwork, type PodProcess } from '../helpers/netns.js';
 
-const SKIP = netnsUnavailable(['iptables', 'curl', 'setpriv']);
+const SKIP = netnsUnavailable(['iptables', 'curl', 'setpriv', 'openssl']);
 const APPS = fileURLToPath(new URL('./apps.mjs', import.meta.url));
 const NODE = process.execPath;
 const PROXY_UID = 1337;
@@ -23,12 +24,15 @@ const VIPS = { reviews: '10.96.0.10', echo: '10.96.0.20', banner: '10.96.0.30' }
 const POD_B = '10.100.0.3';
 const POD_C = '10.100.0.4';
 
+const TCP_IDLE_MS = 1000;
+
 const mesh = (mode: 'ALLOW_ANY' | 'REGISTRY_ONLY'): string => `
 apiVersion: skiff.dev/v1alpha1
 kind: MeshConfig
 metadata: {name: mesh}
 spec:
   outboundTrafficPolicy: {mode: ${mode}}
+  tcpIdleTimeout: ${TCP_IDLE_MS}ms
 `;
 
 const SERVICES = `
@@ -107,11 +111,42 @@ spec:
   location: MESH_INTERNAL
   resolution: STATIC
   endpoints: [{address: ${POD_C}}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: secure}
+spec:
+  hosts: [secure.example.com]
+  ports: [{number: 8443, name: tls, protocol: TLS}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints:
+  - {address: ${POD_B}, labels: {version: v1}}
+  - {address: ${POD_C}, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: secure}
+spec:
+  host: secure.example.com
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: secure}
+spec:
+  hosts: [secure.example.com]
+  tls:
+  - match: [{port: 8443, sniHosts: [secure.example.com]}]
+    route: [{destination: {host: secure.example.com, subset: v2}}]
 `;
 
 describe.skipIf(SKIP !== undefined)(`sidecar mode across network namespaces${SKIP === undefined ? '' : ` (skipped: ${SKIP})`}`, () => {
   let net: PodNetwork;
   let configDir: string;
+  let certDir: string;
   const sidecars = new Map<string, PodProcess>();
 
   const curl = (pod: string, args: readonly string[]) => net.exec(pod, 'curl', ['-s', '--max-time', '5', ...args]);
@@ -126,8 +161,15 @@ describe.skipIf(SKIP !== undefined)(`sidecar mode across network namespaces${SKI
     chmodSync(configDir, 0o755);
     writeFileSync(join(configDir, 'mesh.yaml'), mesh('ALLOW_ANY'));
     writeFileSync(join(configDir, 'services.yaml'), SERVICES);
+    certDir = mkdtempSync(join(tmpdir(), 'skiff-e2e-certs-'));
+    const key = join(certDir, 'key.pem');
+    const cert = join(certDir, 'cert.pem');
+    const openssl = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=secure.example.com', '-keyout', key, '-out', cert], { encoding: 'utf8' });
+    expect(openssl.status, openssl.stderr).toBe(0);
     net = new PodNetwork();
-    const hosts = { reviews: VIPS.reviews, echo: VIPS.echo, banner: VIPS.banner };
+    // secure.example.com resolves to an address nobody serves: the sidecar routes TLS by SNI.
+    // other.example.com is outside the registry and resolves to pod B, to show TLS passthrough.
+    const hosts = { reviews: VIPS.reviews, echo: VIPS.echo, banner: VIPS.banner, 'secure.example.com': '10.100.0.99', 'other.example.com': POD_B };
     net.addPod('a', 2, hosts);
     net.addPod('b', 3, hosts);
     net.addPod('c', 4, hosts);
@@ -139,6 +181,9 @@ describe.skipIf(SKIP !== undefined)(`sidecar mode across network namespaces${SKI
       net.start('c', NODE, [APPS, 'echo', 'v2', '7000']),
       net.start('c', NODE, [APPS, 'banner', '3306']),
       net.start('c', NODE, [APPS, 'http', 'unregistered', '8000']),
+      net.start('c', NODE, [APPS, 'banner', '4444']),
+      net.start('b', NODE, [APPS, 'tls', 'tls-v1', '8443', key, cert]),
+      net.start('c', NODE, [APPS, 'tls', 'tls-v2', '8443', key, cert]),
     ];
     await Promise.all(apps.map((a) => a.waitFor(/listening/)));
     for (const pod of ['a', 'b', 'c']) {
@@ -152,7 +197,7 @@ describe.skipIf(SKIP !== undefined)(`sidecar mode across network namespaces${SKI
 
   afterAll(async () => {
     await net?.destroy();
-    if (configDir !== undefined) rmSync(configDir, { recursive: true, force: true });
+    for (const dir of [configDir, certDir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
   it('an application calling http://reviews:9080/ with no proxy settings gets the weighted routing, through both sidecars', async () => {
@@ -186,6 +231,34 @@ describe.skipIf(SKIP !== undefined)(`sidecar mode across network namespaces${SKI
     const r = await curl('a', [`http://${POD_C}:8000/`]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ name: 'unregistered', peer: '127.0.0.6' });
+  });
+
+  it('a server-first protocol on an undeclared port passes through once the sniffing timeout expires', async () => {
+    const r = await net.exec('a', NODE, [APPS, 'tcp-greeted', POD_C, '4444']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('HELLO 4444\n');
+  });
+
+  it('TLS is routed by SNI (a tls route with sniHosts picks the subset) and passed through opaquely', async () => {
+    for (let i = 0; i < 6; i++) {
+      const r = await net.exec('a', NODE, [APPS, 'tls-client', 'secure.example.com', '8443', 'secure.example.com']);
+      expect(r.code, r.stderr).toBe(0);
+      // The backend saw the client's own SNI: the handshake went end to end, untouched.
+      expect(r.stdout).toBe('tls-v2:secure.example.com\n');
+    }
+  });
+
+  it('TLS for a name outside the registry passes through to the address the client dialled', async () => {
+    const r = await net.exec('a', NODE, [APPS, 'tls-client', 'other.example.com', '8443', 'other.example.com']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('tls-v1:other.example.com\n');
+  });
+
+  it('an idle TCP connection is closed after the idle timeout', async () => {
+    const r = await net.exec('a', NODE, [APPS, 'tcp-idle', 'echo', '7000'], { timeoutMs: 10_000 });
+    const m = /closed after (\d+)/.exec(r.stdout);
+    expect(m, r.stdout + r.stderr).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThanOrEqual(TCP_IDLE_MS - 50);
   });
 
   it("the proxy's own traffic is not captured again: its connections hit the uid-1337 exemption, and nothing loops", async () => {

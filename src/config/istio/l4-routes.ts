@@ -5,6 +5,7 @@
  */
 import type { L4Destination, L4Route, PortProtocol, TcpService } from '../../model/index.js';
 import type { Diagnostic } from '../diagnostics.js';
+import { canonicalCidr } from './addresses.js';
 import { hostMatches, nameForms, toFqdn } from './hosts.js';
 import type { Service, ServicePort } from './registry.js';
 import { resourceDiagnostic } from './resources.js';
@@ -28,6 +29,8 @@ interface L4Context {
   readonly clientNamespace: string;
   readonly proxyLabels: Readonly<Record<string, string>>;
   readonly diagnostics: Diagnostic[];
+  /** Warnings already given (one per VirtualService field, not one per service port). */
+  readonly warned?: Set<string>;
 }
 
 type L4Match = NonNullable<NonNullable<VirtualServiceResource['spec']['tcp']>[number]['match']>[number] & { sniHosts?: string[] };
@@ -61,9 +64,12 @@ function destinations(vs: VirtualServiceResource, rule: L4Rule, at: Array<string
     const host = toFqdn(r.destination!.host!, ns);
     const service = ctx.registry.get(host);
     const p = r.destination!.port?.number ?? (service !== undefined && service.ports.length === 1 ? service.ports[0]!.number : port);
-    if (service === undefined) {
+    const path = [...at, 'route', j, 'destination', 'host'];
+    const key = `${vs.label}|${path.join('.')}`;
+    if (service === undefined && !ctx.warned?.has(key)) {
+      ctx.warned?.add(key);
       ctx.diagnostics.push(
-        resourceDiagnostic(vs, [...at, 'route', j, 'destination', 'host'], `host ${host} is not in the service registry: connections routed here are closed`, 'warning'),
+        resourceDiagnostic(vs, path, `host ${host} is not in the service registry: connections routed here are closed`, 'warning'),
       );
     }
     out.push({ cluster: clusterName(p, r.destination!.subset, host), weight });
@@ -85,7 +91,7 @@ function routesFor(vs: VirtualServiceResource, section: 'tcp' | 'tls', port: num
     for (const m of matches) {
       if ((m.port !== undefined && m.port !== port) || !sourceMatches(m, ctx)) continue;
       out.push({
-        destinationSubnets: m.destinationSubnets ?? [],
+        destinationSubnets: (m.destinationSubnets ?? []).map((s) => canonicalCidr(s) ?? s),
         ...(section === 'tls' ? { sniHosts: (m.sniHosts ?? []).map((h) => h.toLowerCase()) } : {}),
         destinations: dests,
       });
@@ -95,7 +101,8 @@ function routesFor(vs: VirtualServiceResource, section: 'tcp' | 'tls', port: num
 }
 
 /** One TcpService per registry service port; the first mesh VirtualService naming it routes it. */
-export function buildTcpServices(virtualServices: readonly VirtualServiceResource[], ctx: L4Context): TcpService[] {
+export function buildTcpServices(virtualServices: readonly VirtualServiceResource[], context: L4Context): TcpService[] {
+  const ctx = { ...context, warned: new Set<string>() };
   const routing = new Map<string, VirtualServiceResource>();
   for (const vs of virtualServices.filter(appliesToMesh)) {
     if (vs.spec.tcp === undefined && vs.spec.tls === undefined) continue;

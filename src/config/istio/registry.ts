@@ -3,6 +3,7 @@
  * and endpoints. It plays the part of Kubernetes Services plus ServiceEntries in istiod.
  */
 import type { Diagnostic } from '../diagnostics.js';
+import { canonicalIp } from './addresses.js';
 import { toFqdn } from './hosts.js';
 import { resourceDiagnostic, type IstioResource } from './resources.js';
 import type { ServiceEntrySpec, WorkloadEntrySpec } from './service-entry.js';
@@ -66,7 +67,7 @@ export function buildRegistry(
         ports,
         resolution: spec.resolution ?? 'NONE',
         endpoints: spec.endpoints ?? [],
-        addresses: (spec.addresses ?? []).filter((a) => !a.includes('/')),
+        addresses: (spec.addresses ?? []).filter((a) => !a.includes('/')).map((a) => canonicalIp(a) ?? a),
         resource: se,
       });
     });

@@ -1,4 +1,5 @@
 /** ServiceEntry schema (istio/api networking/v1alpha3/service_entry.proto). */
+import { canonicalCidr } from './addresses.js';
 import { didYouMean } from '../../core/did-you-mean.js';
 import { array, enumOf, integer, object, record, string, type Infer, type Schema } from '../schema.js';
 import { labelsSchema } from './common.js';
@@ -66,6 +67,9 @@ export const serviceEntrySpecSchema = object(
         if (p.number !== undefined) numbers.add(p.number);
         if (p.name !== undefined && names.has(p.name)) issues.error([...path, 'ports', i, 'name'], `duplicate port name "${p.name}"`);
         if (p.name !== undefined) names.add(p.name);
+      });
+      v.addresses?.forEach((a, i) => {
+        if (canonicalCidr(a) === undefined) issues.error([...path, 'addresses', i], `"${a}" is not an IP address or CIDR range`);
       });
       const resolution = v.resolution ?? 'NONE';
       // The checks below follow Istio's ValidateServiceEntry.

@@ -220,22 +220,25 @@ function checkSubsetReferences(
 ): void {
   for (const vs of virtualServices) {
     const ns = vs.metadata.namespace ?? defaultNamespace;
-    vs.spec.http?.forEach((h, i) =>
-      h.route?.forEach((d, j) => {
-        const subset = d.destination?.subset;
-        if (subset === undefined || subset === '') return;
-        const host = toFqdn(d.destination!.host!, ns);
-        const dr = rules.find(host, registry.get(host)?.namespace ?? ns);
-        if (dr?.spec.subsets?.some((s) => s.name === subset)) return;
-        diagnostics.push(
-          resourceDiagnostic(
-            vs,
-            ['spec', 'http', i, 'route', j, 'destination', 'subset'],
-            `subset "${subset}" is not defined by any DestinationRule for ${host}: requests routed here get 503 NC`,
-            'warning',
-          ),
-        );
-      }),
-    );
+    for (const section of ['http', 'tcp', 'tls'] as const) {
+      const outcome = section === 'http' ? 'requests routed here get 503 NC' : 'connections routed here are closed';
+      vs.spec[section]?.forEach((rule, i) =>
+        rule.route?.forEach((d, j) => {
+          const subset = d.destination?.subset;
+          if (subset === undefined || subset === '') return;
+          const host = toFqdn(d.destination!.host!, ns);
+          const dr = rules.find(host, registry.get(host)?.namespace ?? ns);
+          if (dr?.spec.subsets?.some((s) => s.name === subset)) return;
+          diagnostics.push(
+            resourceDiagnostic(
+              vs,
+              ['spec', section, i, 'route', j, 'destination', 'subset'],
+              `subset "${subset}" is not defined by any DestinationRule for ${host}: ${outcome}`,
+              'warning',
+            ),
+          );
+        }),
+      );
+    }
   }
 }

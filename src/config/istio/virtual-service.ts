@@ -1,4 +1,5 @@
 /** VirtualService schema (istio/api networking/v1alpha3/virtual_service.proto). */
+import { canonicalCidr } from './addresses.js';
 import { didYouMean } from '../../core/did-you-mean.js';
 import {
   array,
@@ -238,6 +239,21 @@ export const virtualServiceSpecSchema = object(
     // Istio: "virtual service must have at least one host" (only delegates may omit them).
     required: ['hosts'],
     check(vs, path, issues) {
+      for (const section of ['tcp', 'tls'] as const) {
+        vs[section]?.forEach((rule, i) => {
+          const at = [...path, section, i];
+          rule.match?.forEach((m, j) =>
+            m.destinationSubnets?.forEach((s, k) => {
+              if (canonicalCidr(s) === undefined) issues.error([...at, 'match', j, 'destinationSubnets', k], `"${s}" is not an IP address or CIDR range`);
+            }),
+          );
+          const route = rule.route ?? [];
+          if (route.length === 0) issues.error([...at, 'route'], 'at least one destination is required');
+          else if (route.length > 1 && route.every((d) => (d.weight ?? 0) === 0)) {
+            issues.error([...at, 'route'], 'with more than one destination, at least one weight must be greater than 0');
+          }
+        });
+      }
       const mesh = vs.gateways === undefined || vs.gateways.length === 0 || vs.gateways.includes('mesh');
       vs.hosts?.forEach((h, i) => {
         if (mesh && h === '*') {

@@ -17,6 +17,7 @@
  *   `CLOSE_LINGER_MS` (Envoy's delayed close), so the client reads the whole reply.
  */
 import type { Socket } from 'node:net';
+import { unmappedAddress } from '../../../core/addresses.js';
 import { httpDate } from '../../../core/http-date.js';
 import { reasonPhrase } from '../../../core/http-status.js';
 import { ResponseFlag } from '../../../core/response-flags.js';
@@ -91,9 +92,9 @@ export class H1ServerConnection {
     this.socket = socket;
     this.#handler = handler;
     this.#options = options;
-    this.#remoteAddress = socket.remoteAddress ?? '';
+    this.#remoteAddress = unmappedAddress(socket.remoteAddress ?? '');
     this.#remotePort = socket.remotePort ?? 0;
-    this.#localAddress = originalDestination?.address ?? socket.localAddress ?? '';
+    this.#localAddress = originalDestination?.address ?? unmappedAddress(socket.localAddress ?? '');
     this.#localPort = originalDestination?.port ?? socket.localPort ?? 0;
     this.#localAddressRestored = originalDestination !== undefined;
     this.#decoder = new RequestDecoder({
