@@ -1,7 +1,7 @@
 /**
  * `skiff iptables [istio-iptables flags]`: installs the traffic-capture rules that Istio's
  * `istio-iptables` init container installs, or removes them (`--clean`), or prints them
- * (`--dry-run`). The rules themselves come from iptables-rules.ts; this file runs the tools.
+ * (`--dry-run`). The rules themselves come from iptables/ (flags, rules, cleanup); this file runs the tools.
  *
  * Apply = clean, then `iptables-restore --noflush` (and `ip6tables-restore` when IPv6 rules are
  * wanted), so applying twice leaves one copy of every rule. IPv6 rules are wanted when
@@ -18,9 +18,9 @@ import { accessSync, constants as fsConstants } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { createLogger, type Logger } from '../core/logger.js';
-import {
-  buildRules, builtInRuleDeletes, parseIptablesFlags, planCleanup, wantsIpv6, type FamilyRules, type IpFamily, type IptablesConfig,
-} from './iptables-rules.js';
+import { builtInRuleDeletes, planCleanup } from './iptables/cleanup.js';
+import { parseIptablesFlags, wantsIpv6, type IpFamily, type IptablesConfig } from './iptables/flags.js';
+import { buildRules, type FamilyRules } from './iptables/rules.js';
 
 /** A tool failed; the message says which, how, and what it printed. */
 export class IptablesCommandError extends Error {

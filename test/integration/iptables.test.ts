@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRules, parseIptablesFlags, type Rule } from '../../src/cli/iptables-rules.js';
+import { parseIptablesFlags } from '../../src/cli/iptables/flags.js';
+import { buildRules, type Rule } from '../../src/cli/iptables/rules.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 

@@ -6,9 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SkiffError } from '../../src/core/errors.js';
-import {
-  buildRules, builtInRuleDeletes, parseCidr, parseIptablesFlags, planCleanup, wantsIpv6,
-} from '../../src/cli/iptables-rules.js';
+import { builtInRuleDeletes, planCleanup } from '../../src/cli/iptables/cleanup.js';
+import { parseCidr, parseIptablesFlags, wantsIpv6 } from '../../src/cli/iptables/flags.js';
+import { buildRules } from '../../src/cli/iptables/rules.js';
 
 const rulesFor = (argv: string[], env: Record<string, string> = {}) => buildRules(parseIptablesFlags(argv, env));
 
