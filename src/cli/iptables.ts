@@ -77,6 +77,9 @@ function describeCleanup(config: IptablesConfig): string {
 // === apply and clean ===
 
 async function apply(config: IptablesConfig, log: Logger, ipv6: boolean): Promise<void> {
+  if (config.mode === 'TPROXY') {
+    log.warn('-m TPROXY: the rules are installed as istio-iptables would, but skiff serves REDIRECT capture only; inbound connections will be closed');
+  }
   const rules = buildRules(config);
   if (ipv6 && !onPath(tool(6, 'iptables-restore'))) {
     throw new IptablesCommandError('the pod has an IPv6 address but ip6tables-restore is not installed');

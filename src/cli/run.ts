@@ -44,7 +44,8 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   // Listen for signals (and a status-port quit) before starting, so one during startup shuts down cleanly too.
   let quit: () => void = () => undefined;
-  const stopped = Promise.race([untilSignal(), new Promise<void>((resolve) => (quit = resolve))]);
+  const quitRequested = new Promise<'quit'>((resolve) => (quit = () => resolve('quit')));
+  const stopped = Promise.race([untilSignal().then(() => 'signal' as const), quitRequested]);
   const proxy = await Proxy.start({
     configPath: values.config,
     mode,
@@ -58,7 +59,12 @@ export async function runCommand(argv: string[]): Promise<number> {
       readiness: portFlag(values['readiness-port'], 'readiness-port'),
     },
   });
-  await stopped;
+  if ((await stopped) === 'quit') {
+    // pilot-agent's /quitquitquit: the workload is done (a Job), nothing is left to drain.
+    log.info('quit requested on the status port: exiting');
+    await proxy.shutdown(0);
+    return 0;
+  }
   log.info(`shutting down (draining for up to ${drainSeconds}s)`);
   await proxy.shutdown(drainSeconds * 1000);
   return 0;

@@ -5,12 +5,15 @@
  * blackhole chain). Everything here is built once per snapshot.
  */
 import { BlockList, isIP } from 'node:net';
-import type { L4Route, MeshSettings, TcpService } from '../model/index.js';
+import { SERVER_FIRST_PORTS, type L4Route, type MeshSettings, type TcpService } from '../model/index.js';
 import { PASSTHROUGH_CLUSTER } from '../model/cluster.js';
 import { DomainTable } from './domain-table.js';
 
 /** serve as HTTP; proxy bytes to a cluster; or close at once (BlackHoleCluster). */
 export type L4Decision = { readonly kind: 'http' } | { readonly kind: 'tcp'; readonly cluster: string } | { readonly kind: 'blackhole' };
+
+export const HTTP_DECISION: L4Decision = { kind: 'http' };
+export const BLACKHOLE_DECISION: L4Decision = { kind: 'blackhole' };
 
 /** What the first bytes turned out to be; `sni` for TLS. */
 export interface SniffedProtocol {
@@ -18,10 +21,8 @@ export interface SniffedProtocol {
   readonly sni?: string;
 }
 
-const HTTP: L4Decision = { kind: 'http' };
-const BLACKHOLE: L4Decision = { kind: 'blackhole' };
-/** Istio treats these server-first ports as TCP when nothing declares them: no sniffing. */
-const SERVER_FIRST_PORTS = new Set([25, 53, 3306, 27017]);
+const HTTP = HTTP_DECISION;
+const BLACKHOLE = BLACKHOLE_DECISION;
 
 class CompiledL4Route {
   readonly #subnets: BlockList | null;
@@ -85,11 +86,16 @@ class CompiledL4Service {
 /** The services on one port. */
 interface PortEntry {
   readonly byVip: Map<string, CompiledL4Service>;
+  /** Services whose addresses are CIDR ranges, checked after exact VIPs, in declaration order. */
+  readonly bySubnet: Array<{ readonly subnets: BlockList; readonly service: CompiledL4Service }>;
   /** TLS services without a VIP, by name and by their routes' SNI hosts. */
   readonly bySni: DomainTable<CompiledL4Service>;
   /** The first TCP or AUTO service without a VIP: gets this port's non-HTTP traffic. */
   wildcard: CompiledL4Service | undefined;
-  /** Some service declares HTTP (or leaves the protocol to sniffing) here without a VIP. */
+  /**
+   * HTTP is served on this port for any address, like Istio's 0.0.0.0:port HTTP listener: some
+   * service declares HTTP here (whatever its VIPs), or leaves the protocol to sniffing without a VIP.
+   */
   http: boolean;
   /** Some service without a VIP needs the first bytes (AUTO or TLS). */
   sniff: boolean;
@@ -104,15 +110,17 @@ export class L4Table {
     for (const s of services) {
       let entry = this.#ports.get(s.port);
       if (entry === undefined) {
-        entry = { byVip: new Map(), bySni: new DomainTable(), wildcard: undefined, http: false, sniff: false };
+        entry = { byVip: new Map(), bySubnet: [], bySni: new DomainTable(), wildcard: undefined, http: false, sniff: false };
         this.#ports.set(s.port, entry);
       }
       const compiled = new CompiledL4Service(s);
-      if (s.addresses.length > 0) {
+      if (s.protocol === 'HTTP') entry.http = true;
+      if (s.addresses.length > 0 || s.subnets.length > 0) {
         for (const a of s.addresses) if (!entry.byVip.has(a)) entry.byVip.set(a, compiled);
+        if (s.subnets.length > 0) entry.bySubnet.push({ subnets: blockList(s.subnets), service: compiled });
         continue;
       }
-      if (s.protocol === 'HTTP' || s.protocol === 'AUTO') entry.http = true;
+      if (s.protocol === 'AUTO') entry.http = true;
       if (s.protocol === 'TLS' || s.protocol === 'AUTO') entry.sniff = true;
       if (s.protocol === 'TLS') {
         for (const d of s.domains) entry.bySni.add(d, compiled);
@@ -122,10 +130,19 @@ export class L4Table {
     }
   }
 
+  /** The service a connection to `address` belongs to by its VIP or CIDR range, if any. */
+  #byAddress(entry: PortEntry | undefined, address: string): CompiledL4Service | undefined {
+    if (entry === undefined) return undefined;
+    const exact = entry.byVip.get(address);
+    if (exact !== undefined || entry.bySubnet.length === 0) return exact;
+    const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    return entry.bySubnet.find((s) => s.subnets.check(address, type))?.service;
+  }
+
   /** The decision before reading any byte, or undefined when the first bytes must decide. */
   early(address: string, port: number): L4Decision | undefined {
     const entry = this.#ports.get(port);
-    const vip = entry?.byVip.get(address);
+    const vip = this.#byAddress(entry, address);
     if (vip !== undefined) {
       const p = vip.service.protocol;
       if (p === 'HTTP') return HTTP;
@@ -141,18 +158,21 @@ export class L4Table {
   /** The decision once the first bytes were classified. */
   decide(address: string, port: number, sniffed: SniffedProtocol): L4Decision {
     const entry = this.#ports.get(port);
-    const vip = entry?.byVip.get(address);
+    const vip = this.#byAddress(entry, address);
     if (vip !== undefined) {
       if (sniffed.kind === 'http' && vip.service.protocol !== 'TLS') return HTTP;
       return { kind: 'tcp', cluster: vip.cluster(address, sniffed.sni) };
     }
-    if (entry === undefined) return sniffed.kind === 'http' && this.#unknown !== BLACKHOLE ? HTTP : this.#unknown;
-    if (sniffed.kind === 'http') return entry.http || this.#unknown !== BLACKHOLE ? HTTP : BLACKHOLE;
-    if (sniffed.kind === 'tls' && sniffed.sni !== undefined) {
-      const svc = entry.bySni.find(sniffed.sni);
-      if (svc !== undefined) return { kind: 'tcp', cluster: svc.cluster(address, sniffed.sni) };
+    if (entry !== undefined) {
+      if (sniffed.kind === 'http' && entry.http) return HTTP;
+      if (sniffed.kind === 'tls' && sniffed.sni !== undefined) {
+        const svc = entry.bySni.find(sniffed.sni);
+        if (svc !== undefined) return { kind: 'tcp', cluster: svc.cluster(address, sniffed.sni) };
+      }
+      if (entry.wildcard !== undefined) return { kind: 'tcp', cluster: entry.wildcard.cluster(address, sniffed.sni) };
     }
-    if (entry.wildcard !== undefined) return { kind: 'tcp', cluster: entry.wildcard.cluster(address, sniffed.sni) };
-    return this.#unknown;
+    // An unknown destination: under ALLOW_ANY HTTP is still served (the allow_any virtual host
+    // passes it through, with routing and telemetry); everything else passes through or is closed.
+    return sniffed.kind === 'http' && this.#unknown !== BLACKHOLE ? HTTP : this.#unknown;
   }
 }

@@ -21,7 +21,8 @@ import { SidecarListener } from '../listener/sidecar-listener.js';
 import { TcpProxy, type TcpSessionInfo } from '../tcp/tcp-proxy.js';
 import type { ListenerPorts, Model } from '../model/index.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
-import { createAdminServer, createReadinessServer, createStatusServer, listenServer, type AdminView } from '../admin/admin-server.js';
+import { createAdminServer, createReadinessServer, createStatusServer, type AdminView } from '../admin/admin-server.js';
+import { listenOn } from '../core/listen.js';
 
 /**
  * standalone: an HTTP proxy on 127.0.0.1 that clients address directly. sidecar: the capture
@@ -87,6 +88,8 @@ export class Proxy {
   readonly #store: SnapshotStore<Snapshot>;
   readonly #clusters: ClusterManager;
   readonly #listeners: readonly Listener[];
+  /** The sidecar's inbound listener (also in #listeners); null standalone. */
+  readonly #inbound: Listener | null;
   readonly #servers: Server[];
   #watcher: ConfigWatcher | null = null;
   #lastReload: ReloadOutcome & { at: string };
@@ -101,6 +104,7 @@ export class Proxy {
     store: SnapshotStore<Snapshot>,
     clusters: ClusterManager,
     listeners: readonly Listener[],
+    inbound: Listener | null,
     servers: Server[],
     ports: BoundPorts,
     first: ReloadOutcome,
@@ -110,6 +114,7 @@ export class Proxy {
     this.#store = store;
     this.#clusters = clusters;
     this.#listeners = listeners;
+    this.#inbound = inbound;
     this.#servers = servers;
     this.ports = ports;
     this.#lastReload = { ...first, at: new Date().toISOString() };
@@ -140,7 +145,7 @@ export class Proxy {
       idleTimeoutMs: mesh.downstreamIdleTimeoutMs,
       onRequestDone: options.onRequestDone,
     };
-    // Capture listeners take both families (ip6tables redirects IPv6 pods' traffic too).
+    // Listeners on every address take both families (ip6tables redirects IPv6 pods' traffic too).
     const anyAddress = '::';
     const outboundHost = options.outboundAddress ?? (sidecar ? anyAddress : '127.0.0.1');
     const tcp = new TcpProxy(clusters, options.onTcpDone);
@@ -169,11 +174,11 @@ export class Proxy {
       ownPorts.add(outboundPort);
       const inboundPort = inbound === null ? 0 : await inbound.listen();
       if (inbound !== null) ownPorts.add(inboundPort);
-      const adminPort = await listenServer(admin, '127.0.0.1', wanted.admin);
-      const readinessPort = await listenServer(readiness, '0.0.0.0', wanted.readiness);
-      const statusPort = status === null ? 0 : await listenServer(status, '0.0.0.0', wanted.status);
+      const adminPort = await listenOn(admin, '127.0.0.1', wanted.admin);
+      const readinessPort = await listenOn(readiness, anyAddress, wanted.readiness);
+      const statusPort = status === null ? 0 : await listenOn(status, anyAddress, wanted.status);
       const ports = { outbound: outboundPort, inbound: inboundPort, status: statusPort, admin: adminPort, readiness: readinessPort };
-      proxy = new Proxy(options, log, store, clusters, listeners, servers, ports, {
+      proxy = new Proxy(options, log, store, clusters, listeners, inbound, servers, ports, {
         ok: true,
         version: store.version,
         diagnostics: loaded.diagnostics,
@@ -306,10 +311,19 @@ export class Proxy {
   }
 
   /**
-   * Graceful close bounded in time (Istio's terminationDrainDuration): after `drainMs`, whatever
-   * is still open (slow requests, tunnels) is closed.
+   * Graceful close bounded in time (Istio's terminationDrainDuration). Standalone: stop
+   * accepting, let busy connections finish, and after `drainMs` close whatever is still open.
+   * Sidecar, as pilot-agent drains Envoy: the inbound listener stops accepting at once (its
+   * connections finish their current request), while outbound keeps serving the application's
+   * last calls for `drainMs`; then everything is closed.
    */
   async shutdown(drainMs: number): Promise<void> {
+    if (this.#inbound !== null) {
+      void this.#inbound.close(false);
+      await new Promise((resolve) => setTimeout(resolve, drainMs));
+      await this.close(true);
+      return;
+    }
     const deadline = setTimeout(() => void this.close(true), drainMs);
     try {
       await this.close(false);

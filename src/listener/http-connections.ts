@@ -11,6 +11,8 @@ export class HttpConnections {
   readonly #handler: StreamHandler;
   readonly #options: ServerConnectionOptions;
   #sweeper: NodeJS.Timeout | null = null;
+  /** Set by a graceful closeAll: connections adopted later (after sniffing) close after one response. */
+  #closing = false;
 
   constructor(handler: StreamHandler, options: ServerConnectionOptions) {
     this.#handler = handler;
@@ -23,13 +25,15 @@ export class HttpConnections {
 
   /** Serves HTTP on `socket`; `originalDestination` when iptables redirected it here. */
   adopt(socket: Socket, originalDestination?: SocketAddress): void {
-    if (this.#sweeper === null) {
+    if (this.#sweeper === null && !this.#closing) {
       this.#sweeper = setInterval(() => this.#sweep(), 1000);
       this.#sweeper.unref();
     }
     const conn = new H1ServerConnection(socket, this.#handler, this.#options, originalDestination);
     this.#connections.add(conn);
     conn.onClose = (c) => this.#connections.delete(c);
+    // Its first request is already on the way (it was sniffed): serve it, then close.
+    if (this.#closing) conn.markClose();
   }
 
   #sweep(): void {
@@ -39,6 +43,7 @@ export class HttpConnections {
 
   /** Closes every connection once idle (graceful), or at once (`force`); stops the sweeper. */
   closeAll(force: boolean): void {
+    this.#closing = true;
     if (this.#sweeper !== null) clearInterval(this.#sweeper);
     this.#sweeper = null;
     for (const c of this.#connections) {

@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:net';
 import type { ServerConnectionOptions, StreamHandler } from '../http/codec/h1/server-connection.js';
 import { HttpConnections } from './http-connections.js';
-import { listenOn } from './listen.js';
+import { listenOn } from '../core/listen.js';
 
 export interface HttpListenerOptions extends ServerConnectionOptions {
   readonly host: string;

@@ -5,8 +5,9 @@
  *
  * Node has no binding for this option, so libc's getsockopt is called through koffi, a
  * prebuilt FFI (no compiler at install time). When the option is unavailable (no NAT on this
- * connection, TPROXY, or a platform without libc.so.6) the socket's own local address is the
- * answer, as with Envoy: under TPROXY that is the original destination.
+ * connection, or a platform without libc.so.6) the socket's own local address is the answer and
+ * the connection counts as not redirected. (TPROXY interception, where the local address itself
+ * is the original destination, is not served yet: it needs IP_TRANSPARENT listeners.)
  */
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';

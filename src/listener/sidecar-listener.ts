@@ -6,18 +6,20 @@
  * closed (BlackHoleCluster).
  *
  * Outbound, a connection that was not redirected (a client that dialled the listener itself)
- * is served as the standalone HTTP proxy. Inbound, such a connection would loop and is closed;
- * inbound HTTP goes through the inbound routes and TCP straight to the application, both from
- * 127.0.0.6.
+ * is served as the standalone HTTP proxy when the client is local, and closed otherwise.
+ * Inbound, such a connection would loop and is closed; inbound HTTP goes through the inbound
+ * routes and TCP straight to the application, both from 127.0.0.6 (::6 for IPv6).
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import type { L4Decision } from '../compile/l4-table.js';
+import { HTTP_DECISION, type L4Decision } from '../compile/l4-table.js';
+import type { Snapshot } from '../compile/snapshot.js';
 import type { SnapshotSource } from '../http/connection-manager.js';
 import type { ServerConnectionOptions, StreamHandler } from '../http/codec/h1/server-connection.js';
-import { INBOUND_PASSTHROUGH_CLUSTER } from '../model/cluster.js';
+import { unmappedAddress } from '../core/addresses.js';
+import { INBOUND_PASSTHROUGH_CLUSTER, INBOUND_SOURCE_ADDRESS } from '../model/cluster.js';
 import type { TcpProxy } from '../tcp/tcp-proxy.js';
 import { HttpConnections } from './http-connections.js';
-import { listenOn } from './listen.js';
+import { listenOn } from '../core/listen.js';
 import { originalDestination, type SocketAddress } from './original-dst.js';
 import { MAX_SNIFF_BYTES, sniff } from './sniff.js';
 
@@ -27,8 +29,13 @@ export interface SidecarListenerOptions extends ServerConnectionOptions {
   readonly port: number;
 }
 
-const HTTP: L4Decision = { kind: 'http' };
 const INBOUND_TCP: L4Decision = { kind: 'tcp', cluster: INBOUND_PASSTHROUGH_CLUSTER };
+
+/** Loopback, but not the inbound passthrough source (127.0.0.6, ::6). */
+function isLocalClient(address: string): boolean {
+  const a = unmappedAddress(address);
+  return (a.startsWith('127.') && a !== INBOUND_SOURCE_ADDRESS.ipv4) || a === '::1';
+}
 
 export class SidecarListener {
   readonly #server: Server;
@@ -60,41 +67,51 @@ export class SidecarListener {
     const { destination, redirected } = originalDestination(socket);
     const inbound = this.#options.direction === 'inbound';
     if (!redirected) {
-      if (inbound) socket.destroy();
+      // Dialled directly. Outbound, a local application may use the listener as its HTTP proxy;
+      // anyone else (a remote peer, or the inbound listener's own 127.0.0.6) would get an open
+      // proxy into the pod's localhost, so Envoy's virtualOutbound closes these. Inbound, a direct
+      // connection would loop.
+      if (inbound || !isLocalClient(socket.remoteAddress ?? '')) socket.destroy();
       else this.#serveHttp(socket, undefined, null);
       return;
     }
-    const early = inbound ? undefined : this.#source.current().l4.early(destination.address, destination.port);
+    // One snapshot decides the whole connection.
+    const snapshot = this.#source.current();
+    const early = inbound ? undefined : snapshot.l4.early(destination.address, destination.port);
     if (early !== undefined) {
-      this.#apply(early, socket, destination, null);
+      this.#apply(early, socket, destination, null, snapshot);
       return;
     }
     this.#raw.add(socket);
     socket.once('close', () => this.#raw.delete(socket));
-    this.#sniff(socket, (bytes, kind, sni) => {
+    this.#sniff(socket, snapshot.mesh.protocolDetectionTimeoutMs, (bytes, kind, sni) => {
       const decision = inbound
         ? kind === 'http'
-          ? HTTP
+          ? HTTP_DECISION
           : INBOUND_TCP
-        : this.#source.current().l4.decide(destination.address, destination.port, sni === undefined ? { kind } : { kind, sni });
-      this.#apply(decision, socket, destination, bytes);
+        : snapshot.l4.decide(destination.address, destination.port, sni === undefined ? { kind } : { kind, sni });
+      this.#apply(decision, socket, destination, bytes, snapshot);
     });
   }
 
   /**
-   * Reads until the first bytes say what the protocol is, the detection timeout passes, the
-   * client half-closes, or MAX_SNIFF_BYTES arrived; then pauses the socket and reports.
-   * HTTP/2 prior knowledge is proxied as TCP until skiff serves HTTP/2.
+   * Reads until the first bytes say what the protocol is, `timeoutMs` passes (0: no limit), the
+   * client half-closes, or MAX_SNIFF_BYTES arrived. Then `done` runs exactly once, with the
+   * socket paused and every byte read so far; never after the socket closed. HTTP/2 prior
+   * knowledge is reported as TCP until skiff serves HTTP/2.
    */
-  #sniff(socket: Socket, done: (bytes: Buffer | null, kind: 'http' | 'tls' | 'tcp', sni: string | undefined) => void): void {
+  #sniff(socket: Socket, timeoutMs: number, done: (bytes: Buffer | null, kind: 'http' | 'tls' | 'tcp', sni: string | undefined) => void): void {
     let buffered: Buffer | null = null;
     let timer: NodeJS.Timeout | null = null;
+    let finished = false;
     const finish = (kind: 'http' | 'tls' | 'tcp', sni?: string): void => {
+      if (finished) return;
+      finished = true;
       if (timer !== null) clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.removeListener('end', onEnd);
       socket.pause();
-      done(buffered, kind, sni);
+      if (!socket.destroyed) done(buffered, kind, sni);
     };
     const onData = (chunk: Buffer): void => {
       buffered = buffered === null ? chunk : Buffer.concat([buffered, chunk]);
@@ -108,16 +125,18 @@ export class SidecarListener {
       }
     };
     const onEnd = (): void => finish('tcp');
-    const timeoutMs = this.#source.current().mesh.protocolDetectionTimeoutMs;
     if (timeoutMs > 0) timer = setTimeout(() => finish('tcp'), timeoutMs);
     socket.on('error', () => socket.destroy());
     socket.on('data', onData);
     socket.once('end', onEnd);
-    socket.once('close', () => timer !== null && clearTimeout(timer));
+    socket.once('close', () => {
+      finished = true;
+      if (timer !== null) clearTimeout(timer);
+    });
     socket.resume();
   }
 
-  #apply(decision: L4Decision, socket: Socket, destination: SocketAddress, bytes: Buffer | null): void {
+  #apply(decision: L4Decision, socket: Socket, destination: SocketAddress, bytes: Buffer | null, snapshot: Snapshot): void {
     if (socket.destroyed) return;
     switch (decision.kind) {
       case 'blackhole':
@@ -128,7 +147,7 @@ export class SidecarListener {
         this.#serveHttp(socket, destination, bytes);
         return;
       case 'tcp':
-        this.#proxyTcp(socket, destination, bytes, decision.cluster);
+        this.#proxyTcp(socket, destination, bytes, decision.cluster, snapshot);
     }
   }
 
@@ -138,12 +157,12 @@ export class SidecarListener {
     socket.resume();
   }
 
-  #proxyTcp(socket: Socket, destination: SocketAddress, bytes: Buffer | null, cluster: string): void {
+  #proxyTcp(socket: Socket, destination: SocketAddress, bytes: Buffer | null, cluster: string, snapshot: Snapshot): void {
     if (!this.#raw.has(socket)) {
       this.#raw.add(socket);
       socket.once('close', () => this.#raw.delete(socket));
     }
-    this.#tcp.start(socket, bytes, cluster, { host: destination.address, port: destination.port }, this.#source.current());
+    this.#tcp.start(socket, bytes, cluster, { host: destination.address, port: destination.port }, snapshot);
   }
 
   /**

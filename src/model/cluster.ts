@@ -55,10 +55,11 @@ export interface Cluster {
   /** Envoy healthy_panic_threshold (%): below this share of healthy hosts, use all hosts. 0 disables. */
   readonly healthyPanicThreshold: number;
   /**
-   * Local address upstream connections are made from (Envoy upstream_bind_config):
-   * InboundPassthroughCluster uses 127.0.0.6, which the capture rules never redirect.
+   * Local address upstream connections are made from, per family of the host's address (Envoy
+   * upstream_bind_config): InboundPassthroughCluster uses 127.0.0.6 and ::6, which the capture
+   * rules never redirect.
    */
-  readonly sourceAddress?: string;
+  readonly sourceAddress?: { readonly ipv4: string; readonly ipv6: string };
   /** Where the cluster came from, for logs and admin output. */
   readonly service?: { readonly host: string; readonly port: number; readonly subset?: string };
 }
@@ -104,4 +105,4 @@ export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
 export const BLACKHOLE_CLUSTER = 'BlackHoleCluster';
 /** Inbound traffic to the application, from 127.0.0.6 (Istio's "magic" inbound source address). */
 export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
-export const INBOUND_SOURCE_ADDRESS = '127.0.0.6';
+export const INBOUND_SOURCE_ADDRESS = { ipv4: '127.0.0.6', ipv6: '::6' } as const;

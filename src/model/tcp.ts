@@ -11,6 +11,9 @@
  */
 export type PortProtocol = 'HTTP' | 'TLS' | 'TCP' | 'AUTO';
 
+/** Istio assumes these server-first ports are TCP when no protocol is declared: never sniffed. */
+export const SERVER_FIRST_PORTS: ReadonlySet<number> = new Set([25, 53, 3306, 27017]);
+
 export interface L4Destination {
   readonly cluster: string;
   readonly weight: number;
@@ -31,8 +34,10 @@ export interface TcpService {
   readonly hostname: string;
   /** Names the service answers to (CONNECT authority, TLS SNI): its name forms and VIPs. */
   readonly domains: readonly string[];
-  /** ServiceEntry `addresses` (VIPs); empty when the service is known by port (and name) only. */
+  /** ServiceEntry `addresses` that are single IPs (VIPs), canonical. */
   readonly addresses: readonly string[];
+  /** ServiceEntry `addresses` that are CIDR ranges, canonical. With no addresses and no subnets the service is known by port (and name) only. */
+  readonly subnets: readonly string[];
   readonly port: number;
   readonly protocol: PortProtocol;
   /** The service port's own cluster, used when no route matches. */

@@ -2,10 +2,11 @@
  * Envoy's tcp_proxy: one downstream connection, one upstream connection to a host the cluster
  * picks, bytes both ways with backpressure. A half-close is passed on; the pair closes when
  * either side errors or both have finished, or when no byte moved either way for the idle
- * timeout. A failed upstream connect closes the client's connection (flag UF); a cluster with
- * no host closes it too (UH). The session record is handed over once both sockets are closed.
+ * timeout. A failed upstream connect closes the client's connection (flag UF); so does a cluster
+ * with no host (UH) or at its max_connections circuit breaker (UO). The session record is handed over once both sockets are closed.
  */
 import type { Socket } from 'node:net';
+import { unmappedAddress } from '../core/addresses.js';
 import type { ResponseFlagCode } from '../core/response-flags.js';
 import { ResponseFlag } from '../core/response-flags.js';
 import type { Snapshot } from '../compile/snapshot.js';
@@ -24,7 +25,7 @@ export class TcpSessionInfo {
   bytesReceived = 0;
   bytesSent = 0;
   responseFlags: ResponseFlagCode[] | null = null;
-  /** Why it ended: `upstream_connect_failed`, `no_healthy_upstream`, `cluster_not_found`, `idle_timeout` or `closed`. */
+  /** Why it ended: `upstream_connect_failed`, `no_healthy_upstream`, `overflow`, `cluster_not_found`, `idle_timeout` or `closed`. */
   details = '';
 
   constructor(
@@ -62,7 +63,7 @@ export class TcpProxy {
    * as Envoy's tcp_proxy does.
    */
   start(socket: Socket, initial: Buffer | null, clusterName: string, destination: Destination, snapshot: Snapshot): void {
-    const info = new TcpSessionInfo(socket.remoteAddress ?? '', destination.host, destination.port, clusterName);
+    const info = new TcpSessionInfo(unmappedAddress(socket.remoteAddress ?? ''), destination.host, destination.port, clusterName);
     const spec = snapshot.clusters.get(clusterName);
     const cluster = spec === undefined ? undefined : this.#clusters.get(spec);
     if (cluster === undefined) {
@@ -103,6 +104,21 @@ export function proxyTcp(
     return;
   }
   info.upstreamHost = host.key;
+  // Envoy's tcp_proxy honours the cluster's max_connections: over it, the client is closed (UO).
+  const resources = cluster.resources;
+  if (!resources.canOpenConnection()) {
+    resources.overflows++;
+    info.setFlag(ResponseFlag.UpstreamOverflow);
+    downstream.destroy();
+    finish('overflow');
+    return;
+  }
+  resources.connections++;
+  let released = false;
+  const release = (): void => {
+    if (!released) resources.connections--;
+    released = true;
+  };
   downstream.pause();
   let gone = false;
   const onEarlyClose = (): void => {
@@ -115,6 +131,7 @@ export function proxyTcp(
     host.activeRequests--;
     downstream.removeListener('close', onEarlyClose);
     if (err !== null) {
+      release();
       host.outlier?.putConnectFailure();
       info.setFlag(ResponseFlag.UpstreamConnectionFailure);
       downstream.destroy();
@@ -122,6 +139,7 @@ export function proxyTcp(
       return;
     }
     if (gone) {
+      release();
       upstream!.destroy();
       info.setFlag(ResponseFlag.DownstreamConnectionTermination);
       finish('closed');
@@ -144,6 +162,9 @@ export function proxyTcp(
       finish(details);
     };
     downstream.once('close', closed);
-    upstream!.once('close', closed);
+    upstream!.once('close', () => {
+      release();
+      closed();
+    });
   });
 }

@@ -77,7 +77,7 @@ export abstract class Cluster {
   protected makeHost(address: string, port: number, weight: number, labels: Readonly<Record<string, string>>): Host {
     const target = address.startsWith('unix://')
       ? { host: '', port: 0, path: address.slice('unix://'.length) }
-      : { host: address, port, ...(this.spec.sourceAddress !== undefined && { localAddress: this.spec.sourceAddress }) };
+      : { host: address, port, ...(this.spec.sourceAddress !== undefined && { localAddress: this.spec.sourceAddress[isIP(address) === 6 ? 'ipv6' : 'ipv4'] }) };
     const pool = new ConnectionPool(target, this.poolOptions, this.resources);
     if (this.#retired) pool.retire();
     return new Host(address, port, weight, labels, pool, this.outlier?.monitor() ?? null);

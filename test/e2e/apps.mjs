@@ -25,8 +25,8 @@ switch (mode) {
     createHttpServer((req, res) => {
       req.resume();
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ name, peer: req.socket.remoteAddress, host: req.headers.host }));
-    }).listen(Number(port), '0.0.0.0', () => ready(port));
+      res.end(JSON.stringify({ name, peer: req.socket.remoteAddress?.replace(/^::ffff:(?=\d)/, ''), host: req.headers.host }));
+    }).listen(Number(port), '::', () => ready(port));
     break;
   }
   case 'echo': {
@@ -35,7 +35,7 @@ switch (mode) {
       s.on('data', (d) => s.write(`${name}:${d}`));
       s.on('end', () => s.end());
       s.on('error', () => s.destroy());
-    }).listen(Number(port), '0.0.0.0', () => ready(port));
+    }).listen(Number(port), '::', () => ready(port));
     break;
   }
   case 'banner': {
@@ -44,7 +44,7 @@ switch (mode) {
       s.write(`HELLO ${port}\n`);
       s.pipe(s);
       s.on('error', () => s.destroy());
-    }).listen(Number(port), '0.0.0.0', () => ready(port));
+    }).listen(Number(port), '::', () => ready(port));
     break;
   }
   case 'tcp-client': {
@@ -99,7 +99,7 @@ switch (mode) {
     createTlsServer({ key: readFileSync(key), cert: readFileSync(cert) }, (s) => {
       s.end(`${name}:${s.servername ?? ''}\n`);
       s.on('error', () => s.destroy());
-    }).listen(Number(port), '0.0.0.0', () => ready(port));
+    }).listen(Number(port), '::', () => ready(port));
     break;
   }
   case 'tls-client': {

@@ -19,7 +19,7 @@ describe.skipIf(SKIP !== undefined)(`original destination of redirected connecti
 
   beforeAll(async () => {
     assertBuilt();
-    net = new PodNetwork('10.101.0');
+    net = new PodNetwork('10.101.0', 'fd00:101::');
     net.addPod('p', 2, {});
     const setup: Array<[string, string[]]> = [
       ['ip', ['-6', 'addr', 'add', 'fd00:5::2/64', 'dev', 'eth0', 'nodad']],

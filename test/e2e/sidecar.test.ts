@@ -18,11 +18,14 @@ const SKIP = netnsUnavailable(['iptables', 'curl', 'setpriv', 'openssl']);
 const APPS = fileURLToPath(new URL('./apps.mjs', import.meta.url));
 const NODE = process.execPath;
 const PROXY_UID = 1337;
-const ISTIO_13_INIT_ARGS = ['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT', '-i', '*', '-x', '', '-b', '*', '-d', '15020'];
+// Istio 1.3's init-container args, plus IPv6 rules (the pods are dual-stack).
+const INIT_ARGS = ['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT', '-i', '*', '-x', '', '-b', '*', '-d', '15020', '--dual-stack'];
 
 const VIPS = { reviews: '10.96.0.10', echo: '10.96.0.20', banner: '10.96.0.30' };
+const POD_A = '10.100.0.2';
 const POD_B = '10.100.0.3';
 const POD_C = '10.100.0.4';
+const POD_B6 = 'fd00:100::3';
 
 const TCP_IDLE_MS = 1000;
 
@@ -187,7 +190,7 @@ describe.skipIf(SKIP !== undefined)(`sidecar mode across network namespaces${SKI
     ];
     await Promise.all(apps.map((a) => a.waitFor(/listening/)));
     for (const pod of ['a', 'b', 'c']) {
-      const init = await net.exec(pod, NODE, [CLI, 'iptables', ...ISTIO_13_INIT_ARGS]);
+      const init = await net.exec(pod, NODE, [CLI, 'iptables', ...INIT_ARGS]);
       expect(init.code, init.stderr).toBe(0);
       const sidecar = net.start(pod, NODE, [CLI, 'run', '--mode', 'sidecar', '-c', configDir], { uid: PROXY_UID });
       sidecars.set(pod, sidecar);
@@ -271,6 +274,20 @@ describe.skipIf(SKIP !== undefined)(`sidecar mode across network namespaces${SKI
     // A loop would show as requests answered by the proxy itself (508) or never answered.
     const again = await curl('a', ['-o', '/dev/null', '-w', '%{http_code}', 'http://reviews:9080/']);
     expect(again.stdout).toBe('200');
+  });
+
+  it('IPv6 pod-to-pod traffic crosses both sidecars; the inbound one reaches the application from ::6', async () => {
+    const r = await curl('a', [`http://[${POD_B6}]:9080/`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'reviews-v1', peer: '::6' });
+  });
+
+  it("another pod dialling the sidecar's outbound port is not given a proxy into the pod's localhost", async () => {
+    // B's sidecar passes this through to A, whose inbound sidecar hands it to A:15001 from
+    // 127.0.0.6. Served as a proxy it would reach A's loopback-only status port and quit A.
+    const r = await curl('b', ['-x', `http://${POD_A}:15001`, '-X', 'POST', 'http://127.0.0.1:15020/quitquitquit']);
+    expect(r.stdout).not.toContain('OK');
+    expect(await adminVersion('a')).toBeGreaterThan(0);
   });
 
   it('skiff wait succeeds against a ready sidecar', async () => {

@@ -42,13 +42,19 @@ export class PodNetwork {
   readonly #processes: ChildProcess[] = [];
 
   /** Creates the bridge namespace; call `destroy` when done, even after a failure. */
-  constructor(readonly subnet = '10.100.0') {
+  constructor(
+    readonly subnet = '10.100.0',
+    readonly subnet6 = 'fd00:100::',
+  ) {
     sh('ip', ['netns', 'add', this.#lan]);
     sh('ip', ['-n', this.#lan, 'link', 'add', 'br0', 'type', 'bridge']);
     sh('ip', ['-n', this.#lan, 'link', 'set', 'br0', 'up']);
   }
 
-  /** A pod with address `<subnet>.<host>` and an /etc/hosts naming `hosts` (name → address). */
+  /**
+   * A pod with addresses `<subnet>.<host>` and `<subnet6><host>` and an /etc/hosts naming
+   * `hosts` (name → address).
+   */
   addPod(name: string, host: number, hosts: Readonly<Record<string, string>>): string {
     const ns = `skiff-${this.#id}-${name}`;
     const ip = `${this.subnet}.${host}`;
@@ -59,6 +65,7 @@ export class PodNetwork {
     sh('ip', ['-n', this.#lan, 'link', 'set', peer, 'master', 'br0', 'up']);
     sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     sh('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+    sh('ip', ['-n', ns, 'addr', 'add', `${this.subnet6}${host}/64`, 'dev', 'eth0', 'nodad']);
     sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
     // Service VIPs are outside the pod subnet: a default route makes them routable, so that the
     // capture rules (not the routing table) decide where their packets go.

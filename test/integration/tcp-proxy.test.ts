@@ -17,6 +17,7 @@ import { closedPort } from '../helpers/ports.js';
 
 const ECHO = 'outbound|9000||echo.example.com';
 const REFUSED = 'outbound|9001||refused.example.com';
+const LIMITED = 'outbound|9002||limited.example.com';
 const IDLE_MS = 200;
 
 // === helpers ===
@@ -45,6 +46,22 @@ spec:
   ports: [{number: 9001, name: tcp, protocol: TCP}]
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {tcp: ${refusedPort}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: limited}
+spec:
+  hosts: [limited.example.com]
+  ports: [{number: 9002, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tcp: ${upstreamPort}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: limited}
+spec:
+  host: limited.example.com
+  trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}}}
 `;
 }
 
@@ -371,6 +388,28 @@ describe('TcpProxy', () => {
     expect(i.responseFlags).toEqual(['UF']);
     expect(i.details).toBe('upstream_connect_failed');
     expect(i.upstreamHost).toMatch(/^127\.0\.0\.1:\d+$/);
+  });
+
+  it('over the cluster\'s maxConnections the client is closed: UO, overflow; a slot frees when a connection ends', async () => {
+    const upstreamSide = nextUpstream();
+    const first = await open(LIMITED, { firstWrite: Buffer.from('one') });
+    const held = await upstreamSide;
+    await held.bytes(3);
+    const second = await open(LIMITED, { firstWrite: Buffer.from('two') });
+    await second.client.cut;
+    const i = await second.info;
+    expect(i.responseFlags).toEqual(['UO']);
+    expect(i.details).toBe('overflow');
+    first.client.socket.destroy();
+    held.socket.destroy();
+    await first.info;
+    const again = nextUpstream();
+    const third = await open(LIMITED, { firstWrite: Buffer.from('three') });
+    const thirdUpstream = await again;
+    expect((await thirdUpstream.bytes(5)).toString()).toBe('three');
+    third.client.socket.destroy();
+    thirdUpstream.socket.destroy();
+    await third.info;
   });
 
   it('a cluster the snapshot lacks closes the client: NC, cluster_not_found', async () => {

@@ -17,6 +17,7 @@ const cl = (port: number, host: string, subset = ''): string => `outbound|${port
 
 interface ServiceOptions {
   readonly addresses?: readonly string[];
+  readonly subnets?: readonly string[];
   readonly domains?: readonly string[];
   readonly routes?: readonly L4Route[];
 }
@@ -26,6 +27,7 @@ function service(hostname: string, port: number, protocol: PortProtocol, o: Serv
     hostname,
     domains: o.domains ?? [hostname, ...(o.addresses ?? [])],
     addresses: o.addresses ?? [],
+    subnets: o.subnets ?? [],
     port,
     protocol,
     cluster: cl(port, hostname),
@@ -268,6 +270,39 @@ describe('L4Table: decisions by VIP, port and first bytes', () => {
     const table = new L4Table([service('a.example.com', 5000, 'TCP'), service('b.example.com', 5000, 'TCP')], DEFAULT_MESH);
     expect(table.early('10.0.0.1', 5000)).toEqual(tcp(cl(5000, 'a.example.com')));
   });
+
+  it('an HTTP service with a VIP makes its port HTTP for every address (Istio 0.0.0.0:port listener); an AUTO one does not', () => {
+    const web = [service('web.example.com', 80, 'HTTP', { addresses: ['240.0.0.1'] })];
+    for (const mesh of [DEFAULT_MESH, REGISTRY_ONLY]) {
+      const table = new L4Table(web, mesh);
+      expect(table.early('10.9.9.9', 80)).toEqual(HTTP);
+    }
+    const auto = new L4Table([service('auto.example.com', 8000, 'AUTO', { addresses: ['240.0.0.4'] })], REGISTRY_ONLY);
+    expect(auto.early('10.9.9.9', 8000)).toBeUndefined();
+    expect(auto.decide('10.9.9.9', 8000, sniffedHttp)).toEqual(BLACKHOLE);
+  });
+
+  it('HTTP bytes on a port with only TCP and TLS services go to the TCP service, not to HTTP', () => {
+    const services = [service('cache.example.com', 6000, 'TCP'), service('api.example.com', 6000, 'TLS')];
+    for (const mesh of [DEFAULT_MESH, REGISTRY_ONLY]) {
+      expect(new L4Table(services, mesh).decide('10.0.0.1', 6000, sniffedHttp)).toEqual(tcp(cl(6000, 'cache.example.com')));
+    }
+  });
+
+  it('CIDR addresses claim every destination inside them, after exact VIPs, and nothing outside', () => {
+    const table = new L4Table(
+      [
+        service('exact.example.com', 5432, 'TCP', { addresses: ['10.5.0.7'] }),
+        service('range.example.com', 5432, 'TCP', { subnets: ['10.5.0.0/16', '2001:db8::/32'] }),
+      ],
+      REGISTRY_ONLY,
+    );
+    expect(table.early('10.5.0.7', 5432)).toEqual(tcp(cl(5432, 'exact.example.com')));
+    expect(table.early('10.5.200.1', 5432)).toEqual(tcp(cl(5432, 'range.example.com')));
+    expect(table.early('2001:db8::9', 5432)).toEqual(tcp(cl(5432, 'range.example.com')));
+    // An address outside the range is an unknown destination.
+    expect(table.decide('10.6.0.1', 5432, sniffedTcp)).toEqual(BLACKHOLE);
+  });
 });
 
 describe('L4Table: tcp routes', () => {
@@ -465,6 +500,7 @@ describe('translation: VirtualService tcp and tls routes', () => {
       hostname: 'db.example.com',
       domains: ['db.example.com'],
       addresses: [],
+      subnets: [],
       port: 5432,
       protocol: 'TCP',
       cluster: 'outbound|5432||db.example.com',

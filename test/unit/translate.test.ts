@@ -148,7 +148,7 @@ describe('clusters', () => {
       'InboundPassthroughCluster',
     ]);
     // Inbound traffic reaches the application from 127.0.0.6, which the capture rules never redirect.
-    expect(cluster(m, 'InboundPassthroughCluster')).toMatchObject({ discovery: 'ORIGINAL_DST', sourceAddress: '127.0.0.6' });
+    expect(cluster(m, 'InboundPassthroughCluster')).toMatchObject({ discovery: 'ORIGINAL_DST', sourceAddress: { ipv4: '127.0.0.6', ipv6: '::6' } });
     expect(cluster(m, 'PassthroughCluster')).toMatchObject({ discovery: 'ORIGINAL_DST', endpoints: [] });
     expect(cluster(m, 'BlackHoleCluster')).toMatchObject({ discovery: 'STATIC', endpoints: [] });
     expect(cluster(m, 'outbound|9080|v2|reviews.default.svc.cluster.local').service).toEqual({
@@ -516,6 +516,7 @@ describe('hosts and virtual host domains', () => {
         hostname: 'api.example.com',
         domains: ['api.example.com', '240.0.0.1'],
         addresses: ['240.0.0.1'],
+        subnets: ['10.9.0.0/16'],
         port: 9080,
         protocol: 'HTTP',
         cluster: 'outbound|9080||api.example.com',

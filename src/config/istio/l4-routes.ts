@@ -3,18 +3,15 @@
  * `tls` routes that apply to it (Istio's outbound TCP/TLS filter chains). HTTP ports are here
  * too, for CONNECT and for connections to them that turn out not to be HTTP.
  */
-import type { L4Destination, L4Route, PortProtocol, TcpService } from '../../model/index.js';
+import { SERVER_FIRST_PORTS, type L4Destination, type L4Route, type PortProtocol, type TcpService } from '../../model/index.js';
 import type { Diagnostic } from '../diagnostics.js';
 import { canonicalCidr } from './addresses.js';
 import { hostMatches, nameForms, toFqdn } from './hosts.js';
-import type { Service, ServicePort } from './registry.js';
+import { HTTP_PROTOCOLS, type Service, type ServicePort } from './registry.js';
 import { resourceDiagnostic } from './resources.js';
 import { appliesToMesh, clusterName, type VirtualServiceResource } from './routes.js';
 
 const TLS_PROTOCOLS = new Set(['HTTPS', 'TLS']);
-const HTTP_PROTOCOLS = new Set(['HTTP', 'HTTP2', 'GRPC', 'GRPC-WEB']);
-/** Istio assumes these server-first ports are TCP when no protocol is declared. */
-const SERVER_FIRST_PORTS = new Set([25, 53, 3306, 27017]);
 
 export function portProtocol(port: ServicePort): PortProtocol {
   const p = port.protocol;
@@ -118,6 +115,7 @@ export function buildTcpServices(virtualServices: readonly VirtualServiceResourc
         hostname: svc.hostname,
         domains: [...nameForms(svc.hostname, ctx.clientNamespace), ...svc.addresses],
         addresses: svc.addresses,
+        subnets: svc.subnets,
         port: p.number,
         protocol,
         cluster: clusterName(p.number, undefined, svc.hostname),

@@ -3,7 +3,7 @@
  * and endpoints. It plays the part of Kubernetes Services plus ServiceEntries in istiod.
  */
 import type { Diagnostic } from '../diagnostics.js';
-import { canonicalIp } from './addresses.js';
+import { canonicalCidr, canonicalIp } from './addresses.js';
 import { toFqdn } from './hosts.js';
 import { resourceDiagnostic, type IstioResource } from './resources.js';
 import type { ServiceEntrySpec, WorkloadEntrySpec } from './service-entry.js';
@@ -28,12 +28,15 @@ export interface Service {
   readonly ports: readonly ServicePort[];
   readonly resolution: NonNullable<ServiceEntrySpec['resolution']>;
   readonly endpoints: readonly WorkloadEntrySpec[];
-  /** VIPs declared in `addresses` (CIDR ranges excluded); also reachable as Host names. */
+  /** VIPs declared in `addresses` (CIDR ranges excluded), canonical; also reachable as Host names. */
   readonly addresses: readonly string[];
+  /** CIDR ranges declared in `addresses`, canonical: connections to any address in them are this service's. */
+  readonly subnets: readonly string[];
   readonly resource: ServiceEntryResource;
 }
 
-const HTTP_PROTOCOLS = new Set(['HTTP', 'HTTP2', 'GRPC', 'GRPC-WEB']);
+/** Protocols served by HTTP route tables (Istio's IsHTTP). */
+export const HTTP_PROTOCOLS: ReadonlySet<string> = new Set(['HTTP', 'HTTP2', 'GRPC', 'GRPC-WEB']);
 
 export function buildRegistry(
   entries: readonly ServiceEntryResource[],
@@ -68,6 +71,7 @@ export function buildRegistry(
         resolution: spec.resolution ?? 'NONE',
         endpoints: spec.endpoints ?? [],
         addresses: (spec.addresses ?? []).filter((a) => !a.includes('/')).map((a) => canonicalIp(a) ?? a),
+        subnets: (spec.addresses ?? []).filter((a) => a.includes('/')).map((a) => canonicalCidr(a) ?? a),
         resource: se,
       });
     });

@@ -184,10 +184,12 @@ export class Router {
     }
     stream.info.upstreamCluster = spec.name;
     // Forwarding to this proxy's own listener on a local address would loop.
-    const target = destinationOf(stream, host, port);
-    if (spec.discovery === 'ORIGINAL_DST' && this.#options.ownPorts.has(target.port) && (LOCAL_NAMES.has(target.host) || target.host.startsWith('127.'))) {
-      stream.sendLocalReply(508, 'request addressed to the proxy itself', { details: 'passthrough_loop', headers: replyHeaders() });
-      return undefined;
+    if (spec.discovery === 'ORIGINAL_DST') {
+      const target = destinationOf(stream, host, port);
+      if (this.#options.ownPorts.has(target.port) && (LOCAL_NAMES.has(target.host) || target.host.startsWith('127.'))) {
+        stream.sendLocalReply(508, 'request addressed to the proxy itself', { details: 'passthrough_loop', headers: replyHeaders() });
+        return undefined;
+      }
     }
     return { spec, cluster };
   }
