@@ -2,6 +2,7 @@
 /** The `skiff` command: dispatches to one module per subcommand. */
 import { readFileSync } from 'node:fs';
 import { SkiffError } from '../core/errors.js';
+import { caCommand } from './ca.js';
 import { demoCommand } from './demo.js';
 import { injectCommand } from './inject.js';
 import { runIptablesCommand } from './iptables.js';
@@ -18,6 +19,7 @@ Usage:
   skiff iptables [flags]              install Istio's traffic-capture rules (the istio-init step)
   skiff inject -f <file|-> [flags]    add the skiff sidecar to Kubernetes manifests (istioctl kube-inject)
   skiff wait [flags]                  wait until the proxy is ready (pilot-agent wait); exit 1 on timeout
+  skiff ca init|issue [flags]         a small CA: create a root; issue a workload cert in Istio's file layout
   skiff --version | --help
 
 Run flags:
@@ -30,6 +32,8 @@ Run flags:
   --inbound-port <n>        sidecar inbound listener (default 15006, on 0.0.0.0)
   --status-port <n>         sidecar status server: /healthz/ready, POST /quitquitquit (default 15020)
   --stats-port <n>          reserved (Prometheus, later)
+  --certs <dir>             workload cert-chain.pem, key.pem, root-cert.pem (default: Istio's
+                            ./var/run/secrets/workload-spiffe-credentials or /etc/certs)
   --log-level <level>       debug | info | warn | error | off (default info)
   --drain-time-s <n>        on SIGTERM/SIGINT, wait up to n seconds for busy connections (default 5)
 
@@ -59,6 +63,14 @@ Wait flags (Istio's spellings; kebab-case also accepted):
   --periodMillis <n>           between checks (default 500)
   --requestTimeoutMillis <n>   per check, 0 for none (default 500)
   --url <url>                  readiness URL (default http://localhost:15021/healthz/ready)
+
+CA flags:
+  ca init  [--dir <dir>] [--force]     write <dir>/root-cert.pem and root-key.pem (default ./ca); --force overwrites
+  ca issue --ns <ns> --sa <sa>         write cert-chain.pem, key.pem, root-cert.pem for spiffe://<td>/ns/<ns>/sa/<sa>
+    --ca-dir <dir>          the root from "ca init" (default ./ca)
+    --out <dir>             default ./var/run/secrets/workload-spiffe-credentials
+    --trust-domain <td>     default cluster.local
+    --ttl <duration>        certificate lifetime, e.g. 24h (default), 90m; at most 2160h
 
 Demo flags:
   --outbound-port, --admin-port, --readiness-port <n>   as for run (the sample services use 19080-19085)
@@ -95,6 +107,8 @@ async function main(argv: string[]): Promise<number> {
       return injectCommand(rest);
     case 'wait':
       return waitCommand(rest);
+    case 'ca':
+      return caCommand(rest);
     default:
       throw new SkiffError('USAGE', `unknown command "${command}"`);
   }

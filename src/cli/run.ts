@@ -16,6 +16,7 @@ export const RUN_OPTIONS = {
   xds: { type: 'string' },
   'log-level': { type: 'string' },
   'drain-time-s': { type: 'string' },
+  certs: { type: 'string' },
 } as const;
 
 /** How long a shutdown waits for busy connections (Istio's terminationDrainDuration default). */
@@ -49,6 +50,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const proxy = await Proxy.start({
     configPath: values.config,
     mode,
+    ...(values.certs !== undefined ? { certificatesDir: values.certs } : {}),
     logger: log,
     onQuit: () => quit(),
     ports: {

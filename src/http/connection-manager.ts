@@ -6,6 +6,7 @@
  */
 import type { Snapshot } from '../compile/snapshot.js';
 import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
+import { setClientCertHeader } from './client-cert-header.js';
 import { runRouteFilters } from './filter-chain.js';
 import type { Router } from './router/router.js';
 
@@ -50,6 +51,7 @@ export class HttpConnectionManager implements StreamHandler {
       this.#router.connect(stream, snapshot);
       return;
     }
+    if (this.#direction === 'inbound') setClientCertHeader(stream);
     const selection = this.#router.select(stream, this.#direction === 'outbound' ? snapshot.routes : snapshot.inboundRoutes);
     if (selection === undefined) return;
     const filters = selection.route.filters;

@@ -16,6 +16,16 @@ export interface BodySink {
   onEnd(trailers: HeaderMap | null): void;
 }
 
+/** The client's mTLS identity, when the connection was Istio mTLS (inbound). */
+export interface DownstreamPeer {
+  /** The client's SPIFFE URI. */
+  readonly identity: string;
+  /** SHA-256 of the client's leaf certificate, hex. */
+  readonly certHash: string;
+  /** This workload's own SPIFFE URI. */
+  readonly localIdentity: string;
+}
+
 /** Facts about one request, filled in as it runs; the record telemetry is built from. */
 export class StreamInfo {
   readonly startTime = Date.now();
@@ -38,6 +48,8 @@ export class StreamInfo {
     readonly downstreamLocalPort: number,
     /** The local address is the connection's original destination (a sidecar's redirected traffic). */
     readonly localAddressRestored = false,
+    /** Set when the client connected over Istio mTLS. */
+    readonly downstreamPeer: DownstreamPeer | null = null,
   ) {}
 
   setFlag(flag: ResponseFlagCode): void {

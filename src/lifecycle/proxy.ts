@@ -3,6 +3,7 @@
  * and readiness servers. Reloads are serialised; a failed reload keeps the old snapshot serving
  * and is reported in the log and on the admin port (`/config_status`).
  */
+import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { compileSnapshot, type Snapshot } from '../compile/snapshot.js';
 import { SkiffError } from '../core/errors.js';
@@ -18,6 +19,7 @@ import { Router } from '../http/router/router.js';
 import type { StreamInfo } from '../http/stream.js';
 import { HttpListener } from '../listener/http-listener.js';
 import { SidecarListener } from '../listener/sidecar-listener.js';
+import { CertStore, DEFAULT_CERT_DIRS, type WorkloadCredentials } from '../security/cert-store.js';
 import { TcpProxy, type TcpSessionInfo } from '../tcp/tcp-proxy.js';
 import type { ListenerPorts, Model } from '../model/index.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
@@ -40,6 +42,12 @@ export interface ProxyOptions {
   readonly outboundAddress?: string;
   /** Receives each proxied TCP connection's record once it closed (sidecar mode). */
   readonly onTcpDone?: (info: TcpSessionInfo) => void;
+  /**
+   * Where the workload certificate, key and root are (Istio's file layout); by default the first
+   * of Istio's mount points that exists. Without them mTLS connections fail; nothing falls back
+   * to plaintext.
+   */
+  readonly certificatesDir?: string;
   /** Called when a local client asks the status server to quit (`POST /quitquitquit`). */
   readonly onQuit?: () => void;
   readonly logger?: Logger;
@@ -88,6 +96,7 @@ export class Proxy {
   readonly #store: SnapshotStore<Snapshot>;
   readonly #clusters: ClusterManager;
   readonly #listeners: readonly Listener[];
+  readonly #certs: CertStore | null;
   /** The sidecar's inbound listener (also in #listeners); null standalone. */
   readonly #inbound: Listener | null;
   readonly #servers: Server[];
@@ -105,6 +114,7 @@ export class Proxy {
     clusters: ClusterManager,
     listeners: readonly Listener[],
     inbound: Listener | null,
+    certs: CertStore | null,
     servers: Server[],
     ports: BoundPorts,
     first: ReloadOutcome,
@@ -114,6 +124,7 @@ export class Proxy {
     this.#store = store;
     this.#clusters = clusters;
     this.#listeners = listeners;
+    this.#certs = certs;
     this.#inbound = inbound;
     this.#servers = servers;
     this.ports = ports;
@@ -131,7 +142,9 @@ export class Proxy {
     const wanted = { ...mesh.ports, ...definedOnly(options.ports ?? {}) };
 
     const store = new SnapshotStore<Snapshot>();
-    const clusters = new ClusterManager({ onWarning: (m) => log.warn(m) });
+    const certs = await openCertStore(options, log);
+    const credentials = (): WorkloadCredentials | null => certs?.current() ?? null;
+    const clusters = new ClusterManager({ onWarning: (m) => log.warn(m), credentials });
     const snapshot = compileSnapshot(loaded.model, store.nextVersion());
     (await clusters.prepare(snapshot.clusters))();
     store.swap(snapshot);
@@ -153,7 +166,13 @@ export class Proxy {
       ? new SidecarListener(store, outboundManager, tcp, { ...httpOptions, direction: 'outbound', host: outboundHost, port: wanted.outbound })
       : new HttpListener(outboundManager, { ...httpOptions, host: outboundHost, port: wanted.outbound });
     const inbound = sidecar
-      ? new SidecarListener(store, new HttpConnectionManager(store, router, 'inbound'), tcp, { ...httpOptions, direction: 'inbound', host: anyAddress, port: wanted.inbound })
+      ? new SidecarListener(store, new HttpConnectionManager(store, router, 'inbound'), tcp, {
+          ...httpOptions,
+          direction: 'inbound',
+          host: anyAddress,
+          port: wanted.inbound,
+          credentials,
+        })
       : null;
     let proxy: Proxy | undefined;
     const view: AdminView = {
@@ -178,7 +197,7 @@ export class Proxy {
       const readinessPort = await listenOn(readiness, anyAddress, wanted.readiness);
       const statusPort = status === null ? 0 : await listenOn(status, anyAddress, wanted.status);
       const ports = { outbound: outboundPort, inbound: inboundPort, status: statusPort, admin: adminPort, readiness: readinessPort };
-      proxy = new Proxy(options, log, store, clusters, listeners, inbound, servers, ports, {
+      proxy = new Proxy(options, log, store, clusters, listeners, inbound, certs, servers, ports, {
         ok: true,
         version: store.version,
         diagnostics: loaded.diagnostics,
@@ -187,6 +206,7 @@ export class Proxy {
       await Promise.all(listeners.map((l) => l.close(true).catch(() => undefined)));
       for (const s of servers) s.close();
       clusters.close();
+      certs?.close();
       throw new SkiffError('LISTEN_FAILED', `cannot listen: ${(err as Error).message}`, { cause: err });
     }
     if (options.watch !== false) {
@@ -308,6 +328,7 @@ export class Proxy {
     const servers = this.#servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     await Promise.all([...this.#listeners.map((l) => l.close(force)), ...servers]);
     this.#clusters.close();
+    this.#certs?.close();
   }
 
   /**
@@ -331,6 +352,19 @@ export class Proxy {
       clearTimeout(deadline);
     }
   }
+}
+
+/** The workload's certificates, watched; null when no directory is given and none of Istio's exists. */
+async function openCertStore(options: ProxyOptions, log: Logger): Promise<CertStore | null> {
+  const dir = options.certificatesDir ?? DEFAULT_CERT_DIRS.find((d) => existsSync(d));
+  if (dir === undefined) {
+    if (options.mode === 'sidecar') log.info(`no workload certificates in ${DEFAULT_CERT_DIRS.join(' or ')}: mTLS connections will be refused`);
+    return null;
+  }
+  return CertStore.open(dir, {
+    onLoaded: (c) => log.info(`workload certificate ${c.identity} loaded from ${dir}, valid until ${c.notAfter.toISOString()}`),
+    onError: (m) => log.warn(m),
+  });
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

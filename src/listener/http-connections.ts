@@ -3,8 +3,7 @@
  * and idle timeouts once a second, and closed together on shutdown.
  */
 import type { Socket } from 'node:net';
-import { H1ServerConnection, type ServerConnectionOptions, type StreamHandler } from '../http/codec/h1/server-connection.js';
-import type { SocketAddress } from './original-dst.js';
+import { H1ServerConnection, type DownstreamContext, type ServerConnectionOptions, type StreamHandler } from '../http/codec/h1/server-connection.js';
 
 export class HttpConnections {
   readonly #connections = new Set<H1ServerConnection>();
@@ -23,13 +22,13 @@ export class HttpConnections {
     return this.#connections.size;
   }
 
-  /** Serves HTTP on `socket`; `originalDestination` when iptables redirected it here. */
-  adopt(socket: Socket, originalDestination?: SocketAddress): void {
+  /** Serves HTTP on `socket`, with what the listener learned about the connection. */
+  adopt(socket: Socket, context: DownstreamContext = {}): void {
     if (this.#sweeper === null && !this.#closing) {
       this.#sweeper = setInterval(() => this.#sweep(), 1000);
       this.#sweeper.unref();
     }
-    const conn = new H1ServerConnection(socket, this.#handler, this.#options, originalDestination);
+    const conn = new H1ServerConnection(socket, this.#handler, this.#options, context);
     this.#connections.add(conn);
     conn.onClose = (c) => this.#connections.delete(c);
     // Its first request is already on the way (it was sniffed): serve it, then close.

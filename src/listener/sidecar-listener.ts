@@ -18,6 +18,10 @@ import type { ServerConnectionOptions, StreamHandler } from '../http/codec/h1/se
 import { unmappedAddress } from '../core/addresses.js';
 import { INBOUND_PASSTHROUGH_CLUSTER, INBOUND_SOURCE_ADDRESS } from '../model/cluster.js';
 import type { TcpProxy } from '../tcp/tcp-proxy.js';
+import type { WorkloadCredentials } from '../security/cert-store.js';
+import { terminateMtls } from '../security/inbound-mtls.js';
+import { ISTIO_ALPN_VALUES, ISTIO_HTTP_ALPN } from '../security/peer-identity.js';
+import { mtlsModeFor } from '../compile/peer-authentication.js';
 import { HttpConnections } from './http-connections.js';
 import { listenOn } from '../core/listen.js';
 import { originalDestination, type SocketAddress } from './original-dst.js';
@@ -25,9 +29,21 @@ import { MAX_SNIFF_BYTES, sniff } from './sniff.js';
 
 export interface SidecarListenerOptions extends ServerConnectionOptions {
   readonly direction: 'outbound' | 'inbound';
+  /** The workload's mTLS credentials (inbound termination); none means mTLS clients are refused. */
+  readonly credentials?: () => WorkloadCredentials | null;
   readonly host: string;
   readonly port: number;
 }
+
+/** What sniffing found: the protocol, and for TLS the ClientHello's SNI and ALPN. */
+interface FirstBytes {
+  readonly kind: 'http' | 'tls' | 'tcp';
+  readonly sni?: string | undefined;
+  readonly alpn: readonly string[];
+}
+
+const HTTP_BYTES: FirstBytes = { kind: 'http', alpn: [] };
+const TCP_BYTES: FirstBytes = { kind: 'tcp', alpn: [] };
 
 const INBOUND_TCP: L4Decision = { kind: 'tcp', cluster: INBOUND_PASSTHROUGH_CLUSTER };
 
@@ -84,13 +100,55 @@ export class SidecarListener {
     }
     this.#raw.add(socket);
     socket.once('close', () => this.#raw.delete(socket));
-    this.#sniff(socket, snapshot.mesh.protocolDetectionTimeoutMs, (bytes, kind, sni) => {
-      const decision = inbound
-        ? kind === 'http'
-          ? HTTP_DECISION
-          : INBOUND_TCP
-        : snapshot.l4.decide(destination.address, destination.port, sni === undefined ? { kind } : { kind, sni });
-      this.#apply(decision, socket, destination, bytes, snapshot);
+    this.#sniff(socket, snapshot.mesh.protocolDetectionTimeoutMs, (bytes, first) => {
+      if (inbound) {
+        this.#inbound(socket, destination, bytes, first, snapshot);
+        return;
+      }
+      const sniffed = first.sni === undefined ? { kind: first.kind } : { kind: first.kind, sni: first.sni };
+      this.#apply(snapshot.l4.decide(destination.address, destination.port, sniffed), socket, destination, bytes, snapshot);
+    });
+  }
+
+  /**
+   * Inbound, under the PeerAuthentication mode of the destination port: Istio mTLS (TLS with an
+   * Istio ALPN, or any TLS under STRICT) is terminated; other TLS is the application's own and
+   * passes through, except under STRICT; plaintext is refused under STRICT.
+   */
+  #inbound(socket: Socket, destination: SocketAddress, bytes: Buffer | null, first: FirstBytes, snapshot: Snapshot): void {
+    const mode = mtlsModeFor(snapshot.model.peerAuthentication, destination.port);
+    if (first.kind === 'tls') {
+      const istio = first.alpn.some((a) => ISTIO_ALPN_VALUES.has(a));
+      if (mode === 'DISABLE' || (mode === 'PERMISSIVE' && !istio)) this.#apply(INBOUND_TCP, socket, destination, bytes, snapshot);
+      else this.#terminate(socket, destination, bytes, snapshot);
+      return;
+    }
+    if (mode === 'STRICT') {
+      socket.destroy();
+      return;
+    }
+    this.#apply(first.kind === 'http' ? HTTP_DECISION : INBOUND_TCP, socket, destination, bytes, snapshot);
+  }
+
+  /** Terminates mTLS, then serves HTTP (Istio HTTP ALPN) or proxies TCP to the application. */
+  #terminate(socket: Socket, destination: SocketAddress, bytes: Buffer | null, snapshot: Snapshot): void {
+    const credentials = this.#options.credentials?.() ?? null;
+    if (credentials === null) {
+      // No certificate to answer with: the client cannot be verified, so it is not served.
+      socket.destroy();
+      return;
+    }
+    const remote = { address: unmappedAddress(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 };
+    terminateMtls(socket, bytes, credentials, (result) => {
+      if ('error' in result) return;
+      const { socket: secure, peer } = result;
+      if (ISTIO_HTTP_ALPN.has(peer.alpn)) {
+        this.#raw.delete(socket);
+        this.#http.adopt(secure, { originalDestination: destination, peer, remote });
+        secure.resume();
+        return;
+      }
+      this.#tcp.start(secure, null, INBOUND_PASSTHROUGH_CLUSTER, { host: destination.address, port: destination.port }, snapshot);
     });
   }
 
@@ -100,32 +158,32 @@ export class SidecarListener {
    * socket paused and every byte read so far; never after the socket closed. HTTP/2 prior
    * knowledge is reported as TCP until skiff serves HTTP/2.
    */
-  #sniff(socket: Socket, timeoutMs: number, done: (bytes: Buffer | null, kind: 'http' | 'tls' | 'tcp', sni: string | undefined) => void): void {
+  #sniff(socket: Socket, timeoutMs: number, done: (bytes: Buffer | null, first: FirstBytes) => void): void {
     let buffered: Buffer | null = null;
     let timer: NodeJS.Timeout | null = null;
     let finished = false;
-    const finish = (kind: 'http' | 'tls' | 'tcp', sni?: string): void => {
+    const finish = (first: FirstBytes): void => {
       if (finished) return;
       finished = true;
       if (timer !== null) clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.removeListener('end', onEnd);
       socket.pause();
-      if (!socket.destroyed) done(buffered, kind, sni);
+      if (!socket.destroyed) done(buffered, first);
     };
     const onData = (chunk: Buffer): void => {
       buffered = buffered === null ? chunk : Buffer.concat([buffered, chunk]);
       const result = sniff(buffered);
       if (result !== undefined) {
-        if (result.kind === 'http1') finish('http');
-        else if (result.kind === 'tls') finish('tls', result.sni);
-        else finish('tcp');
+        if (result.kind === 'http1') finish(HTTP_BYTES);
+        else if (result.kind === 'tls') finish({ kind: 'tls', sni: result.sni, alpn: result.alpn });
+        else finish(TCP_BYTES);
       } else if (buffered.length >= MAX_SNIFF_BYTES) {
-        finish('tcp');
+        finish(TCP_BYTES);
       }
     };
-    const onEnd = (): void => finish('tcp');
-    if (timeoutMs > 0) timer = setTimeout(() => finish('tcp'), timeoutMs);
+    const onEnd = (): void => finish(TCP_BYTES);
+    if (timeoutMs > 0) timer = setTimeout(() => finish(TCP_BYTES), timeoutMs);
     socket.on('error', () => socket.destroy());
     socket.on('data', onData);
     socket.once('end', onEnd);
@@ -153,7 +211,7 @@ export class SidecarListener {
 
   #serveHttp(socket: Socket, destination: SocketAddress | undefined, bytes: Buffer | null): void {
     if (bytes !== null) socket.unshift(bytes);
-    this.#http.adopt(socket, destination);
+    this.#http.adopt(socket, destination === undefined ? {} : { originalDestination: destination });
     socket.resume();
   }
 

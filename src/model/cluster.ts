@@ -1,4 +1,5 @@
 /** Clusters and endpoints: a subset of Envoy's Cluster and ClusterLoadAssignment. */
+import type { UpstreamTls } from './security.js';
 
 export type LbPolicy =
   | { readonly kind: 'LEAST_REQUEST'; readonly choiceCount: number }
@@ -60,6 +61,8 @@ export interface Cluster {
    * rules never redirect.
    */
   readonly sourceAddress?: { readonly ipv4: string; readonly ipv6: string };
+  /** Undefined: plaintext. */
+  readonly tls?: UpstreamTls;
   /** Where the cluster came from, for logs and admin output. */
   readonly service?: { readonly host: string; readonly port: number; readonly subset?: string };
 }

@@ -5,12 +5,14 @@
 import type { Cluster } from './cluster.js';
 import type { MeshSettings } from './mesh.js';
 import type { RouteConfig } from './route.js';
+import type { PeerAuthentication } from './security.js';
 import type { TcpService } from './tcp.js';
 
 export * from './cluster.js';
 export * from './mesh.js';
 export * from './policies.js';
 export * from './route.js';
+export * from './security.js';
 export * from './tcp.js';
 
 export interface Model {
@@ -24,6 +26,8 @@ export interface Model {
   readonly fallbackRouteConfig: RouteConfig;
   /** The sidecar inbound listener's HTTP routes (to the application). */
   readonly inboundRouteConfig: RouteConfig;
+  /** What the inbound listener requires of clients (mTLS). */
+  readonly peerAuthentication: PeerAuthentication;
   readonly clusters: readonly Cluster[];
   /** Every service port as L4 sees it: sidecar TCP/TLS routing, CONNECT tunnels. */
   readonly tcpServices: readonly TcpService[];

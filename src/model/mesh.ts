@@ -35,6 +35,8 @@ export interface MeshSettings {
   readonly protocolDetectionTimeoutMs: number;
   /** Proxied TCP connections idle this long in both directions are closed (Envoy's 1h). */
   readonly tcpIdleTimeoutMs: number;
+  /** Istio enableAutoMtls: without a DestinationRule TLS setting, mTLS to sidecar endpoints. */
+  readonly enableAutoMtls: boolean;
   readonly ports: ListenerPorts;
 }
 
@@ -59,5 +61,6 @@ export const DEFAULT_MESH: MeshSettings = {
   downstreamIdleTimeoutMs: 3_600_000,
   protocolDetectionTimeoutMs: 100,
   tcpIdleTimeoutMs: 3_600_000,
+  enableAutoMtls: true,
   ports: DEFAULT_PORTS,
 };

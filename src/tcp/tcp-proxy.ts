@@ -166,5 +166,5 @@ export function proxyTcp(
       release();
       closed();
     });
-  });
+  }, 'tcp');
 }

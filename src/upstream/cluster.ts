@@ -10,6 +10,9 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { ClusterSpec } from '../compile/snapshot.js';
 import type { Endpoint } from '../model/cluster.js';
+import { TLS_MODE_LABEL } from '../model/security.js';
+import type { WorkloadCredentials } from '../security/cert-store.js';
+import type { TargetTls } from './connect.js';
 import { Host, hostKey } from './host.js';
 import { createLoadBalancer, type LoadBalancer, type PickContext } from './lb/index.js';
 import { OutlierDetector } from './outlier-detector.js';
@@ -25,7 +28,11 @@ export interface Destination {
 export interface ClusterOptions {
   /** Called with a message when DNS resolution fails (for logs). */
   readonly onWarning?: (message: string) => void;
+  /** The workload's mTLS credentials (ISTIO_MUTUAL clusters); none means such connects fail. */
+  readonly credentials?: () => WorkloadCredentials | null;
 }
+
+const NO_CREDENTIALS = (): null => null;
 
 export abstract class Cluster {
   readonly spec: ClusterSpec;
@@ -35,8 +42,11 @@ export abstract class Cluster {
   protected outlier: OutlierDetector | null = null;
   #retired = false;
 
-  constructor(spec: ClusterSpec, _options: ClusterOptions) {
+  readonly #credentials: () => WorkloadCredentials | null;
+
+  constructor(spec: ClusterSpec, options: ClusterOptions) {
     this.spec = spec;
+    this.#credentials = options.credentials ?? NO_CREDENTIALS;
     this.resources = new ResourceManager(spec.circuitBreakers);
     this.poolOptions = {
       connectTimeoutMs: spec.connectTimeoutMs,
@@ -74,10 +84,22 @@ export abstract class Cluster {
     for (const h of this.hosts) h.pool.retire();
   }
 
+  /** mTLS for a host: every host under ISTIO_MUTUAL, only sidecar-labelled ones under auto mTLS. */
+  #tlsFor(labels: Readonly<Record<string, string>>): { tls?: TargetTls } {
+    const tls = this.spec.tls;
+    if (tls === undefined || (tls.auto && labels[TLS_MODE_LABEL] !== 'istio')) return {};
+    return { tls: { sni: tls.sni, subjectAltNames: tls.subjectAltNames, trustDomain: tls.trustDomain, credentials: this.#credentials } };
+  }
+
   protected makeHost(address: string, port: number, weight: number, labels: Readonly<Record<string, string>>): Host {
     const target = address.startsWith('unix://')
       ? { host: '', port: 0, path: address.slice('unix://'.length) }
-      : { host: address, port, ...(this.spec.sourceAddress !== undefined && { localAddress: this.spec.sourceAddress[isIP(address) === 6 ? 'ipv6' : 'ipv4'] }) };
+      : {
+          host: address,
+          port,
+          ...(this.spec.sourceAddress !== undefined && { localAddress: this.spec.sourceAddress[isIP(address) === 6 ? 'ipv6' : 'ipv4'] }),
+          ...this.#tlsFor(labels),
+        };
     const pool = new ConnectionPool(target, this.poolOptions, this.resources);
     if (this.#retired) pool.retire();
     return new Host(address, port, weight, labels, pool, this.outlier?.monitor() ?? null);

@@ -314,7 +314,7 @@ spec: {}
     expect(lines).toEqual(['a.yaml:2:7: Gatway/gw: kind: unknown kind "Gatway" (did you mean "Gateway"?)']);
   });
 
-  it('AuthorizationPolicy and other unimplemented security kinds are errors, never ignored', async () => {
+  it('AuthorizationPolicy and other unimplemented security kinds are errors, never ignored (PeerAuthentication is enforced)', async () => {
     const { lines, result } = await load({
       'se.yaml': SERVICE,
       'security.yaml': `apiVersion: security.istio.io/v1
@@ -340,7 +340,6 @@ spec: {}
     });
     expect(lines).toEqual([
       'security.yaml:2:7: AuthorizationPolicy/deny-all: kind: AuthorizationPolicy is not supported yet; refusing to run without enforcing it',
-      'security.yaml:7:7: PeerAuthentication/strict: kind: PeerAuthentication is not supported yet; refusing to run without enforcing it',
       'security.yaml:12:7: RequestAuthentication/jwt: kind: RequestAuthentication is not supported yet; refusing to run without enforcing it',
       'security.yaml:17:7: Gateway/gw: kind: Gateway is not supported yet',
     ]);

@@ -15,6 +15,7 @@ import {
   type DiscoveryType,
   type Endpoint,
 } from '../../model/cluster.js';
+import type { UpstreamTls } from '../../model/security.js';
 import type { MeshSettings } from '../../model/mesh.js';
 import { clusterName } from './routes.js';
 import { endpointPort, labelsMatch, type Service, type ServicePort } from './registry.js';
@@ -90,6 +91,44 @@ function outlierDetection(policy: PolicyBlocks | undefined): OutlierDetection | 
   };
 }
 
+/**
+ * Secure naming: the identities a service's servers may present. A DestinationRule's
+ * subjectAltNames replace the rest; otherwise the ServiceEntry's subjectAltNames together with
+ * the service accounts of its endpoints (Istio's service accounts of a service).
+ */
+function expectedIdentities(service: Service, fromRule: readonly string[] | undefined, mesh: MeshSettings): string[] {
+  if (fromRule !== undefined && fromRule.length > 0) return [...fromRule];
+  const identities = new Set<string>(service.resource.spec.subjectAltNames ?? []);
+  for (const e of service.endpoints) if (e.serviceAccount) identities.add(spiffeUri(mesh.trustDomain, service.namespace, e.serviceAccount));
+  return [...identities];
+}
+
+function spiffeUri(trustDomain: string, namespace: string, serviceAccount: string): string {
+  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+}
+
+/**
+ * DestinationRule tls → the cluster's transport: ISTIO_MUTUAL explicitly, or Istio auto mTLS
+ * when no rule sets TLS, for MESH_INTERNAL services only (and then only endpoints labelled as
+ * sidecars get it). DISABLE is plaintext.
+ * SIMPLE and MUTUAL are refused at validation, never sent in plaintext.
+ */
+function upstreamTls(service: Service, policy: PolicyBlocks | undefined, name: string, passthrough: boolean, mesh: MeshSettings): UpstreamTls | undefined {
+  // (passthrough: an ORIGINAL_DST cluster, resolution NONE or the PASSTHROUGH balancer.)
+  const tls = policy?.tls;
+  const mode = tls?.mode;
+  if (mode === 'DISABLE') return undefined;
+  // Auto mTLS never applies to passthrough clusters; an explicit ISTIO_MUTUAL always does.
+  if (mode === undefined && (passthrough || !mesh.enableAutoMtls || service.resource.spec.location !== 'MESH_INTERNAL')) return undefined;
+  return {
+    mode: 'ISTIO_MUTUAL',
+    auto: mode === undefined,
+    sni: tls?.sni ?? name,
+    subjectAltNames: expectedIdentities(service, tls?.subjectAltNames, mesh),
+    trustDomain: mesh.trustDomain,
+  };
+}
+
 export function buildClusters(registry: ReadonlyMap<string, Service>, rules: DestinationRuleIndex, mesh: MeshSettings): Cluster[] {
   const clusters: Cluster[] = [];
   for (const service of registry.values()) {
@@ -102,9 +141,13 @@ export function buildClusters(registry: ReadonlyMap<string, Service>, rules: Des
         const balancing = loadBalancing(policy?.loadBalancer);
         const http = policy?.connectionPool?.http;
         const outlier = outlierDetection(policy);
+        const name = clusterName(port.number, v.subset, service.hostname);
+        const discovery = discoveryFor(service, balancing.passthrough);
+        const tls = upstreamTls(service, policy, name, discovery === 'ORIGINAL_DST', mesh);
         clusters.push({
-          name: clusterName(port.number, v.subset, service.hostname),
-          discovery: discoveryFor(service, balancing.passthrough),
+          name,
+          discovery,
+          ...(tls !== undefined ? { tls } : {}),
           lb: balancing.lb,
           ...(balancing.hashPolicy !== undefined ? { hashPolicy: balancing.hashPolicy } : {}),
           endpoints: endpointsFor(service, port, v.labels),

@@ -2,7 +2,7 @@
  * skiff's mesh settings kind (apiVersion skiff.dev/v1alpha1, kind MeshConfig). Field names follow
  * Istio's MeshConfig where one exists; `defaultNamespace` and `ports` are skiff's own.
  */
-import { duration, enumOf, integer, object, record, string, type Infer } from '../schema.js';
+import { boolean, duration, enumOf, integer, object, record, string, type Infer } from '../schema.js';
 
 const port = integer({ min: 0, max: 65535 });
 
@@ -25,6 +25,8 @@ export const meshConfigSpecSchema = object({
   protocolDetectionTimeout: duration({ minMs: 0 }),
   /** Idle time after which a proxied TCP connection is closed (Envoy tcp_proxy idle_timeout, 1h). */
   tcpIdleTimeout: duration({ minMs: 1 }),
+  /** Istio enableAutoMtls (default true): mTLS to endpoints labelled security.istio.io/tlsMode: istio. */
+  enableAutoMtls: boolean(),
   ports: object({
     outbound: port,
     inbound: port,

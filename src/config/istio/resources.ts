@@ -11,6 +11,7 @@ import { metadataSchema } from './common.js';
 import { destinationRuleSpecSchema, type DestinationRuleSpec } from './destination-rule.js';
 import { localRateLimitSpecSchema, type LocalRateLimitSpec } from './local-rate-limit.js';
 import { meshConfigSpecSchema, type MeshConfigSpec } from './mesh-config.js';
+import { peerAuthenticationSpecSchema, type PeerAuthenticationSpec } from './peer-authentication.js';
 import { serviceEntrySpecSchema, type ServiceEntrySpec } from './service-entry.js';
 import { virtualServiceSpecSchema, type VirtualServiceSpec } from './virtual-service.js';
 
@@ -28,12 +29,14 @@ export type IstioResource =
   | (ResourceBase & { readonly kind: 'DestinationRule'; readonly spec: DestinationRuleSpec })
   | (ResourceBase & { readonly kind: 'ServiceEntry'; readonly spec: ServiceEntrySpec })
   | (ResourceBase & { readonly kind: 'MeshConfig'; readonly spec: MeshConfigSpec })
-  | (ResourceBase & { readonly kind: 'LocalRateLimit'; readonly spec: LocalRateLimitSpec });
+  | (ResourceBase & { readonly kind: 'LocalRateLimit'; readonly spec: LocalRateLimitSpec })
+  | (ResourceBase & { readonly kind: 'PeerAuthentication'; readonly spec: PeerAuthenticationSpec });
 
 export type ResourceKind = IstioResource['kind'];
 
 const NETWORKING_VERSIONS = ['networking.istio.io/v1alpha3', 'networking.istio.io/v1beta1', 'networking.istio.io/v1'];
 const SKIFF_VERSIONS = ['skiff.dev/v1alpha1'];
+const SECURITY_VERSIONS = ['security.istio.io/v1beta1', 'security.istio.io/v1'];
 
 const KINDS: Readonly<Record<ResourceKind, { versions: readonly string[]; spec: Schema<object> }>> = {
   VirtualService: { versions: NETWORKING_VERSIONS, spec: virtualServiceSpecSchema },
@@ -41,6 +44,7 @@ const KINDS: Readonly<Record<ResourceKind, { versions: readonly string[]; spec: 
   ServiceEntry: { versions: NETWORKING_VERSIONS, spec: serviceEntrySpecSchema },
   MeshConfig: { versions: SKIFF_VERSIONS, spec: meshConfigSpecSchema },
   LocalRateLimit: { versions: SKIFF_VERSIONS, spec: localRateLimitSpecSchema },
+  PeerAuthentication: { versions: SECURITY_VERSIONS, spec: peerAuthenticationSpecSchema },
 };
 
 /**
@@ -53,7 +57,6 @@ const NOT_YET_SUPPORTED: Readonly<Record<string, string>> = {
   EnvoyFilter: 'EnvoyFilter is not supported',
   WorkloadEntry: 'WorkloadEntry is not supported yet; list endpoints in the ServiceEntry instead',
   WorkloadGroup: 'WorkloadGroup is not supported yet',
-  PeerAuthentication: 'PeerAuthentication is not supported yet; refusing to run without enforcing it',
   AuthorizationPolicy: 'AuthorizationPolicy is not supported yet; refusing to run without enforcing it',
   RequestAuthentication: 'RequestAuthentication is not supported yet; refusing to run without enforcing it',
   Telemetry: 'Telemetry is not supported yet',

@@ -8,6 +8,7 @@ import type { Diagnostic } from '../diagnostics.js';
 import { buildClusters } from './clusters.js';
 import { hostMatches, toFqdn } from './hosts.js';
 import { buildTcpServices } from './l4-routes.js';
+import { resolvePeerAuthentication } from './peer-authn-policy.js';
 import { buildRegistry, type Service, type ServiceEntryResource } from './registry.js';
 import { resourceDiagnostic, type IstioResource } from './resources.js';
 import { applyRateLimits, type LocalRateLimitResource } from './rate-limits.js';
@@ -41,6 +42,7 @@ function meshSettings(configs: ReadonlyArray<Kind<'MeshConfig'>>, diagnostics: D
     downstreamIdleTimeoutMs: spec.idleTimeout ?? DEFAULT_MESH.downstreamIdleTimeoutMs,
     protocolDetectionTimeoutMs: spec.protocolDetectionTimeout ?? DEFAULT_MESH.protocolDetectionTimeoutMs,
     tcpIdleTimeoutMs: spec.tcpIdleTimeout ?? DEFAULT_MESH.tcpIdleTimeoutMs,
+    enableAutoMtls: spec.enableAutoMtls ?? DEFAULT_MESH.enableAutoMtls,
     ports,
   };
 }
@@ -104,9 +106,10 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
         const blocks = [{ at: path, b: p }, ...(p.portLevelSettings ?? []).map((b, i) => ({ at: [...path, 'portLevelSettings', i], b }))];
         for (const { at, b } of blocks) {
           const mode = b.tls?.mode;
-          if (mode !== undefined && mode !== 'DISABLE') {
+          if (mode === 'SIMPLE' || mode === 'MUTUAL') {
             error([...at, 'tls', 'mode'], `TLS origination (${mode}) is not supported yet; refusing to send this traffic in plaintext`);
           }
+          if (b.tls?.insecureSkipVerify === true) error([...at, 'tls', 'insecureSkipVerify'], 'insecureSkipVerify is not supported: the server certificate is always verified');
           const od = b.outlierDetection;
           if (od?.splitExternalLocalOriginErrors !== undefined || od?.consecutiveLocalOriginFailures !== undefined) {
             notYet([...at, 'outlierDetection'], 'splitting local-origin errors');
@@ -165,6 +168,7 @@ export function translate(all: readonly IstioResource[]): Translation {
     routeConfigs: applyRateLimits(routeConfigs, limits, mesh),
     fallbackRouteConfig: applyRateLimits([fallback], limits, mesh)[0]!,
     inboundRouteConfig: inboundRouteConfig(),
+    peerAuthentication: resolvePeerAuthentication(of('PeerAuthentication'), mesh, diagnostics),
     clusters: buildClusters(registry, rules, mesh),
     tcpServices: buildTcpServices(of('VirtualService') as VirtualServiceResource[], {
       registry,

@@ -233,6 +233,6 @@ export class Router {
       }
       const { socket: downstream, buffered } = stream.acceptTunnel();
       joinSockets(downstream, socket!, buffered);
-    });
+    }, 'tcp');
   }
 }

@@ -22,7 +22,7 @@ import { httpDate } from '../../../core/http-date.js';
 import { reasonPhrase } from '../../../core/http-status.js';
 import { ResponseFlag } from '../../../core/response-flags.js';
 import { HeaderMap } from '../../headers.js';
-import { StreamInfo, type BodySink, type DownstreamStream, type LocalReplyOptions } from '../../stream.js';
+import { StreamInfo, type BodySink, type DownstreamPeer, type DownstreamStream, type LocalReplyOptions } from '../../stream.js';
 import { RequestDecoder } from './decoder.js';
 import { CHUNK_SUFFIX, chunkPrefix, lastChunk, responseHead } from './encoder.js';
 import type { H1Error, RequestHead } from './head.js';
@@ -30,6 +30,19 @@ import type { H1Error, RequestHead } from './head.js';
 /** Receives each new request stream; implemented by the connection manager. */
 export interface StreamHandler {
   onStream(stream: H1ServerStream): void;
+}
+
+/** What the listener learned about a connection before HTTP started on it. */
+export interface DownstreamContext {
+  /**
+   * The address the client connected to before iptables redirected it (Envoy's restored local
+   * address); requests then route by its port and pass through to it.
+   */
+  readonly originalDestination?: { readonly address: string; readonly port: number };
+  /** The client's mTLS identity. */
+  readonly peer?: DownstreamPeer;
+  /** The client's address, when `socket` is a TLS layer over another stream and cannot tell. */
+  readonly remote?: { readonly address: string; readonly port: number };
 }
 
 export interface ServerConnectionOptions {
@@ -82,21 +95,21 @@ export class H1ServerConnection {
   readonly #localAddress: string;
   readonly #localPort: number;
   readonly #localAddressRestored: boolean;
+  readonly #peer: DownstreamPeer | null;
   onClose: ((conn: H1ServerConnection) => void) | null = null;
 
-  /**
-   * `originalDestination` is the address the client connected to before iptables redirected
-   * it (Envoy's restored local address); requests then route by its port and pass through to it.
-   */
-  constructor(socket: Socket, handler: StreamHandler, options: ServerConnectionOptions, originalDestination?: { address: string; port: number }) {
+  constructor(socket: Socket, handler: StreamHandler, options: ServerConnectionOptions, context: DownstreamContext = {}) {
     this.socket = socket;
     this.#handler = handler;
     this.#options = options;
-    this.#remoteAddress = unmappedAddress(socket.remoteAddress ?? '');
-    this.#remotePort = socket.remotePort ?? 0;
-    this.#localAddress = originalDestination?.address ?? unmappedAddress(socket.localAddress ?? '');
-    this.#localPort = originalDestination?.port ?? socket.localPort ?? 0;
-    this.#localAddressRestored = originalDestination !== undefined;
+    const remote = context.remote;
+    this.#remoteAddress = remote?.address ?? unmappedAddress(socket.remoteAddress ?? '');
+    this.#remotePort = remote?.port ?? socket.remotePort ?? 0;
+    const destination = context.originalDestination;
+    this.#localAddress = destination?.address ?? unmappedAddress(socket.localAddress ?? '');
+    this.#localPort = destination?.port ?? socket.localPort ?? 0;
+    this.#localAddressRestored = destination !== undefined;
+    this.#peer = context.peer ?? null;
     this.#decoder = new RequestDecoder({
       onHead: (head) => this.#onHead(head),
       onBody: (chunk) => this.#stream?.deliverBody(chunk),
@@ -233,7 +246,7 @@ export class H1ServerConnection {
 
   #onHead(head: RequestHead): void {
     this.#headStartedAt = 0;
-    const info = new StreamInfo(this.#remoteAddress, this.#remotePort, this.#localAddress, this.#localPort, this.#localAddressRestored);
+    const info = new StreamInfo(this.#remoteAddress, this.#remotePort, this.#localAddress, this.#localPort, this.#localAddressRestored, this.#peer);
     const stream = new H1ServerStream(this, head, info);
     this.#stream = stream;
     this.#pending = stream;

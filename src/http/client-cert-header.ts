@@ -1,0 +1,21 @@
+/**
+ * `x-forwarded-client-cert` on inbound requests, as Istio configures sidecars (Envoy's
+ * APPEND_FORWARD with the subject, URI and hash of the client certificate): over mTLS the
+ * client's details are appended to what the request carried; over plaintext the header is
+ * removed, since nothing vouches for it.
+ */
+import type { DownstreamStream } from './stream.js';
+
+const XFCC = 'x-forwarded-client-cert';
+
+export function setClientCertHeader(stream: DownstreamStream): void {
+  const peer = stream.info.downstreamPeer;
+  const headers = stream.headers;
+  if (peer === null) {
+    headers.remove(XFCC);
+    return;
+  }
+  const element = `By=${peer.localIdentity};Hash=${peer.certHash};Subject="";URI=${peer.identity}`;
+  const existing = headers.getJoined(XFCC);
+  headers.set(XFCC, existing === undefined || existing === '' ? element : `${existing},${element}`);
+}

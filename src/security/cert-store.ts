@@ -1,0 +1,134 @@
+/**
+ * The workload's certificate, key and trust root, from Istio's file layout (`cert-chain.pem`,
+ * `key.pem`, `root-cert.pem`), watched and reloaded when they change. New TLS handshakes use
+ * the newest good set; connections already up keep theirs. A set that fails to load or verify
+ * is refused and the previous one stays; with no good set at all, mTLS is unavailable and every
+ * connection that needs it fails (never plaintext).
+ */
+import { X509Certificate } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createSecureContext, type SecureContext } from 'node:tls';
+
+export const CERT_FILES = { chain: 'cert-chain.pem', key: 'key.pem', root: 'root-cert.pem' } as const;
+
+/** The directories Istio mounts credentials at, in the order skiff looks for them. */
+export const DEFAULT_CERT_DIRS = ['./var/run/secrets/workload-spiffe-credentials', '/etc/certs'];
+
+export interface WorkloadCredentials {
+  /** The leaf's SPIFFE URI SAN, e.g. `spiffe://cluster.local/ns/default/sa/reviews`. */
+  readonly identity: string;
+  readonly notAfter: Date;
+  /** Key, chain and root (as the CA both ways): for clients and servers alike. */
+  readonly context: SecureContext;
+  /** The leaf certificate, for the XFCC `By` field and the expiry metric. */
+  readonly leaf: X509Certificate;
+  /** The trust roots peers' certificates must chain to. */
+  readonly roots: readonly X509Certificate[];
+}
+
+/** Every certificate in a PEM bundle, in order. */
+export function pemCertificates(pem: string): X509Certificate[] {
+  return (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((block) => new X509Certificate(block));
+}
+
+/** The SPIFFE URI SAN of a certificate (`URI:spiffe://…` in Node's SAN text), if it has one. */
+export function spiffeUriOf(cert: X509Certificate | { subjectaltname?: string }): string | undefined {
+  const san = cert instanceof X509Certificate ? cert.subjectAltName : cert.subjectaltname;
+  for (const entry of (san ?? '').split(', ')) if (entry.startsWith('URI:spiffe://')) return entry.slice(4);
+  return undefined;
+}
+
+/** Whether each certificate of `chain` (leaf first) is signed by the next, and the last by a root. */
+function chainsToRoot(chain: readonly X509Certificate[], roots: readonly X509Certificate[]): boolean {
+  const signedBy = (c: X509Certificate, issuer: X509Certificate): boolean => c.checkIssued(issuer) && c.verify(issuer.publicKey);
+  for (let i = 0; i < chain.length; i++) {
+    const cert = chain[i]!;
+    if (roots.some((r) => signedBy(cert, r))) return true;
+    const next = chain[i + 1];
+    if (next === undefined || !next.ca || !signedBy(cert, next)) return false;
+  }
+  return false;
+}
+
+/** Loads and checks one credential set; throws with the reason when it is unusable. */
+export async function loadCredentials(dir: string, now = new Date()): Promise<WorkloadCredentials> {
+  const [chain, key, root] = await Promise.all([CERT_FILES.chain, CERT_FILES.key, CERT_FILES.root].map((f) => readFile(join(dir, f), 'utf8')));
+  const leaf = new X509Certificate(chain!);
+  const roots = pemCertificates(root!);
+  if (roots.length === 0) throw new Error(`${CERT_FILES.root} holds no certificate`);
+  const identity = spiffeUriOf(leaf);
+  if (identity === undefined) throw new Error(`${CERT_FILES.chain} has no SPIFFE URI SAN`);
+  const notAfter = new Date(leaf.validTo);
+  if (notAfter <= now) throw new Error(`${CERT_FILES.chain} expired at ${notAfter.toISOString()}`);
+  if (!chainsToRoot(pemCertificates(chain!), roots)) throw new Error(`${CERT_FILES.chain} is not issued by ${CERT_FILES.root}`);
+  // createSecureContext checks that the key matches the certificate.
+  const context = createSecureContext({ cert: chain, key, ca: root, minVersion: 'TLSv1.2' });
+  return { identity, notAfter, context, leaf, roots };
+}
+
+export interface CertStoreOptions {
+  readonly onLoaded?: (c: WorkloadCredentials) => void;
+  readonly onError?: (message: string) => void;
+}
+
+export class CertStore {
+  readonly dir: string;
+  #current: WorkloadCredentials | null = null;
+  #watcher: FSWatcher | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  readonly #options: CertStoreOptions;
+
+  private constructor(dir: string, options: CertStoreOptions) {
+    this.dir = dir;
+    this.#options = options;
+  }
+
+  /** Loads what is there now (a missing or bad set is reported, not thrown) and watches for changes. */
+  static async open(dir: string, options: CertStoreOptions = {}): Promise<CertStore> {
+    const store = new CertStore(dir, options);
+    await store.reload();
+    try {
+      // Kubernetes swaps secret volumes by renaming a symlinked directory: watch the directory.
+      store.#watcher = watch(dir, () => store.#scheduleReload());
+      store.#watcher.on('error', () => undefined);
+    } catch (err) {
+      options.onError?.(`cannot watch ${dir}: ${(err as Error).message}; certificates rotate on restart only`);
+    }
+    return store;
+  }
+
+  /** The newest good credentials, or null when none ever loaded. */
+  current(): WorkloadCredentials | null {
+    return this.#current;
+  }
+
+  async reload(): Promise<boolean> {
+    try {
+      const loaded = await loadCredentials(this.dir);
+      this.#current = loaded;
+      this.#options.onLoaded?.(loaded);
+      return true;
+    } catch (err) {
+      const kept = this.#current === null ? 'mTLS is unavailable' : `still using ${this.#current.identity} until ${this.#current.notAfter.toISOString()}`;
+      this.#options.onError?.(`certificates in ${this.dir} not loaded (${(err as Error).message}); ${kept}`);
+      return false;
+    }
+  }
+
+  #scheduleReload(): void {
+    // Files of one rotation land in several events: load once they settle.
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      void this.reload();
+    }, 100);
+    this.#timer.unref();
+  }
+
+  close(): void {
+    this.#watcher?.close();
+    if (this.#timer !== null) clearTimeout(this.#timer);
+  }
+}
