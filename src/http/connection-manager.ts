@@ -6,6 +6,7 @@
  */
 import type { Snapshot } from '../compile/snapshot.js';
 import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
+import { mtlsModeFor } from '../compile/peer-authentication.js';
 import { setClientCertHeader } from './client-cert-header.js';
 import { runRouteFilters } from './filter-chain.js';
 import type { Router } from './router/router.js';
@@ -51,7 +52,17 @@ export class HttpConnectionManager implements StreamHandler {
       this.#router.connect(stream, snapshot);
       return;
     }
-    if (this.#direction === 'inbound') setClientCertHeader(stream);
+    if (this.#direction === 'inbound') {
+      // A port that became STRICT after this plaintext connection was accepted serves it no more.
+      if (stream.info.downstreamPeer === null && mtlsModeFor(snapshot.model.peerAuthentication, stream.info.downstreamLocalPort) === 'STRICT') {
+        stream.reset();
+        return;
+      }
+      setClientCertHeader(stream);
+    } else {
+      // Envoy's outbound default (SANITIZE): the application cannot speak for a client certificate.
+      stream.headers.remove('x-forwarded-client-cert');
+    }
     const selection = this.#router.select(stream, this.#direction === 'outbound' ? snapshot.routes : snapshot.inboundRoutes);
     if (selection === undefined) return;
     const filters = selection.route.filters;

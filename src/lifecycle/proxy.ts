@@ -356,11 +356,9 @@ export class Proxy {
 
 /** The workload's certificates, watched; null when no directory is given and none of Istio's exists. */
 async function openCertStore(options: ProxyOptions, log: Logger): Promise<CertStore | null> {
-  const dir = options.certificatesDir ?? DEFAULT_CERT_DIRS.find((d) => existsSync(d));
-  if (dir === undefined) {
-    if (options.mode === 'sidecar') log.info(`no workload certificates in ${DEFAULT_CERT_DIRS.join(' or ')}: mTLS connections will be refused`);
-    return null;
-  }
+  // A sidecar waits for its certificates to be mounted; a standalone proxy uses them if present.
+  const dir = options.certificatesDir ?? DEFAULT_CERT_DIRS.find((d) => existsSync(d)) ?? (options.mode === 'sidecar' ? DEFAULT_CERT_DIRS[0] : undefined);
+  if (dir === undefined) return null;
   return CertStore.open(dir, {
     onLoaded: (c) => log.info(`workload certificate ${c.identity} loaded from ${dir}, valid until ${c.notAfter.toISOString()}`),
     onError: (m) => log.warn(m),

@@ -120,7 +120,7 @@ export class SidecarListener {
     if (first.kind === 'tls') {
       const istio = first.alpn.some((a) => ISTIO_ALPN_VALUES.has(a));
       if (mode === 'DISABLE' || (mode === 'PERMISSIVE' && !istio)) this.#apply(INBOUND_TCP, socket, destination, bytes, snapshot);
-      else this.#terminate(socket, destination, bytes, snapshot);
+      else this.#terminate(socket, destination, bytes, istio, snapshot);
       return;
     }
     if (mode === 'STRICT') {
@@ -131,7 +131,7 @@ export class SidecarListener {
   }
 
   /** Terminates mTLS, then serves HTTP (Istio HTTP ALPN) or proxies TCP to the application. */
-  #terminate(socket: Socket, destination: SocketAddress, bytes: Buffer | null, snapshot: Snapshot): void {
+  #terminate(socket: Socket, destination: SocketAddress, bytes: Buffer | null, istioAlpn: boolean, snapshot: Snapshot): void {
     const credentials = this.#options.credentials?.() ?? null;
     if (credentials === null) {
       // No certificate to answer with: the client cannot be verified, so it is not served.
@@ -139,7 +139,7 @@ export class SidecarListener {
       return;
     }
     const remote = { address: unmappedAddress(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 };
-    terminateMtls(socket, bytes, credentials, (result) => {
+    terminateMtls(socket, bytes, credentials, istioAlpn, (result) => {
       if ('error' in result) return;
       const { socket: secure, peer } = result;
       if (ISTIO_HTTP_ALPN.has(peer.alpn)) {
@@ -148,7 +148,7 @@ export class SidecarListener {
         secure.resume();
         return;
       }
-      this.#tcp.start(secure, null, INBOUND_PASSTHROUGH_CLUSTER, { host: destination.address, port: destination.port }, snapshot);
+      this.#tcp.start(secure, null, INBOUND_PASSTHROUGH_CLUSTER, { host: destination.address, port: destination.port }, snapshot, remote.address);
     });
   }
 

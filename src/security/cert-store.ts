@@ -11,6 +11,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 
+/** How often a directory that cannot be watched yet is looked at again. */
+const POLL_MS = 5000;
+
 export const CERT_FILES = { chain: 'cert-chain.pem', key: 'key.pem', root: 'root-cert.pem' } as const;
 
 /** The directories Istio mounts credentials at, in the order skiff looks for them. */
@@ -78,6 +81,9 @@ export class CertStore {
   #current: WorkloadCredentials | null = null;
   #watcher: FSWatcher | null = null;
   #timer: NodeJS.Timeout | null = null;
+  #poller: NodeJS.Timeout | null = null;
+  /** Bumped by every reload: a slower, older read never replaces a newer one. */
+  #generation = 0;
   readonly #options: CertStoreOptions;
 
   private constructor(dir: string, options: CertStoreOptions) {
@@ -89,12 +95,15 @@ export class CertStore {
   static async open(dir: string, options: CertStoreOptions = {}): Promise<CertStore> {
     const store = new CertStore(dir, options);
     await store.reload();
-    try {
-      // Kubernetes swaps secret volumes by renaming a symlinked directory: watch the directory.
-      store.#watcher = watch(dir, () => store.#scheduleReload());
-      store.#watcher.on('error', () => undefined);
-    } catch (err) {
-      options.onError?.(`cannot watch ${dir}: ${(err as Error).message}; certificates rotate on restart only`);
+    if (!store.#watch()) {
+      // Not there yet (mounted later): look again every few seconds until it can be watched.
+      store.#poller = setInterval(() => {
+        if (!store.#watch()) return;
+        clearInterval(store.#poller!);
+        store.#poller = null;
+        void store.reload();
+      }, POLL_MS);
+      store.#poller.unref();
     }
     return store;
   }
@@ -104,13 +113,27 @@ export class CertStore {
     return this.#current;
   }
 
+  /** Kubernetes swaps secret volumes by renaming a symlinked directory: the directory is watched. */
+  #watch(): boolean {
+    try {
+      this.#watcher = watch(this.dir, () => this.#scheduleReload());
+      this.#watcher.on('error', () => undefined);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   async reload(): Promise<boolean> {
+    const generation = ++this.#generation;
     try {
       const loaded = await loadCredentials(this.dir);
+      if (generation !== this.#generation) return false;
       this.#current = loaded;
       this.#options.onLoaded?.(loaded);
       return true;
     } catch (err) {
+      if (generation !== this.#generation) return false;
       const kept = this.#current === null ? 'mTLS is unavailable' : `still using ${this.#current.identity} until ${this.#current.notAfter.toISOString()}`;
       this.#options.onError?.(`certificates in ${this.dir} not loaded (${(err as Error).message}); ${kept}`);
       return false;
@@ -130,5 +153,6 @@ export class CertStore {
   close(): void {
     this.#watcher?.close();
     if (this.#timer !== null) clearTimeout(this.#timer);
+    if (this.#poller !== null) clearInterval(this.#poller);
   }
 }

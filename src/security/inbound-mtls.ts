@@ -1,16 +1,16 @@
 /**
  * Terminating Istio mTLS on an inbound connection whose first bytes were already read (the
- * sniffed ClientHello). The handshake requires a client certificate, and the peer's chain must
- * lead to one of the workload's trust roots and be valid now; anything else closes the
- * connection. The verification is done here, not left to Node: a TLSSocket built around an
- * existing stream verifies the peer but does not enforce the result.
+ * sniffed ClientHello). The handshake requires a client certificate. OpenSSL verifies it against
+ * the workload's trust roots (chain, validity, key usage, client-auth purpose) but a TLSSocket
+ * built around an existing stream does not act on the result, so it is enforced here; the
+ * chain is also walked once more to the roots, and the peer must carry a SPIFFE identity.
+ * Anything else closes the connection.
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { TLSSocket, type DetailedPeerCertificate } from 'node:tls';
 import { spiffeUriOf, type WorkloadCredentials } from './cert-store.js';
-import { ISTIO_ALPN_VALUES } from './peer-identity.js';
 
 /** What the handshake established about the client. */
 export interface MtlsPeer {
@@ -28,8 +28,18 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Longest chain accepted (leaf plus intermediates). */
 const MAX_CHAIN = 8;
 
-/** Server ALPN preference: HTTP first, then opaque TCP. */
-const SERVER_ALPN = [...ISTIO_ALPN_VALUES];
+/**
+ * What the server selects: HTTP/1.x or opaque TCP. Not `istio-peer-exchange` (it would oblige
+ * us to speak Istio's metadata exchange) nor `istio-h2` (no HTTP/2 yet): an Envoy client that
+ * offers those also offers `istio` and gets that.
+ */
+const SERVER_ALPN = ['istio-http/1.1', 'istio-http/1.0', 'istio'];
+
+/** OpenSSL's verdict on the peer certificate: null when verified, undefined when unavailable. */
+function verifyError(tls: TLSSocket): Error | null | undefined {
+  const handle = (tls as unknown as { _handle?: { verifyError?: () => Error | null } })._handle;
+  return typeof handle?.verifyError === 'function' ? handle.verifyError() : undefined;
+}
 
 /**
  * Why the presented chain is not acceptable, or undefined when it leads to a trusted root and
@@ -76,7 +86,7 @@ function replay(socket: Socket, initial: Buffer | null): Duplex {
   });
   socket.on('end', () => stream.push(null));
   socket.on('close', () => stream.destroy());
-  socket.on('error', () => stream.destroy());
+  socket.on('error', (err) => stream.destroy(err));
   return stream;
 }
 
@@ -89,6 +99,7 @@ export function terminateMtls(
   socket: Socket,
   initial: Buffer | null,
   credentials: WorkloadCredentials,
+  istioAlpn: boolean,
   done: (result: { socket: TLSSocket; peer: MtlsPeer } | { error: string }) => void,
 ): void {
   const tls = new TLSSocket(replay(socket, initial), {
@@ -96,7 +107,8 @@ export function terminateMtls(
     secureContext: credentials.context,
     requestCert: true,
     rejectUnauthorized: true,
-    ALPNProtocols: SERVER_ALPN,
+    // A mesh client without Istio ALPN (STRICT) must not be refused for its ALPN alone.
+    ...(istioAlpn ? { ALPNProtocols: SERVER_ALPN } : {}),
   });
   let settled = false;
   const fail = (error: string): void => {
@@ -108,8 +120,12 @@ export function terminateMtls(
     done({ error });
   };
   const timer = setTimeout(() => fail('handshake timeout'), HANDSHAKE_TIMEOUT_MS);
+  timer.unref();
   tls.on('error', (err: NodeJS.ErrnoException) => fail(err.code ?? err.message));
+  tls.once('close', () => fail('closed during the handshake'));
   tls.once('secure', () => {
+    const verdict = verifyError(tls);
+    if (verdict !== null) return fail(verdict === undefined ? 'peer verification unavailable' : ((verdict as NodeJS.ErrnoException).code ?? verdict.message));
     const peer = tls.getPeerCertificate(true);
     const why = chainError(peer.raw === undefined ? undefined : peer, credentials.roots);
     if (why !== undefined) return fail(why);

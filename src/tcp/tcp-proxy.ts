@@ -60,10 +60,11 @@ export class TcpProxy {
   /**
    * Proxies `socket` (paused; `initial` already read from it) to `clusterName`, whose
    * ORIGINAL_DST hosts are `destination`. A cluster the snapshot lacks closes the connection,
-   * as Envoy's tcp_proxy does.
+   * as Envoy's tcp_proxy does. `remoteAddress` names the client when `socket` cannot (a TLS
+   * layer over another stream).
    */
-  start(socket: Socket, initial: Buffer | null, clusterName: string, destination: Destination, snapshot: Snapshot): void {
-    const info = new TcpSessionInfo(unmappedAddress(socket.remoteAddress ?? ''), destination.host, destination.port, clusterName);
+  start(socket: Socket, initial: Buffer | null, clusterName: string, destination: Destination, snapshot: Snapshot, remoteAddress?: string): void {
+    const info = new TcpSessionInfo(remoteAddress ?? unmappedAddress(socket.remoteAddress ?? ''), destination.host, destination.port, clusterName);
     const spec = snapshot.clusters.get(clusterName);
     const cluster = spec === undefined ? undefined : this.#clusters.get(spec);
     if (cluster === undefined) {

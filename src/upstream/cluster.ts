@@ -93,7 +93,7 @@ export abstract class Cluster {
 
   protected makeHost(address: string, port: number, weight: number, labels: Readonly<Record<string, string>>): Host {
     const target = address.startsWith('unix://')
-      ? { host: '', port: 0, path: address.slice('unix://'.length) }
+      ? { host: '', port: 0, path: address.slice('unix://'.length), ...this.#tlsFor(labels) }
       : {
           host: address,
           port,

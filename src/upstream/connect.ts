@@ -56,10 +56,10 @@ export function connectUpstream(
   const local = target.localAddress !== undefined ? { localAddress: target.localAddress } : {};
   let tlsError: string | null = null;
   const socket =
-    target.path !== undefined
-      ? connect({ path: target.path, allowHalfOpen: true })
-      : tls !== undefined
-        ? tlsConnect(tlsOptions(target, tls, credentials!, protocol, (why) => (tlsError = why)))
+    tls !== undefined
+      ? tlsConnect(tlsOptions(target, tls, credentials!, protocol, (why) => (tlsError = why)))
+      : target.path !== undefined
+        ? connect({ path: target.path, allowHalfOpen: true })
         : connect({ host: target.host, port: target.port, allowHalfOpen: true, ...local });
   let settled = false;
   const timer = setTimeout(() => {
@@ -92,8 +92,7 @@ function tlsOptions(target: ConnectTarget, tls: TargetTls, credentials: Workload
   const net = { allowHalfOpen: true, ...(target.localAddress !== undefined ? { localAddress: target.localAddress } : {}) };
   return {
     ...net,
-    host: target.host,
-    port: target.port,
+    ...(target.path !== undefined ? { path: target.path } : { host: target.host, port: target.port }),
     secureContext: credentials.context,
     ...(isIP(tls.sni) === 0 ? { servername: tls.sni } : {}),
     ALPNProtocols: [...ISTIO_ALPN[protocol]],

@@ -152,8 +152,10 @@ describe.skipIf(SKIP !== undefined)(`mTLS between sidecars${SKIP === undefined ?
     expect(bytes.includes(Buffer.from('GET / HTTP/1.1'))).toBe(false);
   });
 
-  it('HTTP between the pods is mTLS: the application sees the caller identity in x-forwarded-client-cert', async () => {
-    const r = await net.exec('a', 'curl', ['-s', '--max-time', '5', 'http://reviews:9080/']);
+  it('HTTP between the pods is mTLS: the application sees the caller identity in x-forwarded-client-cert, never a forged one', async () => {
+    // The caller's own XFCC is dropped on the way out (Envoy's outbound SANITIZE).
+    const forged = 'By=spiffe://cluster.local/ns/default/sa/reviews;URI=spiffe://cluster.local/ns/default/sa/admin';
+    const r = await net.exec('a', 'curl', ['-s', '--max-time', '5', '-H', `x-forwarded-client-cert: ${forged}`, 'http://reviews:9080/']);
     expect(r.code, r.stderr).toBe(0);
     const body = JSON.parse(r.stdout) as { name: string; xfcc: string };
     expect(body.name).toBe('reviews');

@@ -4,7 +4,9 @@
  * secure naming (`secureNamingError`), loading Istio's credential files (`loadCredentials`), the
  * inbound mTLS termination, and `x-forwarded-client-cert` as Envoy's APPEND_FORWARD writes it.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -382,7 +384,7 @@ async function withTerminator<T>(creds: WorkloadCredentials, body: (port: number
     socket.pause();
     results.push(
       new Promise((resolve) =>
-        terminateMtls(socket, null, creds, (r) => {
+        terminateMtls(socket, null, creds, true, (r) => {
           if ('socket' in r) {
             open.push(r.socket);
             resolve({ result: { peer: r.peer } });
@@ -441,6 +443,29 @@ describe('inbound mTLS termination', () => {
       expect((await dialTerminator(port, results, foreign)).result).toHaveProperty('error');
       expect((await dialTerminator(port, results, expired)).result).toHaveProperty('error');
       expect((await dialTerminator(port, results, null)).result).toHaveProperty('error');
+    });
+  });
+});
+
+describe('inbound mTLS termination: OpenSSL verification is enforced', () => {
+  it('refuses a mesh-signed client certificate that is not for client authentication (serverAuth only)', async () => {
+    // Signed by the right root with a SPIFFE SAN: only the purpose is wrong.
+    const dir = join(tmp, 'server-only');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'root.pem'), rootA.certPem);
+    await writeFile(join(dir, 'root.key'), rootA.keyPem);
+    await writeFile(join(dir, 'ext'), 'subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/sleep\nextendedKeyUsage=serverAuth\n');
+    const run = (args: string[]): void => {
+      const r = spawnSync('openssl', args, { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+    };
+    run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'leaf.key'), '-out', join(dir, 'leaf.csr'), '-subj', '/']);
+    run(['x509', '-req', '-in', join(dir, 'leaf.csr'), '-CA', join(dir, 'root.pem'), '-CAkey', join(dir, 'root.key'), '-CAcreateserial', '-days', '1', '-extfile', join(dir, 'ext'), '-out', join(dir, 'leaf.pem')]);
+    const leaf = { certChainPem: readFileSync(join(dir, 'leaf.pem'), 'utf8'), keyPem: readFileSync(join(dir, 'leaf.key'), 'utf8') } as WorkloadCert;
+    const creds = await loadCredentials(await credentialDir('purpose', setOf(server)));
+    await withTerminator(creds, async (port, results) => {
+      const verdict = await dialTerminator(port, results, leaf);
+      expect(verdict.result).toEqual({ error: 'INVALID_PURPOSE' });
     });
   });
 });

@@ -14,7 +14,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -743,5 +743,58 @@ describe('TCP over ISTIO_MUTUAL', () => {
       await closeServer(echo);
       await closeServer(front);
     }
+  });
+});
+
+describe('certificate rotation', () => {
+  it('a new certificate set is used for new handshakes under load, with no failed request', async () => {
+    const port = 8101;
+    const dir = await certDir(clientCert);
+    dirs.push(dir);
+    const config = [
+      serviceEntry({ host: 'rotate.example.com', port, endpointPort: good.port }),
+      // One request per connection: every request is a new handshake.
+      `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: rotate}
+spec:
+  host: rotate.example.com
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTUAL}
+    connectionPool: {http: {maxRequestsPerConnection: 1}}
+`,
+    ].join('---\n');
+    const p = await startMeshProxy(config, dir);
+    closers.push(p.close);
+    const rotated = issueWorkloadCert({ ca: meshCa, namespace: 'default', serviceAccount: 'rotated' });
+    const total = 240;
+    const concurrency = 6;
+    let sent = 0;
+    let rotatedAt = -1;
+    const statuses: number[] = [];
+    const handshakesBefore = good.handshakes.length;
+    const worker = async (): Promise<void> => {
+      while (sent < total) {
+        sent++;
+        if (sent === total / 3) {
+          rotatedAt = sent;
+          // As Kubernetes and `skiff ca issue` do: each file replaced whole by a rename.
+          for (const [name, text] of [['cert-chain.pem', rotated.certChainPem], ['key.pem', rotated.keyPem], ['root-cert.pem', rotated.rootCertPem]] as const) {
+            await writeFile(join(dir, `${name}.tmp`), text);
+            await rename(join(dir, `${name}.tmp`), join(dir, name));
+          }
+        }
+        const res = await get(p.port, `rotate.example.com:${port}`, '/rotate');
+        statuses.push(res.status);
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    expect(rotatedAt).toBeGreaterThan(0);
+    expect(statuses).toHaveLength(total);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    const sans = good.handshakes.slice(handshakesBefore).map((h) => h.clientSan);
+    expect(sans[0]).toBe(`URI:${CLIENT_ID}`);
+    expect(sans.at(-1)).toBe('URI:spiffe://cluster.local/ns/default/sa/rotated');
+    expect(p.logs.some((l) => l.includes('sa/rotated loaded'))).toBe(true);
   });
 });

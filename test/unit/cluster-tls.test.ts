@@ -179,8 +179,8 @@ describe('DestinationRule tls.mode', () => {
     for (const name of [cl(9080), cl(9443), cl(9080, 'v1'), cl(9443, 'v2')]) expect(tlsOf(m, name)).toBeUndefined();
   });
 
-  it('an empty tls block (mode unset) is still auto mTLS', () => {
-    expect(tlsOf(model(serviceEntry(), destinationRule('  trafficPolicy: {tls: {}}\n')), cl(9080))).toEqual(istioMutual(cl(9080), true));
+  it('an empty tls block (mode unset) is DISABLE, the proto default, not auto mTLS', () => {
+    expect(tlsOf(model(serviceEntry(), destinationRule('  trafficPolicy: {tls: {}}\n')), cl(9080))).toBeUndefined();
   });
 
   it('the trust domain comes from MeshConfig', () => {

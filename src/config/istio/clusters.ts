@@ -117,12 +117,13 @@ function upstreamTls(service: Service, policy: PolicyBlocks | undefined, name: s
   // (passthrough: an ORIGINAL_DST cluster, resolution NONE or the PASSTHROUGH balancer.)
   const tls = policy?.tls;
   const mode = tls?.mode;
-  if (mode === 'DISABLE') return undefined;
+  // A tls block without a mode is DISABLE, as in Istio; only no tls block at all is auto mTLS.
+  if (mode === 'DISABLE' || (tls !== undefined && mode === undefined)) return undefined;
   // Auto mTLS never applies to passthrough clusters; an explicit ISTIO_MUTUAL always does.
-  if (mode === undefined && (passthrough || !mesh.enableAutoMtls || service.resource.spec.location !== 'MESH_INTERNAL')) return undefined;
+  if (tls === undefined && (passthrough || !mesh.enableAutoMtls || service.resource.spec.location !== 'MESH_INTERNAL')) return undefined;
   return {
     mode: 'ISTIO_MUTUAL',
-    auto: mode === undefined,
+    auto: tls === undefined,
     sni: tls?.sni ?? name,
     subjectAltNames: expectedIdentities(service, tls?.subjectAltNames, mesh),
     trustDomain: mesh.trustDomain,
