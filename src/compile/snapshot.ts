@@ -5,6 +5,7 @@
  */
 import type { Cluster, MeshSettings, Model } from '../model/index.js';
 import { DomainTable } from './domain-table.js';
+import { compileAuthorization, type CompiledAuthorization } from './authorization.js';
 import { L4Table } from './l4-table.js';
 import { RouteTables } from './route-table.js';
 
@@ -24,6 +25,8 @@ export interface Snapshot {
   readonly l4: L4Table;
   /** The sidecar inbound listener's HTTP routes. */
   readonly inboundRoutes: RouteTables;
+  /** AuthorizationPolicy for inbound requests and connections. */
+  readonly authorization: CompiledAuthorization;
   /** The model this snapshot was compiled from (admin config dumps). */
   readonly model: Model;
 }
@@ -45,6 +48,7 @@ export function compileSnapshot(model: Model, version: number): Snapshot {
     tcp,
     l4: new L4Table(model.tcpServices, model.mesh),
     inboundRoutes: new RouteTables([], model.inboundRouteConfig),
+    authorization: compileAuthorization(model.authorization),
     model,
   };
 }

@@ -7,6 +7,7 @@
 import type { Snapshot } from '../compile/snapshot.js';
 import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
 import { mtlsModeFor } from '../compile/peer-authentication.js';
+import { authorizeRequest } from './authorization-check.js';
 import { setClientCertHeader } from './client-cert-header.js';
 import { runRouteFilters } from './filter-chain.js';
 import type { Router } from './router/router.js';
@@ -59,6 +60,7 @@ export class HttpConnectionManager implements StreamHandler {
         return;
       }
       setClientCertHeader(stream);
+      if (!authorizeRequest(stream, snapshot.authorization)) return;
     } else {
       // Envoy's outbound default (SANITIZE): the application cannot speak for a client certificate.
       stream.headers.remove('x-forwarded-client-cert');

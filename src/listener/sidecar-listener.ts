@@ -119,15 +119,38 @@ export class SidecarListener {
     const mode = mtlsModeFor(snapshot.model.peerAuthentication, destination.port);
     if (first.kind === 'tls') {
       const istio = first.alpn.some((a) => ISTIO_ALPN_VALUES.has(a));
-      if (mode === 'DISABLE' || (mode === 'PERMISSIVE' && !istio)) this.#apply(INBOUND_TCP, socket, destination, bytes, snapshot);
-      else this.#terminate(socket, destination, bytes, istio, snapshot);
+      if (mode !== 'DISABLE' && !(mode === 'PERMISSIVE' && !istio)) {
+        this.#terminate(socket, destination, bytes, istio, snapshot);
+        return;
+      }
+      // The application's own TLS: authorized as an opaque connection, then passed through.
+      if (this.#authorizeConnection(socket.remoteAddress ?? '', undefined, destination, snapshot)) this.#apply(INBOUND_TCP, socket, destination, bytes, snapshot);
+      else socket.destroy();
       return;
     }
     if (mode === 'STRICT') {
       socket.destroy();
       return;
     }
+    if (first.kind !== 'http' && !this.#authorizeConnection(socket.remoteAddress ?? '', undefined, destination, snapshot)) {
+      socket.destroy();
+      return;
+    }
     this.#apply(first.kind === 'http' ? HTTP_DECISION : INBOUND_TCP, socket, destination, bytes, snapshot);
+  }
+
+  /** Inbound TCP authorization (Envoy's network RBAC filter): false means close the connection. */
+  #authorizeConnection(remote: string, peer: string | undefined, destination: SocketAddress, snapshot: Snapshot): boolean {
+    const authorization = snapshot.authorization;
+    if (!authorization.enabled) return true;
+    const source = unmappedAddress(remote);
+    return authorization.check({
+      sourceIp: source,
+      remoteIp: source,
+      principal: peer?.startsWith('spiffe://') === true ? peer.slice('spiffe://'.length) : peer,
+      destinationIp: destination.address,
+      destinationPort: destination.port,
+    }).allowed;
   }
 
   /** Terminates mTLS, then serves HTTP (Istio HTTP ALPN) or proxies TCP to the application. */
@@ -146,6 +169,10 @@ export class SidecarListener {
         this.#raw.delete(socket);
         this.#http.adopt(secure, { originalDestination: destination, peer, remote });
         secure.resume();
+        return;
+      }
+      if (!this.#authorizeConnection(remote.address, peer.identity, destination, snapshot)) {
+        secure.destroy();
         return;
       }
       this.#tcp.start(secure, null, INBOUND_PASSTHROUGH_CLUSTER, { host: destination.address, port: destination.port }, snapshot, remote.address);

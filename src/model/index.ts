@@ -2,12 +2,14 @@
  * The internal model: plain, immutable data that every config source produces and that
  * `compile/` turns into a runtime snapshot. Nothing here does I/O or holds state.
  */
+import type { Authorization } from './authorization.js';
 import type { Cluster } from './cluster.js';
 import type { MeshSettings } from './mesh.js';
 import type { RouteConfig } from './route.js';
 import type { PeerAuthentication } from './security.js';
 import type { TcpService } from './tcp.js';
 
+export * from './authorization.js';
 export * from './cluster.js';
 export * from './mesh.js';
 export * from './policies.js';
@@ -28,6 +30,8 @@ export interface Model {
   readonly inboundRouteConfig: RouteConfig;
   /** What the inbound listener requires of clients (mTLS). */
   readonly peerAuthentication: PeerAuthentication;
+  /** The AuthorizationPolicies in force for this proxy's workload (inbound). */
+  readonly authorization: Authorization;
   readonly clusters: readonly Cluster[];
   /** Every service port as L4 sees it: sidecar TCP/TLS routing, CONNECT tunnels. */
   readonly tcpServices: readonly TcpService[];

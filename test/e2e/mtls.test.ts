@@ -207,4 +207,47 @@ describe.skipIf(SKIP !== undefined)(`mTLS between sidecars${SKIP === undefined ?
     const mesh = await net.exec('a', 'curl', ['-s', '--max-time', '5', 'http://reviews:9080/']);
     expect((JSON.parse(mesh.stdout) as { xfcc: string }).xfcc).toContain('URI=spiffe://cluster.local/ns/default/sa/productpage');
   });
+
+  it('AuthorizationPolicy: ALLOW by principal, method and path (403 RBAC: access denied otherwise); DENY closes a TCP port', async () => {
+    const before = await adminVersion('b');
+    writeFileSync(
+      join(cfg(), 'authorization.yaml'),
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-viewers, namespace: default}
+spec:
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/productpage]}}]
+    to: [{operation: {methods: [GET], paths: ["/allowed/*"]}}]
+  - to: [{operation: {ports: ["7000"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-echo-for-productpage, namespace: default}
+spec:
+  action: DENY
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/productpage]}}]
+    to: [{operation: {ports: ["7000"]}}]
+`,
+    );
+    const deadline = Date.now() + 10_000;
+    while ((await adminVersion('b')) <= before) {
+      if (Date.now() > deadline) throw new Error('the sidecar did not reload');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const allowed = await net.exec('a', 'curl', ['-s', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', 'http://reviews:9080/allowed/1']);
+    expect(allowed.stdout).toBe('200');
+    const otherPath = await net.exec('a', 'curl', ['-s', '--max-time', '5', '-w', ' %{http_code}', 'http://reviews:9080/secret']);
+    expect(otherPath.stdout).toBe('RBAC: access denied 403');
+    const otherMethod = await net.exec('a', 'curl', ['-s', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST', 'http://reviews:9080/allowed/1']);
+    expect(otherMethod.stdout).toBe('403');
+    // Plaintext (PERMISSIVE still accepts it) carries no principal: not allowed.
+    const plain = await net.exec('a', 'curl', ['-s', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', `http://${POD_B}:9080/allowed/1`], { uid: PROXY_UID });
+    expect(plain.stdout).toBe('403');
+    // The DENY policy wins over the ALLOW rule for port 7000: the connection is closed.
+    const tcp = await net.exec('a', NODE, [APPS, 'tcp-client', 'echo', '7000', 'ping', '1']);
+    expect(tcp.stdout).not.toContain('echo:ping');
+  });
 });

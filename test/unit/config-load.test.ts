@@ -314,7 +314,7 @@ spec: {}
     expect(lines).toEqual(['a.yaml:2:7: Gatway/gw: kind: unknown kind "Gatway" (did you mean "Gateway"?)']);
   });
 
-  it('AuthorizationPolicy and other unimplemented security kinds are errors, never ignored (PeerAuthentication is enforced)', async () => {
+  it('unimplemented security kinds are errors, never ignored (PeerAuthentication and AuthorizationPolicy are enforced)', async () => {
     const { lines, result } = await load({
       'se.yaml': SERVICE,
       'security.yaml': `apiVersion: security.istio.io/v1
@@ -339,7 +339,6 @@ spec: {}
 `,
     });
     expect(lines).toEqual([
-      'security.yaml:2:7: AuthorizationPolicy/deny-all: kind: AuthorizationPolicy is not supported yet; refusing to run without enforcing it',
       'security.yaml:12:7: RequestAuthentication/jwt: kind: RequestAuthentication is not supported yet; refusing to run without enforcing it',
       'security.yaml:17:7: Gateway/gw: kind: Gateway is not supported yet',
     ]);
@@ -738,10 +737,10 @@ spec:
   it('errors sort before warnings', async () => {
     const { result } = await load({
       'a.yaml': vs('  - retries: {attempts: 3, retryRemoteLocalities: true}\n    route: [{destination: {host: reviews}}]\n'),
-      'b.yaml': 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x}\n',
+      'b.yaml': 'apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: x}\n',
     });
     expect(result.diagnostics.map((d) => d.severity)).toEqual(['error', 'warning', 'warning']);
-    expect(errors(result)[0]!.resource).toBe('AuthorizationPolicy/x');
+    expect(errors(result)[0]!.resource).toBe('RequestAuthentication/x');
   });
 
   it('routing on JWT claims is refused, under headers or withoutHeaders', async () => {

@@ -7,6 +7,7 @@ import type { Diagnostic } from '../diagnostics.js';
 import { formatPath } from '../diagnostics.js';
 import type { ParsedDocument } from '../documents.js';
 import { Issues, type Infer, type Schema } from '../schema.js';
+import { authorizationPolicySpecSchema, type AuthorizationPolicySpec } from './authorization-policy.js';
 import { metadataSchema } from './common.js';
 import { destinationRuleSpecSchema, type DestinationRuleSpec } from './destination-rule.js';
 import { localRateLimitSpecSchema, type LocalRateLimitSpec } from './local-rate-limit.js';
@@ -30,7 +31,8 @@ export type IstioResource =
   | (ResourceBase & { readonly kind: 'ServiceEntry'; readonly spec: ServiceEntrySpec })
   | (ResourceBase & { readonly kind: 'MeshConfig'; readonly spec: MeshConfigSpec })
   | (ResourceBase & { readonly kind: 'LocalRateLimit'; readonly spec: LocalRateLimitSpec })
-  | (ResourceBase & { readonly kind: 'PeerAuthentication'; readonly spec: PeerAuthenticationSpec });
+  | (ResourceBase & { readonly kind: 'PeerAuthentication'; readonly spec: PeerAuthenticationSpec })
+  | (ResourceBase & { readonly kind: 'AuthorizationPolicy'; readonly spec: AuthorizationPolicySpec });
 
 export type ResourceKind = IstioResource['kind'];
 
@@ -45,6 +47,7 @@ const KINDS: Readonly<Record<ResourceKind, { versions: readonly string[]; spec: 
   MeshConfig: { versions: SKIFF_VERSIONS, spec: meshConfigSpecSchema },
   LocalRateLimit: { versions: SKIFF_VERSIONS, spec: localRateLimitSpecSchema },
   PeerAuthentication: { versions: SECURITY_VERSIONS, spec: peerAuthenticationSpecSchema },
+  AuthorizationPolicy: { versions: SECURITY_VERSIONS, spec: authorizationPolicySpecSchema },
 };
 
 /**
@@ -57,7 +60,6 @@ const NOT_YET_SUPPORTED: Readonly<Record<string, string>> = {
   EnvoyFilter: 'EnvoyFilter is not supported',
   WorkloadEntry: 'WorkloadEntry is not supported yet; list endpoints in the ServiceEntry instead',
   WorkloadGroup: 'WorkloadGroup is not supported yet',
-  AuthorizationPolicy: 'AuthorizationPolicy is not supported yet; refusing to run without enforcing it',
   RequestAuthentication: 'RequestAuthentication is not supported yet; refusing to run without enforcing it',
   Telemetry: 'Telemetry is not supported yet',
   WasmPlugin: 'WasmPlugin is not supported',

@@ -5,6 +5,7 @@
  */
 import { DEFAULT_MESH, type MeshSettings, type Model } from '../../model/index.js';
 import type { Diagnostic } from '../diagnostics.js';
+import { authorizationFor } from './authz-policy.js';
 import { buildClusters } from './clusters.js';
 import { hostMatches, toFqdn } from './hosts.js';
 import { buildTcpServices } from './l4-routes.js';
@@ -169,6 +170,7 @@ export function translate(all: readonly IstioResource[]): Translation {
     fallbackRouteConfig: applyRateLimits([fallback], limits, mesh)[0]!,
     inboundRouteConfig: inboundRouteConfig(),
     peerAuthentication: resolvePeerAuthentication(of('PeerAuthentication'), mesh, diagnostics),
+    authorization: authorizationFor(of('AuthorizationPolicy'), mesh, diagnostics),
     clusters: buildClusters(registry, rules, mesh),
     tcpServices: buildTcpServices(of('VirtualService') as VirtualServiceResource[], {
       registry,
