@@ -9,6 +9,7 @@ import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection
 import { mtlsModeFor } from '../compile/peer-authentication.js';
 import { authorizeRequest } from './authorization-check.js';
 import { setClientCertHeader } from './client-cert-header.js';
+import { normalizePath } from './path-normalization.js';
 import { runRouteFilters } from './filter-chain.js';
 import type { Router } from './router/router.js';
 
@@ -53,6 +54,13 @@ export class HttpConnectionManager implements StreamHandler {
       this.#router.connect(stream, snapshot);
       return;
     }
+    // Policies and routes see the path the application will act on (Istio's BASE normalization).
+    const normalized = normalizePath(stream.path);
+    if (normalized === undefined) {
+      stream.sendLocalReply(400, '', { details: 'path_normalization_failed', closeConnection: true });
+      return;
+    }
+    stream.path = normalized;
     if (this.#direction === 'inbound') {
       // A port that became STRICT after this plaintext connection was accepted serves it no more.
       if (stream.info.downstreamPeer === null && mtlsModeFor(snapshot.model.peerAuthentication, stream.info.downstreamLocalPort) === 'STRICT') {

@@ -241,6 +241,9 @@ spec:
     expect(allowed.stdout).toBe('200');
     const otherPath = await net.exec('a', 'curl', ['-s', '--max-time', '5', '-w', ' %{http_code}', 'http://reviews:9080/secret']);
     expect(otherPath.stdout).toBe('RBAC: access denied 403');
+    // The path is normalized before the check: dot segments cannot climb out of /allowed/.
+    const climb = await net.exec('a', 'curl', ['-s', '--max-time', '5', '--path-as-is', '-o', '/dev/null', '-w', '%{http_code}', 'http://reviews:9080/allowed/../secret']);
+    expect(climb.stdout).toBe('403');
     const otherMethod = await net.exec('a', 'curl', ['-s', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST', 'http://reviews:9080/allowed/1']);
     expect(otherMethod.stdout).toBe('403');
     // Plaintext (PERMISSIVE still accepts it) carries no principal: not allowed.
