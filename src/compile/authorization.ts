@@ -43,6 +43,12 @@ export interface AuthzAttributes {
   readonly claims?: Readonly<Record<string, unknown>>;
 }
 
+/** A SPIFFE URI as an authorization principal: `spiffe://td/ns/x/sa/y` → `td/ns/x/sa/y`. */
+export function principalOf(spiffeUri: string | undefined): string | undefined {
+  if (spiffeUri === undefined) return undefined;
+  return spiffeUri.startsWith('spiffe://') ? spiffeUri.slice('spiffe://'.length) : spiffeUri;
+}
+
 export interface AuthzDecision {
   readonly allowed: boolean;
   /** The DENY policy that denied, or the ALLOW policy that allowed (`ns.name`). */

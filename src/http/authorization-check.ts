@@ -3,10 +3,8 @@
  * AuthorizationPolicy): the request's attributes checked against the snapshot's compiled
  * policies before routing. A denied request gets Envoy's `403 RBAC: access denied`.
  */
-import type { AuthzAttributes, CompiledAuthorization } from '../compile/authorization.js';
+import { principalOf, type AuthzAttributes, type CompiledAuthorization } from '../compile/authorization.js';
 import type { DownstreamStream } from './stream.js';
-
-const SPIFFE = 'spiffe://';
 
 /** The attributes of an inbound HTTP request. */
 export function requestAttributes(stream: DownstreamStream): AuthzAttributes {
@@ -16,7 +14,7 @@ export function requestAttributes(stream: DownstreamStream): AuthzAttributes {
   return {
     sourceIp: info.downstreamRemoteAddress,
     remoteIp: info.downstreamRemoteAddress,
-    principal: peer === null ? undefined : peer.identity.startsWith(SPIFFE) ? peer.identity.slice(SPIFFE.length) : peer.identity,
+    principal: principalOf(peer?.identity),
     destinationIp: info.downstreamLocalAddress,
     destinationPort: info.downstreamLocalPort,
     http: {

@@ -7,23 +7,26 @@
  *
  * Outbound, a connection that was not redirected (a client that dialled the listener itself)
  * is served as the standalone HTTP proxy when the client is local, and closed otherwise.
- * Inbound, such a connection would loop and is closed; inbound HTTP goes through the inbound
- * routes and TCP straight to the application, both from 127.0.0.6 (::6 for IPv6).
+ * Inbound, such a connection would loop and is closed. Inbound connections are held to the
+ * port's PeerAuthentication mode (mTLS terminated here) and, for TCP, to AuthorizationPolicy;
+ * HTTP goes through the inbound connection manager (authorization per request) and TCP straight
+ * to the application, both from 127.0.0.6 (::6 for IPv6).
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { principalOf } from '../compile/authorization.js';
 import { HTTP_DECISION, type L4Decision } from '../compile/l4-table.js';
+import { mtlsModeFor } from '../compile/peer-authentication.js';
 import type { Snapshot } from '../compile/snapshot.js';
-import type { SnapshotSource } from '../http/connection-manager.js';
-import type { ServerConnectionOptions, StreamHandler } from '../http/codec/h1/server-connection.js';
 import { unmappedAddress } from '../core/addresses.js';
+import { listenOn } from '../core/listen.js';
+import type { ServerConnectionOptions, StreamHandler } from '../http/codec/h1/server-connection.js';
+import type { SnapshotSource } from '../http/connection-manager.js';
 import { INBOUND_PASSTHROUGH_CLUSTER, INBOUND_SOURCE_ADDRESS } from '../model/cluster.js';
-import type { TcpProxy } from '../tcp/tcp-proxy.js';
 import type { WorkloadCredentials } from '../security/cert-store.js';
 import { terminateMtls } from '../security/inbound-mtls.js';
 import { ISTIO_ALPN_VALUES, ISTIO_HTTP_ALPN } from '../security/peer-identity.js';
-import { mtlsModeFor } from '../compile/peer-authentication.js';
+import type { TcpProxy } from '../tcp/tcp-proxy.js';
 import { HttpConnections } from './http-connections.js';
-import { listenOn } from '../core/listen.js';
 import { originalDestination, type SocketAddress } from './original-dst.js';
 import { MAX_SNIFF_BYTES, sniff } from './sniff.js';
 
@@ -147,7 +150,7 @@ export class SidecarListener {
     return authorization.check({
       sourceIp: source,
       remoteIp: source,
-      principal: peer?.startsWith('spiffe://') === true ? peer.slice('spiffe://'.length) : peer,
+      principal: principalOf(peer),
       destinationIp: destination.address,
       destinationPort: destination.port,
     }).allowed;
