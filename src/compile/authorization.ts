@@ -23,7 +23,7 @@ import { asciiLowerCase, utf8ByteString } from './string-matcher.js';
 export interface AuthzAttributes {
   /** The connection's peer address. */
   readonly sourceIp: string;
-  /** XFF-derived; the peer address when there is none. */
+  /** The original client address (from X-Forwarded-For with trusted proxies); the peer address, as Istio's default numTrustedProxies is 0. */
   readonly remoteIp: string;
   /** Peer SPIFFE id without `spiffe://` (`td/ns/NS/sa/SA`); undefined over plaintext. */
   readonly principal: string | undefined;

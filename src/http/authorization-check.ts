@@ -6,6 +6,22 @@
 import { principalOf, type AuthzAttributes, type CompiledAuthorization } from '../compile/authorization.js';
 import type { DownstreamStream } from './stream.js';
 
+/** HTTP/2-style pseudo-headers, which policies may name in `request.headers[...]` as with Envoy. */
+function pseudoHeader(stream: DownstreamStream, name: string): string | undefined {
+  switch (name) {
+    case ':path':
+      return stream.path;
+    case ':authority':
+      return stream.authority;
+    case ':method':
+      return stream.method;
+    case ':scheme':
+      return stream.scheme;
+    default:
+      return undefined;
+  }
+}
+
 /** The attributes of an inbound HTTP request. */
 export function requestAttributes(stream: DownstreamStream): AuthzAttributes {
   const info = stream.info;
@@ -17,11 +33,12 @@ export function requestAttributes(stream: DownstreamStream): AuthzAttributes {
     principal: principalOf(peer?.identity),
     destinationIp: info.downstreamLocalAddress,
     destinationPort: info.downstreamLocalPort,
+    ...(peer?.serverName !== undefined ? { sni: peer.serverName } : {}),
     http: {
       method: stream.method,
       path: query < 0 ? stream.path : stream.path.slice(0, query),
       host: stream.authority,
-      header: (name) => stream.headers.getJoined(name),
+      header: (name) => pseudoHeader(stream, name) ?? stream.headers.getJoined(name),
     },
   };
 }

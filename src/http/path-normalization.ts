@@ -2,7 +2,7 @@
  * Istio's default path normalization (meshConfig.pathNormalization BASE, Envoy's
  * `normalize_path`): percent-encoded unreserved characters are decoded and `.`/`..` segments
  * removed (RFC 3986 §6.2.2 and §5.2.4), so that policies and routes see the path the
- * application will act on. The query string is left as it is. Other escapes (`%2F` included)
+ * application will act on. A fragment is dropped; the query string is left as it is. Other escapes (`%2F` included)
  * stay encoded, as in Envoy's default.
  */
 
@@ -36,7 +36,10 @@ function removeDotSegments(path: string): string {
 }
 
 /** The normalized form of a request path (with its query), or undefined when it is not an absolute path. */
-export function normalizePath(pathWithQuery: string): string | undefined {
+export function normalizePath(target: string): string | undefined {
+  // A fragment is never part of the request (Envoy strips it before anything else looks).
+  const hash = target.indexOf('#');
+  const pathWithQuery = hash < 0 ? target : target.slice(0, hash);
   const q = pathWithQuery.indexOf('?');
   const path = q < 0 ? pathWithQuery : pathWithQuery.slice(0, q);
   if (!path.startsWith('/')) return undefined;

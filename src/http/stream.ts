@@ -24,6 +24,8 @@ export interface DownstreamPeer {
   readonly certHash: string;
   /** This workload's own SPIFFE URI. */
   readonly localIdentity: string;
+  /** The SNI the client sent. */
+  readonly serverName?: string;
 }
 
 /** Facts about one request, filled in as it runs; the record telemetry is built from. */

@@ -13,7 +13,7 @@
  * to the application, both from 127.0.0.6 (::6 for IPv6).
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { principalOf } from '../compile/authorization.js';
+import { principalOf, type AuthzAttributes } from '../compile/authorization.js';
 import { HTTP_DECISION, type L4Decision } from '../compile/l4-table.js';
 import { mtlsModeFor } from '../compile/peer-authentication.js';
 import type { Snapshot } from '../compile/snapshot.js';
@@ -29,6 +29,11 @@ import type { TcpProxy } from '../tcp/tcp-proxy.js';
 import { HttpConnections } from './http-connections.js';
 import { originalDestination, type SocketAddress } from './original-dst.js';
 import { MAX_SNIFF_BYTES, sniff } from './sniff.js';
+
+/** Snapshot swaps, so open inbound connections can be held to new policies. */
+export interface SnapshotChanges {
+  subscribe(listener: (snapshot: Snapshot) => void): () => void;
+}
 
 export interface SidecarListenerOptions extends ServerConnectionOptions {
   readonly direction: 'outbound' | 'inbound';
@@ -50,6 +55,12 @@ const TCP_BYTES: FirstBytes = { kind: 'tcp', alpn: [] };
 
 const INBOUND_TCP: L4Decision = { kind: 'tcp', cluster: INBOUND_PASSTHROUGH_CLUSTER };
 
+/** Whether an inbound TCP connection passes the snapshot's PeerAuthentication and AuthorizationPolicy. */
+function connectionAllowed(attrs: AuthzAttributes, mtls: boolean, snapshot: Snapshot): boolean {
+  if (!mtls && mtlsModeFor(snapshot.model.peerAuthentication, attrs.destinationPort) === 'STRICT') return false;
+  return !snapshot.authorization.enabled || snapshot.authorization.check(attrs).allowed;
+}
+
 /** Loopback, but not the inbound passthrough source (127.0.0.6, ::6). */
 function isLocalClient(address: string): boolean {
   const a = unmappedAddress(address);
@@ -62,16 +73,20 @@ export class SidecarListener {
   readonly #tcp: TcpProxy;
   readonly #http: HttpConnections;
   readonly #options: SidecarListenerOptions;
+  /** Inbound TCP connections allowed so far, with what they were allowed on (rechecked on reload). */
+  readonly #openTcp = new Map<Socket, { readonly attrs: AuthzAttributes; readonly mtls: boolean }>();
+  readonly #unsubscribe: () => void;
   /** Connections being sniffed or proxied as TCP (HTTP ones live in #http). */
   readonly #raw = new Set<Socket>();
   #closed: Promise<void> | null = null;
 
-  constructor(source: SnapshotSource, handler: StreamHandler, tcp: TcpProxy, options: SidecarListenerOptions) {
+  constructor(source: SnapshotSource & SnapshotChanges, handler: StreamHandler, tcp: TcpProxy, options: SidecarListenerOptions) {
     this.#source = source;
     this.#tcp = tcp;
     this.#options = options;
     this.#http = new HttpConnections(handler, options);
     this.#server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
+    this.#unsubscribe = options.direction === 'inbound' ? source.subscribe((s) => this.#recheck(s)) : () => undefined;
   }
 
   listen(): Promise<number> {
@@ -127,33 +142,46 @@ export class SidecarListener {
         return;
       }
       // The application's own TLS: authorized as an opaque connection, then passed through.
-      if (this.#authorizeConnection(socket.remoteAddress ?? '', undefined, destination, snapshot)) this.#apply(INBOUND_TCP, socket, destination, bytes, snapshot);
-      else socket.destroy();
+      if (this.#authorizeConnection(socket, { remote: socket.remoteAddress ?? '', sni: first.sni }, destination, this.#source.current())) {
+        this.#apply(INBOUND_TCP, socket, destination, bytes, snapshot);
+      }
       return;
     }
     if (mode === 'STRICT') {
       socket.destroy();
       return;
     }
-    if (first.kind !== 'http' && !this.#authorizeConnection(socket.remoteAddress ?? '', undefined, destination, snapshot)) {
-      socket.destroy();
-      return;
-    }
+    if (first.kind !== 'http' && !this.#authorizeConnection(socket, { remote: socket.remoteAddress ?? '' }, destination, this.#source.current())) return;
     this.#apply(first.kind === 'http' ? HTTP_DECISION : INBOUND_TCP, socket, destination, bytes, snapshot);
   }
 
-  /** Inbound TCP authorization (Envoy's network RBAC filter): false means close the connection. */
-  #authorizeConnection(remote: string, peer: string | undefined, destination: SocketAddress, snapshot: Snapshot): boolean {
-    const authorization = snapshot.authorization;
-    if (!authorization.enabled) return true;
-    const source = unmappedAddress(remote);
-    return authorization.check({
+  /**
+   * Inbound TCP authorization (Envoy's network RBAC filter) against the current snapshot. A
+   * denied connection is closed and false returned. An allowed one is checked again on every
+   * config change, with the port's mTLS mode too, and closed when it no longer passes.
+   */
+  #authorizeConnection(socket: Socket, peer: { remote: string; identity?: string; sni?: string | undefined }, destination: SocketAddress, snapshot: Snapshot): boolean {
+    const source = unmappedAddress(peer.remote);
+    const attrs: AuthzAttributes = {
       sourceIp: source,
       remoteIp: source,
-      principal: principalOf(peer),
+      principal: principalOf(peer.identity),
       destinationIp: destination.address,
       destinationPort: destination.port,
-    }).allowed;
+      ...(peer.sni !== undefined ? { sni: peer.sni } : {}),
+    };
+    if (!connectionAllowed(attrs, peer.identity !== undefined, snapshot)) {
+      socket.destroy();
+      return false;
+    }
+    this.#openTcp.set(socket, { attrs, mtls: peer.identity !== undefined });
+    socket.once('close', () => this.#openTcp.delete(socket));
+    return true;
+  }
+
+  /** After a config change: closes inbound TCP connections the new policies no longer allow. */
+  #recheck(snapshot: Snapshot): void {
+    for (const [socket, c] of this.#openTcp) if (!connectionAllowed(c.attrs, c.mtls, snapshot)) socket.destroy();
   }
 
   /** Terminates mTLS, then serves HTTP (Istio HTTP ALPN) or proxies TCP to the application. */
@@ -174,10 +202,7 @@ export class SidecarListener {
         secure.resume();
         return;
       }
-      if (!this.#authorizeConnection(remote.address, peer.identity, destination, snapshot)) {
-        secure.destroy();
-        return;
-      }
+      if (!this.#authorizeConnection(secure, { remote: remote.address, identity: peer.identity, sni: peer.serverName }, destination, this.#source.current())) return;
       this.#tcp.start(secure, null, INBOUND_PASSTHROUGH_CLUSTER, { host: destination.address, port: destination.port }, snapshot, remote.address);
     });
   }
@@ -258,6 +283,7 @@ export class SidecarListener {
    * connections are opaque and stay until their peers close them, or a forced close.
    */
   close(force = false): Promise<void> {
+    this.#unsubscribe();
     this.#closed ??= new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#http.closeAll(force);
     if (force) for (const s of this.#raw) s.destroy();

@@ -21,6 +21,8 @@ export interface MtlsPeer {
   /** This workload's own SPIFFE URI: the XFCC `By`. */
   readonly localIdentity: string;
   readonly alpn: string;
+  /** The SNI the client sent, if any (`connection.sni` in authorization). */
+  readonly serverName?: string;
 }
 
 /** Longest a client may take to complete the handshake. */
@@ -140,6 +142,7 @@ export function terminateMtls(
         certHash: createHash('sha256').update(peer.raw).digest('hex'),
         localIdentity: credentials.identity,
         alpn: typeof tls.alpnProtocol === 'string' ? tls.alpnProtocol : '',
+        ...(typeof tls.servername === 'string' ? { serverName: tls.servername } : {}),
       },
     });
   });

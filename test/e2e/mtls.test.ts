@@ -209,6 +209,10 @@ describe.skipIf(SKIP !== undefined)(`mTLS between sidecars${SKIP === undefined ?
   });
 
   it('AuthorizationPolicy: ALLOW by principal, method and path (403 RBAC: access denied otherwise); DENY closes a TCP port', async () => {
+    // A TCP connection opened before the policies exist: it must not outlive them.
+    const longLived = net.start('a', NODE, [APPS, 'tcp-idle', 'echo', '7000']);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(longLived.output()).toBe('');
     const before = await adminVersion('b');
     writeFileSync(
       join(cfg(), 'authorization.yaml'),
@@ -252,5 +256,7 @@ spec:
     // The DENY policy wins over the ALLOW rule for port 7000: the connection is closed.
     const tcp = await net.exec('a', NODE, [APPS, 'tcp-client', 'echo', '7000', 'ping', '1']);
     expect(tcp.stdout).not.toContain('echo:ping');
+    // The connection opened before was closed when the policy arrived.
+    await longLived.waitFor(/closed after/, 5000);
   });
 });

@@ -19,6 +19,9 @@ describe('normalizePath', () => {
     ['/a/../b?x=/../y', '/b?x=/../y'],
     ['/?q=%61', '/?q=%61'],
     ['/.hidden/..x', '/.hidden/..x'],
+    ['/admin#x', '/admin'],
+    ['/public#/../admin', '/public'],
+    ['/a?b=1#frag', '/a?b=1'],
   ])('%s → %s', (input, expected) => {
     expect(normalizePath(input)).toBe(expected);
   });

@@ -45,6 +45,7 @@ export function ipError(v: string): string | undefined {
   const bits = v.slice(slash + 1);
   const family = isIP(address);
   if (family === 0 || !/^\d{1,3}$/.test(bits) || Number(bits) > (family === 4 ? 32 : 128)) return `bad CIDR range (${v})`;
+  if (address.toLowerCase().startsWith('::ffff:')) return `write IPv4 ranges in IPv4 form (${v})`;
   return undefined;
 }
 

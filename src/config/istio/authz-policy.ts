@@ -10,6 +10,7 @@ import { canonicalCidr } from './addresses.js';
 import type { Authorization, AuthzField, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, MeshSettings } from '../../model/index.js';
 import type { Diagnostic } from '../diagnostics.js';
 import type { AuthorizationOperationSpec, AuthorizationRuleSpec, AuthorizationSourceSpec } from './authorization-policy.js';
+import { CLUSTER_DOMAIN } from './hosts.js';
 import { labelsMatch } from './registry.js';
 import { resourceDiagnostic, type IstioResource } from './resources.js';
 
@@ -29,11 +30,25 @@ function compact<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
-function source(s: AuthorizationSourceSpec, namespace: string): AuthzSource {
-  const cidr = (v: string): string => canonicalCidr(v) ?? v;
-  const serviceAccount = (v: string): string => (v.includes('/') ? v : `${namespace}/${v}`);
+const cidr = (v: string): string => canonicalCidr(v) ?? v;
+const serviceAccountIn =
+  (namespace: string) =>
+  (v: string): string =>
+    v.includes('/') ? v : `${namespace}/${v}`;
+
+/**
+ * Istio writes principals of the default trust domain as `cluster.local/…` and rewrites them to
+ * the mesh's own trust domain (trustdomain/bundle.go), so a policy keeps working after it changes.
+ */
+const inTrustDomain =
+  (trustDomain: string) =>
+  (v: string): string =>
+    trustDomain !== CLUSTER_DOMAIN && v.startsWith(`${CLUSTER_DOMAIN}/`) ? `${trustDomain}${v.slice(CLUSTER_DOMAIN.length)}` : v;
+
+function source(s: AuthorizationSourceSpec, namespace: string, trustDomain: string): AuthzSource {
+  const serviceAccount = serviceAccountIn(namespace);
   return compact({
-    principals: field(s.principals, s.notPrincipals),
+    principals: field(s.principals, s.notPrincipals, inTrustDomain(trustDomain)),
     requestPrincipals: field(s.requestPrincipals, s.notRequestPrincipals),
     namespaces: field(s.namespaces, s.notNamespaces),
     serviceAccounts: field(s.serviceAccounts, s.notServiceAccounts, serviceAccount),
@@ -51,15 +66,23 @@ function operation(o: AuthorizationOperationSpec): AuthzOperation {
   });
 }
 
-function rule(r: AuthorizationRuleSpec, namespace: string): AuthzRule {
-  const cidr = (v: string): string => canonicalCidr(v) ?? v;
-  const serviceAccount = (v: string): string => (v.includes('/') ? v : `${namespace}/${v}`);
+function rule(r: AuthorizationRuleSpec, namespace: string, trustDomain: string): AuthzRule {
+  const serviceAccount = serviceAccountIn(namespace);
   return {
-    from: (r.from ?? []).map((f) => source(f.source!, namespace)),
+    from: (r.from ?? []).map((f) => source(f.source!, namespace, trustDomain)),
     to: (r.to ?? []).map((t) => operation(t.operation!)),
     when: (r.when ?? []).map((c) => {
       const key = c.key!;
-      const map = key === 'source.ip' || key === 'remote.ip' || key === 'destination.ip' ? cidr : key === 'source.serviceAccount' ? serviceAccount : key === 'destination.port' ? (p: string) => String(Number(p)) : (v: string) => v;
+      const map =
+        key === 'source.ip' || key === 'remote.ip' || key === 'destination.ip'
+          ? cidr
+          : key === 'source.serviceAccount'
+            ? serviceAccount
+            : key === 'destination.port'
+              ? (p: string) => String(Number(p))
+              : key === 'source.principal'
+                ? inTrustDomain(trustDomain)
+                : (v: string) => v;
       return { key, values: (c.values ?? []).map(map), notValues: (c.notValues ?? []).map(map) };
     }),
   };
@@ -83,7 +106,7 @@ export function authorizationFor(all: readonly AuthorizationPolicyResource[], me
       diagnostics.push(resourceDiagnostic(p, ['metadata', 'annotations', DRY_RUN_ANNOTATION], 'a dry-run policy is not enforced (and skiff records no shadow result for it)', 'warning'));
       continue;
     }
-    const policy: AuthzPolicy = { name: `${ns(p)}.${p.metadata.name}`, rules: (p.spec.rules ?? []).map((r) => rule(r, ns(p))) };
+    const policy: AuthzPolicy = { name: `${ns(p)}.${p.metadata.name}`, rules: (p.spec.rules ?? []).map((r) => rule(r, ns(p), mesh.trustDomain)) };
     const action = p.spec.action ?? 'ALLOW';
     if (action === 'DENY') deny.push(policy);
     else if (action === 'AUDIT') audit.push(policy);
