@@ -7,6 +7,7 @@ import type { Cluster, MeshSettings, Model } from '../model/index.js';
 import { DomainTable } from './domain-table.js';
 import { compileAuthorization, type CompiledAuthorization } from './authorization.js';
 import { L4Table } from './l4-table.js';
+import { compileRequestAuthentication, type CompiledRequestAuthentication, type JwtVerifier } from './request-authentication.js';
 import { RouteTables } from './route-table.js';
 
 /** A cluster as the upstream layer builds it, with a hash of its config for reuse across swaps. */
@@ -27,11 +28,16 @@ export interface Snapshot {
   readonly inboundRoutes: RouteTables;
   /** AuthorizationPolicy for inbound requests and connections. */
   readonly authorization: CompiledAuthorization;
+  /** RequestAuthentication (JWT) for inbound requests. */
+  readonly requestAuthentication: CompiledRequestAuthentication;
   /** The model this snapshot was compiled from (admin config dumps). */
   readonly model: Model;
 }
 
-export function compileSnapshot(model: Model, version: number): Snapshot {
+/** Without a JWKS source every token is refused: a snapshot never accepts a token unchecked. */
+const REFUSE_TOKENS: JwtVerifier = { verify: () => ({ ok: false, reason: 'Jwks remote fetch is failed' }) };
+
+export function compileSnapshot(model: Model, version: number, jwtVerifier: JwtVerifier = REFUSE_TOKENS): Snapshot {
   const clusters = new Map<string, ClusterSpec>();
   for (const c of model.clusters) clusters.set(c.name, { ...c, configHash: JSON.stringify(c) });
   const tcp = new Map<number, DomainTable<string>>();
@@ -49,6 +55,7 @@ export function compileSnapshot(model: Model, version: number): Snapshot {
     l4: new L4Table(model.tcpServices, model.mesh),
     inboundRoutes: new RouteTables([], model.inboundRouteConfig),
     authorization: compileAuthorization(model.authorization),
+    requestAuthentication: compileRequestAuthentication(model.requestAuthentication, jwtVerifier),
     model,
   };
 }

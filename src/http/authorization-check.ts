@@ -4,6 +4,7 @@
  * policies before routing. A denied request gets Envoy's `403 RBAC: access denied`.
  */
 import { principalOf, type AuthzAttributes, type CompiledAuthorization } from '../compile/authorization.js';
+import type { JwtResult } from '../compile/request-authentication.js';
 import type { DownstreamStream } from './stream.js';
 
 /** HTTP/2-style pseudo-headers, which policies may name in `request.headers[...]` as with Envoy. */
@@ -23,7 +24,7 @@ function pseudoHeader(stream: DownstreamStream, name: string): string | undefine
 }
 
 /** The attributes of an inbound HTTP request. */
-export function requestAttributes(stream: DownstreamStream): AuthzAttributes {
+export function requestAttributes(stream: DownstreamStream, jwt: JwtResult): AuthzAttributes {
   const info = stream.info;
   const peer = info.downstreamPeer;
   const query = stream.path.indexOf('?');
@@ -34,6 +35,7 @@ export function requestAttributes(stream: DownstreamStream): AuthzAttributes {
     destinationIp: info.downstreamLocalAddress,
     destinationPort: info.downstreamLocalPort,
     ...(peer?.serverName !== undefined ? { sni: peer.serverName } : {}),
+    ...(jwt.kind === 'valid' ? { requestPrincipal: jwt.principal, claims: jwt.claims } : {}),
     http: {
       method: stream.method,
       path: query < 0 ? stream.path : stream.path.slice(0, query),
@@ -44,9 +46,9 @@ export function requestAttributes(stream: DownstreamStream): AuthzAttributes {
 }
 
 /** Answers 403 and returns false when the policies deny the request. */
-export function authorizeRequest(stream: DownstreamStream, authorization: CompiledAuthorization): boolean {
+export function authorizeRequest(stream: DownstreamStream, authorization: CompiledAuthorization, jwt: JwtResult): boolean {
   if (!authorization.enabled) return true;
-  const decision = authorization.check(requestAttributes(stream));
+  const decision = authorization.check(requestAttributes(stream, jwt));
   if (decision.allowed) return true;
   stream.sendLocalReply(403, 'RBAC: access denied', { details: `rbac_access_denied_matched_policy[${decision.policy ?? 'none'}]` });
   return false;

@@ -7,7 +7,9 @@
 import type { Snapshot } from '../compile/snapshot.js';
 import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
 import { mtlsModeFor } from '../compile/peer-authentication.js';
+import type { RouteTables } from '../compile/route-table.js';
 import { authorizeRequest } from './authorization-check.js';
+import { authenticateRequest } from './request-authentication-check.js';
 import { setClientCertHeader } from './client-cert-header.js';
 import { normalizePath } from './path-normalization.js';
 import { runRouteFilters } from './filter-chain.js';
@@ -68,12 +70,19 @@ export class HttpConnectionManager implements StreamHandler {
         return;
       }
       setClientCertHeader(stream);
-      if (!authorizeRequest(stream, snapshot.authorization)) return;
-    } else {
-      // Envoy's outbound default (SANITIZE): the application cannot speak for a client certificate.
-      stream.headers.remove('x-forwarded-client-cert');
+      authenticateRequest(stream, snapshot.requestAuthentication, (jwt) => {
+        if (authorizeRequest(stream, snapshot.authorization, jwt)) this.#route(stream, snapshot, snapshot.inboundRoutes);
+      });
+      return;
     }
-    const selection = this.#router.select(stream, this.#direction === 'outbound' ? snapshot.routes : snapshot.inboundRoutes);
+    // Envoy's outbound default (SANITIZE): the application cannot speak for a client certificate.
+    stream.headers.remove('x-forwarded-client-cert');
+    this.#route(stream, snapshot, snapshot.routes);
+  }
+
+  /** Route selection (404 NR), the route's filters, then the router. */
+  #route(stream: H1ServerStream, snapshot: Snapshot, tables: RouteTables): void {
+    const selection = this.#router.select(stream, tables);
     if (selection === undefined) return;
     const filters = selection.route.filters;
     if (filters === null) this.#router.dispatch(stream, snapshot, selection);

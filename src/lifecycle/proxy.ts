@@ -20,6 +20,9 @@ import type { StreamInfo } from '../http/stream.js';
 import { HttpListener } from '../listener/http-listener.js';
 import { SidecarListener } from '../listener/sidecar-listener.js';
 import { CertStore, DEFAULT_CERT_DIRS, type WorkloadCredentials } from '../security/cert-store.js';
+import { JwksCache } from '../security/jwks-cache.js';
+import { jwtVerifier } from '../security/jwt-verifier.js';
+import type { JwtVerifier } from '../compile/request-authentication.js';
 import { TcpProxy, type TcpSessionInfo } from '../tcp/tcp-proxy.js';
 import type { ListenerPorts, Model } from '../model/index.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
@@ -97,6 +100,9 @@ export class Proxy {
   readonly #clusters: ClusterManager;
   readonly #listeners: readonly Listener[];
   readonly #certs: CertStore | null;
+  /** Survives reloads: JWKS fetched once per URI and refreshed in the background. */
+  readonly #jwks: JwksCache;
+  readonly #verifier: JwtVerifier;
   /** The sidecar's inbound listener (also in #listeners); null standalone. */
   readonly #inbound: Listener | null;
   readonly #servers: Server[];
@@ -115,6 +121,8 @@ export class Proxy {
     listeners: readonly Listener[],
     inbound: Listener | null,
     certs: CertStore | null,
+    jwks: JwksCache,
+    verifier: JwtVerifier,
     servers: Server[],
     ports: BoundPorts,
     first: ReloadOutcome,
@@ -125,6 +133,8 @@ export class Proxy {
     this.#clusters = clusters;
     this.#listeners = listeners;
     this.#certs = certs;
+    this.#jwks = jwks;
+    this.#verifier = verifier;
     this.#inbound = inbound;
     this.#servers = servers;
     this.ports = ports;
@@ -145,7 +155,10 @@ export class Proxy {
     const certs = await openCertStore(options, log);
     const credentials = (): WorkloadCredentials | null => certs?.current() ?? null;
     const clusters = new ClusterManager({ onWarning: (m) => log.warn(m), credentials });
-    const snapshot = compileSnapshot(loaded.model, store.nextVersion());
+    const jwks = new JwksCache({ onFetchError: (uri, why) => log.warn(`JWKS ${uri}: ${why}`) });
+    await jwks.prefetch(loaded.model.requestAuthentication);
+    const verifier = jwtVerifier(jwks);
+    const snapshot = compileSnapshot(loaded.model, store.nextVersion(), verifier);
     (await clusters.prepare(snapshot.clusters))();
     store.swap(snapshot);
 
@@ -197,7 +210,7 @@ export class Proxy {
       const readinessPort = await listenOn(readiness, anyAddress, wanted.readiness);
       const statusPort = status === null ? 0 : await listenOn(status, anyAddress, wanted.status);
       const ports = { outbound: outboundPort, inbound: inboundPort, status: statusPort, admin: adminPort, readiness: readinessPort };
-      proxy = new Proxy(options, log, store, clusters, listeners, inbound, certs, servers, ports, {
+      proxy = new Proxy(options, log, store, clusters, listeners, inbound, certs, jwks, verifier, servers, ports, {
         ok: true,
         version: store.version,
         diagnostics: loaded.diagnostics,
@@ -281,7 +294,8 @@ export class Proxy {
       if (JSON.stringify(current) !== JSON.stringify(loaded.model.mesh.ports)) {
         this.#log.warn('MeshConfig ports changed: listener ports change on restart only');
       }
-      const snapshot = compileSnapshot(loaded.model, this.#store.nextVersion());
+      await this.#jwks.prefetch(loaded.model.requestAuthentication);
+      const snapshot = compileSnapshot(loaded.model, this.#store.nextVersion(), this.#verifier);
       const commit = await this.#clusters.prepare(snapshot.clusters);
       this.#store.swap(snapshot);
       commit();

@@ -6,6 +6,7 @@ import type { Authorization } from './authorization.js';
 import type { Cluster } from './cluster.js';
 import type { MeshSettings } from './mesh.js';
 import type { RouteConfig } from './route.js';
+import type { RequestAuthentication } from './request-authentication.js';
 import type { PeerAuthentication } from './security.js';
 import type { TcpService } from './tcp.js';
 
@@ -13,6 +14,7 @@ export * from './authorization.js';
 export * from './cluster.js';
 export * from './mesh.js';
 export * from './policies.js';
+export * from './request-authentication.js';
 export * from './route.js';
 export * from './security.js';
 export * from './tcp.js';
@@ -32,6 +34,8 @@ export interface Model {
   readonly peerAuthentication: PeerAuthentication;
   /** The AuthorizationPolicies in force for this proxy's workload (inbound). */
   readonly authorization: Authorization;
+  /** The JWT rules (RequestAuthentication) in force for this proxy's workload (inbound). */
+  readonly requestAuthentication: RequestAuthentication;
   readonly clusters: readonly Cluster[];
   /** Every service port as L4 sees it: sidecar TCP/TLS routing, CONNECT tunnels. */
   readonly tcpServices: readonly TcpService[];

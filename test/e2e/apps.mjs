@@ -1,6 +1,6 @@
 // Small programs that play the applications of the sidecar end-to-end test, run inside the
 // test's network namespaces:
-//   http NAME PORT           answers every request with {name, peer, host, xfcc} (peer: the client address)
+//   http NAME PORT           answers every request with {name, peer, host, xfcc, authorization (present?)}
 //   echo NAME PORT           TCP: answers each chunk with "NAME:<chunk>"; ends its side after the client's
 //   banner PORT              TCP, server-first: greets with "HELLO <port>\n", then echoes
 //   tcp-client HOST PORT MSG N  N times in a row: connects, sends MSG, half-closes, prints all it
@@ -25,7 +25,7 @@ switch (mode) {
     createHttpServer((req, res) => {
       req.resume();
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ name, peer: req.socket.remoteAddress?.replace(/^::ffff:(?=\d)/, ''), host: req.headers.host, xfcc: req.headers['x-forwarded-client-cert'] }));
+      res.end(JSON.stringify({ name, peer: req.socket.remoteAddress?.replace(/^::ffff:(?=\d)/, ''), host: req.headers.host, xfcc: req.headers['x-forwarded-client-cert'], authorization: req.headers.authorization !== undefined }));
     }).listen(Number(port), '::', () => ready(port));
     break;
   }

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, CLI } from '../helpers/cli.js';
+import { jwksJson, now, rsaKey, signJwt } from '../helpers/jwt.js';
 import { netnsUnavailable, PodNetwork } from '../helpers/netns.js';
 
 const SKIP = netnsUnavailable(['iptables', 'curl', 'setpriv', 'openssl', 'tcpdump']);
@@ -258,5 +259,49 @@ spec:
     expect(tcp.stdout).not.toContain('echo:ping');
     // The connection opened before was closed when the policy arrived.
     await longLived.waitFor(/closed after/, 5000);
+  });
+
+  it('RequestAuthentication: a valid JWT gives the request principal policies require; a bad one gets 401; none gets 403 where required', async () => {
+    const key = rsaKey('e2e-key');
+    const issuer = 'https://issuer.example.com';
+    const token = (claims: Record<string, unknown>): string => signJwt(key, { iss: issuer, sub: 'alice', aud: 'reviews', exp: now() + 600, ...claims });
+    const before = await adminVersion('b');
+    writeFileSync(
+      join(cfg(), 'jwt.yaml'),
+      `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: default}
+spec:
+  jwtRules:
+  - issuer: ${issuer}
+    audiences: [reviews]
+    jwks: '${jwksJson(key)}'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: jwt-required, namespace: default}
+spec:
+  action: ALLOW
+  rules:
+  - from: [{source: {requestPrincipals: ["${issuer}/alice"]}}]
+    to: [{operation: {paths: ["/jwt/*"]}}]
+`,
+    );
+    const deadline = Date.now() + 10_000;
+    while ((await adminVersion('b')) <= before) {
+      if (Date.now() > deadline) throw new Error('the sidecar did not reload');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const call = (path: string, jwt?: string) =>
+      net.exec('a', 'curl', ['-s', '--max-time', '5', '-w', ' %{http_code}', ...(jwt === undefined ? [] : ['-H', `Authorization: Bearer ${jwt}`]), `http://reviews:9080${path}`]);
+    const valid = await call('/jwt/1', token({}));
+    expect(valid.stdout).toMatch(/ 200$/);
+    // The token is not forwarded to the application (forwardOriginalToken is false by default).
+    expect(valid.stdout).toContain('"authorization":false');
+    expect((await call('/jwt/1', token({ exp: now() - 600 }))).stdout).toBe('Jwt is expired 401');
+    expect((await call('/jwt/1', token({ aud: 'other' }))).stdout).toBe('Audiences in Jwt are not allowed 401');
+    expect((await call('/jwt/1', signJwt(rsaKey('e2e-key'), { iss: issuer, sub: 'alice', aud: 'reviews', exp: now() + 600 }))).stdout).toMatch(/ 401$/);
+    expect((await call('/jwt/1')).stdout).toBe('RBAC: access denied 403');
+    expect((await call('/jwt/1', token({ sub: 'bob' }))).stdout).toBe('RBAC: access denied 403');
   });
 });

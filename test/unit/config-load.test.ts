@@ -314,7 +314,7 @@ spec: {}
     expect(lines).toEqual(['a.yaml:2:7: Gatway/gw: kind: unknown kind "Gatway" (did you mean "Gateway"?)']);
   });
 
-  it('unimplemented security kinds are errors, never ignored (PeerAuthentication and AuthorizationPolicy are enforced)', async () => {
+  it('unimplemented kinds are errors, never ignored (PeerAuthentication, AuthorizationPolicy and RequestAuthentication are enforced)', async () => {
     const { lines, result } = await load({
       'se.yaml': SERVICE,
       'security.yaml': `apiVersion: security.istio.io/v1
@@ -338,10 +338,7 @@ metadata: {name: gw}
 spec: {}
 `,
     });
-    expect(lines).toEqual([
-      'security.yaml:12:7: RequestAuthentication/jwt: kind: RequestAuthentication is not supported yet; refusing to run without enforcing it',
-      'security.yaml:17:7: Gateway/gw: kind: Gateway is not supported yet',
-    ]);
+    expect(lines).toEqual(['security.yaml:17:7: Gateway/gw: kind: Gateway is not supported yet']);
     expect(result.model).toBeUndefined();
   });
 
@@ -737,10 +734,10 @@ spec:
   it('errors sort before warnings', async () => {
     const { result } = await load({
       'a.yaml': vs('  - retries: {attempts: 3, retryRemoteLocalities: true}\n    route: [{destination: {host: reviews}}]\n'),
-      'b.yaml': 'apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: x}\n',
+      'b.yaml': 'apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: x}\n',
     });
     expect(result.diagnostics.map((d) => d.severity)).toEqual(['error', 'warning', 'warning']);
-    expect(errors(result)[0]!.resource).toBe('RequestAuthentication/x');
+    expect(errors(result)[0]!.resource).toBe('Gateway/x');
   });
 
   it('routing on JWT claims is refused, under headers or withoutHeaders', async () => {

@@ -13,6 +13,7 @@ import { destinationRuleSpecSchema, type DestinationRuleSpec } from './destinati
 import { localRateLimitSpecSchema, type LocalRateLimitSpec } from './local-rate-limit.js';
 import { meshConfigSpecSchema, type MeshConfigSpec } from './mesh-config.js';
 import { peerAuthenticationSpecSchema, type PeerAuthenticationSpec } from './peer-authentication.js';
+import { requestAuthenticationSpecSchema, type RequestAuthenticationSpec } from './request-authentication.js';
 import { serviceEntrySpecSchema, type ServiceEntrySpec } from './service-entry.js';
 import { virtualServiceSpecSchema, type VirtualServiceSpec } from './virtual-service.js';
 
@@ -32,7 +33,8 @@ export type IstioResource =
   | (ResourceBase & { readonly kind: 'MeshConfig'; readonly spec: MeshConfigSpec })
   | (ResourceBase & { readonly kind: 'LocalRateLimit'; readonly spec: LocalRateLimitSpec })
   | (ResourceBase & { readonly kind: 'PeerAuthentication'; readonly spec: PeerAuthenticationSpec })
-  | (ResourceBase & { readonly kind: 'AuthorizationPolicy'; readonly spec: AuthorizationPolicySpec });
+  | (ResourceBase & { readonly kind: 'AuthorizationPolicy'; readonly spec: AuthorizationPolicySpec })
+  | (ResourceBase & { readonly kind: 'RequestAuthentication'; readonly spec: RequestAuthenticationSpec });
 
 export type ResourceKind = IstioResource['kind'];
 
@@ -48,6 +50,7 @@ const KINDS: Readonly<Record<ResourceKind, { versions: readonly string[]; spec: 
   LocalRateLimit: { versions: SKIFF_VERSIONS, spec: localRateLimitSpecSchema },
   PeerAuthentication: { versions: SECURITY_VERSIONS, spec: peerAuthenticationSpecSchema },
   AuthorizationPolicy: { versions: SECURITY_VERSIONS, spec: authorizationPolicySpecSchema },
+  RequestAuthentication: { versions: SECURITY_VERSIONS, spec: requestAuthenticationSpecSchema },
 };
 
 /**
@@ -60,7 +63,6 @@ const NOT_YET_SUPPORTED: Readonly<Record<string, string>> = {
   EnvoyFilter: 'EnvoyFilter is not supported',
   WorkloadEntry: 'WorkloadEntry is not supported yet; list endpoints in the ServiceEntry instead',
   WorkloadGroup: 'WorkloadGroup is not supported yet',
-  RequestAuthentication: 'RequestAuthentication is not supported yet; refusing to run without enforcing it',
   Telemetry: 'Telemetry is not supported yet',
   WasmPlugin: 'WasmPlugin is not supported',
 };

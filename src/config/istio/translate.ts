@@ -10,6 +10,7 @@ import { buildClusters } from './clusters.js';
 import { hostMatches, toFqdn } from './hosts.js';
 import { buildTcpServices } from './l4-routes.js';
 import { resolvePeerAuthentication } from './peer-authn-policy.js';
+import { requestAuthenticationFor } from './request-authn-policy.js';
 import { buildRegistry, type Service, type ServiceEntryResource } from './registry.js';
 import { resourceDiagnostic, type IstioResource } from './resources.js';
 import { applyRateLimits, type LocalRateLimitResource } from './rate-limits.js';
@@ -171,6 +172,7 @@ export function translate(all: readonly IstioResource[]): Translation {
     inboundRouteConfig: inboundRouteConfig(),
     peerAuthentication: resolvePeerAuthentication(of('PeerAuthentication'), mesh, diagnostics),
     authorization: authorizationFor(of('AuthorizationPolicy'), mesh, diagnostics),
+    requestAuthentication: requestAuthenticationFor(of('RequestAuthentication'), mesh, diagnostics),
     clusters: buildClusters(registry, rules, mesh),
     tcpServices: buildTcpServices(of('VirtualService') as VirtualServiceResource[], {
       registry,
