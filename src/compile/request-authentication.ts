@@ -70,6 +70,8 @@ export type JwtResult =
 export interface CompiledRequestAuthentication {
   /** False when no JWT rule applies: `authenticate` always returns `none`. */
   readonly enabled: boolean;
+  /** Headers the rules output (lowercase): removed from every request before authentication, so a client cannot supply them. */
+  readonly outputHeaders: readonly string[];
   authenticate(req: JwtRequestView): JwtResult | Promise<JwtResult>;
 }
 
@@ -107,14 +109,14 @@ function claimValue(payload: Readonly<Record<string, unknown>>, claim: string): 
     v = payload;
     for (const k of claim.split('.')) v = v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[k] : undefined;
   }
-  if (typeof v === 'string') return v;
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v.join(',');
-  return undefined;
+  const text = typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : Array.isArray(v) && v.every((x) => typeof x === 'string') ? v.join(',') : undefined;
+  // A claim is the token issuer's data, not ours to trust in a header: no line breaks or NULs.
+  return text === undefined || /[\r\n\0]/.test(text) ? undefined : text;
 }
 
 export function compileRequestAuthentication(model: RequestAuthentication, verifier: JwtVerifier): CompiledRequestAuthentication {
-  if (model.rules.length === 0) return { enabled: false, authenticate: () => NONE };
+  if (model.rules.length === 0) return { enabled: false, outputHeaders: [], authenticate: () => NONE };
+  const outputHeaders = [...new Set(model.rules.flatMap((r) => [...(r.outputPayloadToHeader !== undefined ? [r.outputPayloadToHeader] : []), ...r.outputClaimToHeaders.map((o) => o.header)].map((h) => h.toLowerCase())))];
 
   const places: Place[] = [];
   const add = (kind: Place['kind'], name: string, prefix: string, rule: JwtRule): void => {
@@ -134,8 +136,9 @@ export function compileRequestAuthentication(model: RequestAuthentication, verif
   const order = { header: 0, param: 1, cookie: 2 } as const;
   places.sort((a, b) => order[a.kind] - order[b.kind]);
 
-  /** The first token present, and where. */
-  const find = (req: JwtRequestView): { token: string; place: Place } | undefined => {
+  /** Every token present, and where, in Envoy's order (headers, then parameters, then cookies). */
+  const findAll = (req: JwtRequestView): Array<{ token: string; place: Place }> => {
+    const found: Array<{ token: string; place: Place }> = [];
     for (const place of places) {
       let token: string | undefined;
       if (place.kind === 'header') {
@@ -152,19 +155,19 @@ export function compileRequestAuthentication(model: RequestAuthentication, verif
       } else {
         token = cookie(req.header('cookie'), place.name);
       }
-      if (token !== undefined) return { token, place };
+      if (token !== undefined) found.push({ token, place });
     }
-    return undefined;
+    return found;
   };
 
   const result = (check: JwtCheck, place: Place): JwtResult => {
     if (!check.ok) return { kind: 'invalid', reason: check.reason };
     const { rule, payload } = check;
     const setHeaders: Array<readonly [string, string]> = [];
-    if (rule.outputPayloadToHeader !== undefined) setHeaders.push([rule.outputPayloadToHeader, check.payloadSegment]);
+    if (rule.outputPayloadToHeader !== undefined) setHeaders.push([rule.outputPayloadToHeader.toLowerCase(), check.payloadSegment]);
     for (const { header, claim } of rule.outputClaimToHeaders) {
       const v = claimValue(payload, claim);
-      if (v !== undefined) setHeaders.push([header, v]);
+      if (v !== undefined) setHeaders.push([header.toLowerCase(), v]);
     }
     const sub = typeof payload['sub'] === 'string' ? payload['sub'] : '';
     return {
@@ -177,13 +180,20 @@ export function compileRequestAuthentication(model: RequestAuthentication, verif
     };
   };
 
+  /** Every token present must verify (Envoy: a good token does not carry a bad one); the first one decides the identity. */
+  const combine = (checks: readonly JwtCheck[], found: ReadonlyArray<{ place: Place }>): JwtResult => {
+    const failed = checks.find((c) => !c.ok);
+    return failed !== undefined ? result(failed, found[0]!.place) : result(checks[0]!, found[0]!.place);
+  };
+
   return {
     enabled: true,
+    outputHeaders,
     authenticate(req) {
-      const found = find(req);
-      if (found === undefined) return NONE;
-      const check = verifier.verify(found.token, found.place.rules);
-      return check instanceof Promise ? check.then((c) => result(c, found.place)) : result(check, found.place);
+      const found = findAll(req);
+      if (found.length === 0) return NONE;
+      const checks = found.map((f) => verifier.verify(f.token, f.place.rules));
+      return checks.some((c) => c instanceof Promise) ? Promise.all(checks).then((c) => combine(c, found)) : combine(checks as JwtCheck[], found);
     },
   };
 }

@@ -9,6 +9,7 @@ import type { CompiledRequestAuthentication, JwtRequestView, JwtResult } from '.
 import type { DownstreamStream } from './stream.js';
 
 const NO_TOKEN: JwtResult = { kind: 'none' };
+const AUDIENCE_NOT_ALLOWED = 'Audiences in Jwt are not allowed';
 
 function requestView(stream: DownstreamStream): JwtRequestView {
   let query: URLSearchParams | undefined;
@@ -29,12 +30,15 @@ function requestView(stream: DownstreamStream): JwtRequestView {
  */
 export function authenticateRequest(stream: DownstreamStream, authn: CompiledRequestAuthentication, next: (result: JwtResult) => void): void {
   if (!authn.enabled) return next(NO_TOKEN);
+  for (const name of authn.outputHeaders) stream.headers.remove(name);
   const checked = authn.authenticate(requestView(stream));
   const proceed = (result: JwtResult): void => {
     if (result.kind === 'invalid') {
-      const realm = `http://${stream.authority}${stream.path.split('?')[0]}`;
-      stream.sendLocalReply(401, result.reason, {
-        details: 'jwt_authn_access_denied',
+      // Envoy: 403 for a token meant for someone else, 401 otherwise; the realm is the request URI.
+      const status = result.reason === AUDIENCE_NOT_ALLOWED ? 403 : 401;
+      const realm = `${stream.scheme}://${stream.authority}${stream.path}`.slice(0, 256);
+      stream.sendLocalReply(status, result.reason, {
+        details: `jwt_authn_access_denied{${result.reason.replace(/ /g, '_')}}`,
         headers: [['www-authenticate', `Bearer realm="${realm}", error="invalid_token"`]],
       });
       return;
@@ -45,6 +49,15 @@ export function authenticateRequest(stream: DownstreamStream, authn: CompiledReq
     }
     next(result);
   };
-  if (checked instanceof Promise) void checked.then(proceed, () => proceed({ kind: 'invalid', reason: 'Jwks remote fetch is failed' }));
-  else proceed(checked);
+  if (!(checked instanceof Promise)) return proceed(checked);
+  // The token's keys are being fetched: a client that leaves meanwhile is not served at all.
+  let aborted = false;
+  stream.onAbort = () => {
+    aborted = true;
+  };
+  const settle = (result: JwtResult): void => {
+    stream.onAbort = null;
+    if (!aborted) proceed(result);
+  };
+  void checked.then(settle, () => settle({ kind: 'invalid', reason: 'Jwks remote fetch is failed' }));
 }

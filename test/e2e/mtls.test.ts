@@ -299,7 +299,7 @@ spec:
     // The token is not forwarded to the application (forwardOriginalToken is false by default).
     expect(valid.stdout).toContain('"authorization":false');
     expect((await call('/jwt/1', token({ exp: now() - 600 }))).stdout).toBe('Jwt is expired 401');
-    expect((await call('/jwt/1', token({ aud: 'other' }))).stdout).toBe('Audiences in Jwt are not allowed 401');
+    expect((await call('/jwt/1', token({ aud: 'other' }))).stdout).toBe('Audiences in Jwt are not allowed 403');
     expect((await call('/jwt/1', signJwt(rsaKey('e2e-key'), { iss: issuer, sub: 'alice', aud: 'reviews', exp: now() + 600 }))).stdout).toMatch(/ 401$/);
     expect((await call('/jwt/1')).stdout).toBe('RBAC: access denied 403');
     expect((await call('/jwt/1', token({ sub: 'bob' }))).stdout).toBe('RBAC: access denied 403');

@@ -182,11 +182,22 @@ describe('RequestAuthentication: verdicts (inline jwks)', () => {
     expect(r).toMatchObject({ kind: 'valid', principal: `${ISS}/alice`, removeHeader: undefined });
   });
 
-  it('only the first token found is used', async () => {
+  it('every token present must verify: a good token does not carry a bad one (Envoy)', async () => {
     const good = signJwt(rsa, claims({ aud: 'api' }));
     const bad = signJwt(rsa, claims({ aud: 'api', exp: 1 }));
     expect((await run(model, request({ headers: { authorization: `Bearer ${bad}` }, query: { access_token: good } }))).kind).toBe('invalid');
-    expect((await run(model, request({ headers: { authorization: `Bearer ${good}` }, query: { access_token: bad } }))).kind).toBe('valid');
+    expect((await run(model, request({ headers: { authorization: `Bearer ${good}` }, query: { access_token: bad } }))).kind).toBe('invalid');
+    expect((await run(model, request({ headers: { authorization: `Bearer ${good}` }, query: { access_token: good } }))).kind).toBe('valid');
+  });
+
+  it('claims with line breaks are never written into output headers', async () => {
+    const m = authn(mesh(), ra('jwt', inline('    outputClaimToHeaders: [{header: X-Sub, claim: sub}]\n')));
+    // The data path removes these from every request first, so a client cannot supply them.
+    expect(compileRequestAuthentication(m, jwtVerifier(new JwksCache())).outputHeaders).toEqual(['x-sub']);
+    const clean = await run(m, request({ headers: { authorization: `Bearer ${signJwt(rsa, claims({ sub: 'alice' }))}` } }));
+    expect(clean).toMatchObject({ kind: 'valid', setHeaders: [['x-sub', 'alice']] });
+    const injected = await run(m, request({ headers: { authorization: `Bearer ${signJwt(rsa, claims({ sub: 'a\r\nx-injected: 1' }))}` } }));
+    expect(injected).toMatchObject({ kind: 'valid', setHeaders: [] });
   });
 
   it('a custom header with a prefix, a custom query parameter and a cookie replace the defaults', async () => {
