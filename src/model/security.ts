@@ -14,12 +14,15 @@ export interface PeerAuthentication {
 export const DEFAULT_PEER_AUTHENTICATION: PeerAuthentication = { mode: 'PERMISSIVE', portModes: {} };
 
 /**
- * How a cluster's upstream connections are secured (Envoy's transport socket). `istio-mutual`:
+ * How a cluster's upstream connections are secured (Envoy's transport socket). `ISTIO_MUTUAL`:
  * the proxy's own workload certificate, Istio's ALPN and SNI, and the server's SPIFFE identity
  * checked (secure naming). With `auto` (Istio auto mTLS) only endpoints labelled
  * `security.istio.io/tlsMode: istio` get it; the others are plaintext.
+ * `SIMPLE` / `MUTUAL`: TLS origination with certificates from files (DestinationRule paths).
  */
-export type UpstreamTls = {
+export type UpstreamTls = IstioMutualTls | OriginatedTls;
+
+export interface IstioMutualTls {
   readonly mode: 'ISTIO_MUTUAL';
   readonly auto: boolean;
   /** SNI: the cluster name, `outbound|port|subset|host`. */
@@ -27,7 +30,23 @@ export type UpstreamTls = {
   /** SPIFFE URIs the server may present; empty accepts any identity of the trust domain. */
   readonly subjectAltNames: readonly string[];
   readonly trustDomain: string;
-};
+}
+
+/**
+ * TLS origination (DestinationRule `tls.mode: SIMPLE | MUTUAL`) with file paths. The server is
+ * verified against `caCertificates` (the system roots when absent, as Istio's
+ * VERIFY_CERTIFICATE_AT_CLIENT does), its name against `subjectAltNames` (any SAN type) or, when
+ * none are given, the SNI. MUTUAL also presents `clientCertificate` / `privateKey`.
+ */
+export interface OriginatedTls {
+  readonly mode: 'SIMPLE' | 'MUTUAL';
+  /** SNI sent; none (for an IP or wildcard host) sends no SNI. */
+  readonly sni?: string;
+  readonly subjectAltNames: readonly string[];
+  readonly caCertificates?: string;
+  readonly clientCertificate?: string;
+  readonly privateKey?: string;
+}
 
 /** The endpoint label that marks a workload with a sidecar (Istio auto mTLS). */
 export const TLS_MODE_LABEL = 'security.istio.io/tlsMode';

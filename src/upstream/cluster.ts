@@ -7,10 +7,12 @@
  * - ORIGINAL_DST: a host per destination the request names, created on demand.
  */
 import { lookup } from 'node:dns/promises';
+import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import type { ClusterSpec } from '../compile/snapshot.js';
 import type { Endpoint } from '../model/cluster.js';
-import { TLS_MODE_LABEL } from '../model/security.js';
+import { TLS_MODE_LABEL, type OriginatedTls } from '../model/security.js';
 import type { WorkloadCredentials } from '../security/cert-store.js';
 import type { TargetTls } from './connect.js';
 import { Host, hostKey } from './host.js';
@@ -43,10 +45,16 @@ export abstract class Cluster {
   #retired = false;
 
   readonly #credentials: () => WorkloadCredentials | null;
+  /** SIMPLE / MUTUAL: the context built from the rule's files, or why it could not be. */
+  #originated: SecureContext | string = 'the TLS context is not loaded yet';
+  readonly #tlsLoaded: Promise<void>;
 
   constructor(spec: ClusterSpec, options: ClusterOptions) {
     this.spec = spec;
     this.#credentials = options.credentials ?? NO_CREDENTIALS;
+    const tls = spec.tls;
+    this.#tlsLoaded =
+      tls !== undefined && tls.mode !== 'ISTIO_MUTUAL' ? originationContext(tls).then((c) => void (this.#originated = c)) : Promise.resolve();
     this.resources = new ResourceManager(spec.circuitBreakers);
     this.poolOptions = {
       connectTimeoutMs: spec.connectTimeoutMs,
@@ -63,8 +71,13 @@ export abstract class Cluster {
     return this.#retired;
   }
 
+  /** Resolves once the cluster's TLS files are read and it has its first host list (DNS). */
+  async ready(): Promise<void> {
+    await Promise.all([this.#tlsLoaded, this.discovered()]);
+  }
+
   /** Resolves once the cluster has its first host list (DNS); immediate for others. */
-  abstract ready(): Promise<void>;
+  protected abstract discovered(): Promise<void>;
   abstract get hosts(): readonly Host[];
   abstract pick(ctx: PickContext, destination: Destination): Host | undefined;
 
@@ -84,10 +97,19 @@ export abstract class Cluster {
     for (const h of this.hosts) h.pool.retire();
   }
 
-  /** mTLS for a host: every host under ISTIO_MUTUAL, only sidecar-labelled ones under auto mTLS. */
+  /**
+   * TLS for a host: every host under ISTIO_MUTUAL, SIMPLE and MUTUAL, only sidecar-labelled ones
+   * under auto mTLS.
+   */
   #tlsFor(labels: Readonly<Record<string, string>>): { tls?: TargetTls } {
     const tls = this.spec.tls;
-    if (tls === undefined || (tls.auto && labels[TLS_MODE_LABEL] !== 'istio')) return {};
+    if (tls === undefined) return {};
+    if (tls.mode !== 'ISTIO_MUTUAL') {
+      return {
+        tls: { origination: tls.mode, ...(tls.sni !== undefined ? { sni: tls.sni } : {}), subjectAltNames: tls.subjectAltNames, context: () => this.#originated },
+      };
+    }
+    if (tls.auto && labels[TLS_MODE_LABEL] !== 'istio') return {};
     return { tls: { sni: tls.sni, subjectAltNames: tls.subjectAltNames, trustDomain: tls.trustDomain, credentials: this.#credentials } };
   }
 
@@ -129,7 +151,7 @@ class HostListCluster extends Cluster {
     this.#lb = createLoadBalancer(this.spec.lb, panic ? all : healthy);
   }
 
-  ready(): Promise<void> {
+  protected discovered(): Promise<void> {
     return Promise.resolve();
   }
 
@@ -180,7 +202,7 @@ export class StrictDnsCluster extends HostListCluster {
     this.#first = this.#resolve();
   }
 
-  override ready(): Promise<void> {
+  protected override discovered(): Promise<void> {
     return this.#first;
   }
 
@@ -224,7 +246,7 @@ export class StrictDnsCluster extends HostListCluster {
 export class OriginalDstCluster extends Cluster {
   readonly #hosts = new Map<string, Host>();
 
-  ready(): Promise<void> {
+  protected discovered(): Promise<void> {
     return Promise.resolve();
   }
 
@@ -258,5 +280,36 @@ export function createCluster(spec: ClusterSpec, options: ClusterOptions): Clust
       return new StrictDnsCluster(spec, options);
     case 'ORIGINAL_DST':
       return new OriginalDstCluster(spec, options);
+  }
+}
+
+/**
+ * The SecureContext of a SIMPLE / MUTUAL cluster, from the rule's files: caCertificates (else
+ * the default roots), and for MUTUAL the client certificate and key. A file that cannot be read
+ * or parsed yields the reason instead, and every connect of the cluster fails with it.
+ */
+async function originationContext(tls: OriginatedTls): Promise<SecureContext | string> {
+  const read = async (path: string | undefined): Promise<Buffer | undefined> => (path === undefined ? undefined : readFile(path));
+  const files: Array<[string | undefined, Buffer | undefined]> = [];
+  for (const path of [tls.caCertificates, tls.clientCertificate, tls.privateKey]) {
+    try {
+      files.push([path, await read(path)]);
+    } catch (err) {
+      return `cannot read ${path}: ${(err as Error).message}`;
+    }
+  }
+  const [ca, cert, key] = files.map(([, data]) => data);
+  if (tls.mode === 'MUTUAL' && (cert === undefined || key === undefined)) return 'MUTUAL TLS needs clientCertificate and privateKey';
+  try {
+    return createSecureContext({
+      minVersion: 'TLSv1.2',
+      maxVersion: 'TLSv1.3',
+      ...(ca !== undefined ? { ca } : {}),
+      ...(cert !== undefined ? { cert } : {}),
+      ...(key !== undefined ? { key } : {}),
+    });
+  } catch (err) {
+    const paths = files.map(([p]) => p).filter((p) => p !== undefined).join(', ');
+    return `invalid TLS files (${paths}): ${(err as Error).message}`;
   }
 }

@@ -2,11 +2,13 @@
  * Opening upstream connections with a connect timeout, reporting failures in Envoy's terms. A
  * target with `tls` is connected over mutual TLS (Istio's ISTIO_MUTUAL): the workload
  * certificate, Istio's SNI and ALPN, the server verified against the trust root and its
- * identity against secure naming. Any TLS problem fails the connection; it never falls back to
- * plaintext.
+ * identity against secure naming. A target with originated TLS (DestinationRule SIMPLE/MUTUAL)
+ * uses the cluster's context built from the rule's files, its SNI, no ALPN, and verifies the
+ * server's name against the configured subjectAltNames or the SNI. Any TLS problem fails the
+ * connection; it never falls back to plaintext.
  */
 import { connect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate } from 'node:tls';
+import { checkServerIdentity, connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type SecureContext } from 'node:tls';
 import type { WorkloadCredentials } from '../security/cert-store.js';
 import { ISTIO_ALPN, secureNamingError } from '../security/peer-identity.js';
 
@@ -20,13 +22,27 @@ export interface ConnectTarget {
   readonly tls?: TargetTls;
 }
 
-export interface TargetTls {
+export type TargetTls = IstioTargetTls | OriginatedTargetTls;
+
+export interface IstioTargetTls {
+  readonly origination?: undefined;
   readonly sni: string;
   /** SPIFFE URIs the server may present; empty accepts any identity of `trustDomain`. */
   readonly subjectAltNames: readonly string[];
   readonly trustDomain: string;
   /** The workload's current credentials; null when none are loaded (the connect fails). */
   credentials(): WorkloadCredentials | null;
+}
+
+/** TLS origination (SIMPLE / MUTUAL) with the cluster's context built from files. */
+export interface OriginatedTargetTls {
+  readonly origination: 'SIMPLE' | 'MUTUAL';
+  /** SNI to send; none for IPs and wildcard hosts. */
+  readonly sni?: string;
+  /** Names the server certificate must carry one of (any SAN type); empty checks the SNI. */
+  readonly subjectAltNames: readonly string[];
+  /** The cluster's context, or why it could not be built (the connect fails with it). */
+  context(): SecureContext | string;
 }
 
 /** What the connection will carry: picks Istio's ALPN for mTLS. */
@@ -48,16 +64,23 @@ export function connectUpstream(
   protocol: UpstreamProtocol = 'http',
 ): void {
   const tls = target.tls;
-  const credentials = tls?.credentials() ?? null;
-  if (tls !== undefined && credentials === null) {
-    queueMicrotask(() => cb({ reason: 'remote connection failure', transport: 'TLS error: no workload certificate loaded' }, null));
-    return;
+  const fail = (transport: string): void => queueMicrotask(() => cb({ reason: 'remote connection failure', transport }, null));
+  let options: ConnectionOptions | undefined;
+  let tlsError: string | null = null;
+  const rejected = (why: string): void => void (tlsError = why);
+  if (tls?.origination !== undefined) {
+    const context = tls.context();
+    if (typeof context === 'string') return fail(`TLS error: ${context}`);
+    options = originationOptions(target, tls, context, rejected);
+  } else if (tls !== undefined) {
+    const credentials = tls.credentials();
+    if (credentials === null) return fail('TLS error: no workload certificate loaded');
+    options = tlsOptions(target, tls, credentials, protocol, rejected);
   }
   const local = target.localAddress !== undefined ? { localAddress: target.localAddress } : {};
-  let tlsError: string | null = null;
   const socket =
-    tls !== undefined
-      ? tlsConnect(tlsOptions(target, tls, credentials!, protocol, (why) => (tlsError = why)))
+    options !== undefined
+      ? tlsConnect(options)
       : target.path !== undefined
         ? connect({ path: target.path, allowHalfOpen: true })
         : connect({ host: target.host, port: target.port, allowHalfOpen: true, ...local });
@@ -86,8 +109,61 @@ export function connectUpstream(
   });
 }
 
+/** The socket options tls.connect hands on to net.connect (allowHalfOpen, localAddress, where). */
+function netOptions(target: ConnectTarget): ConnectionOptions {
+  const net = {
+    allowHalfOpen: true,
+    ...(target.localAddress !== undefined ? { localAddress: target.localAddress } : {}),
+    ...(target.path !== undefined ? { path: target.path } : { host: target.host, port: target.port }),
+  };
+  return net;
+}
+
+/**
+ * tls.connect options for SIMPLE / MUTUAL: the cluster's context (CA and, for MUTUAL, the client
+ * certificate), the SNI, no ALPN (HTTP/1.1), the chain verified, and the server's name checked
+ * against `subjectAltNames` (exact, any SAN type; a DNS SAN may be a `*.` wildcard), else
+ * standard hostname verification of the SNI (of the connect address without one).
+ */
+function originationOptions(target: ConnectTarget, tls: OriginatedTargetTls, context: SecureContext, rejected: (why: string) => void): ConnectionOptions {
+  const sni = tls.sni !== undefined && tls.sni !== '' && isIP(tls.sni) === 0 ? tls.sni : undefined;
+  return {
+    ...netOptions(target),
+    secureContext: context,
+    ...(sni !== undefined ? { servername: sni } : {}),
+    rejectUnauthorized: true,
+    checkServerIdentity: (host: string, cert: PeerCertificate) => {
+      const why = tls.subjectAltNames.length > 0 ? sanMismatch(cert, tls.subjectAltNames) : checkServerIdentity(tls.sni ?? host, cert)?.message;
+      if (why === undefined) return undefined;
+      rejected(why);
+      return new Error(why);
+    },
+  };
+}
+
+/** Why `cert` carries none of `expected` among its SANs (DNS, URI, IP, email), or undefined. */
+function sanMismatch(cert: PeerCertificate, expected: readonly string[]): string | undefined {
+  const sans = (cert.subjectaltname ?? '')
+    .split(/,\s*/)
+    .filter((e) => e !== '')
+    .map((e) => {
+      const i = e.indexOf(':');
+      return { type: e.slice(0, i), value: e.slice(i + 1).replace(/^"(.*)"$/, '$1') };
+    });
+  const matches = (want: string): boolean =>
+    sans.some(({ type, value }) => {
+      if (value === want) return true;
+      if (type !== 'DNS' || !value.startsWith('*.')) return false;
+      const dot = want.indexOf('.');
+      return dot > 0 && want.slice(dot).toLowerCase() === value.slice(1).toLowerCase();
+    });
+  if (expected.some(matches)) return undefined;
+  const presented = sans.map((s) => `${s.type}:${s.value}`).join(', ') || 'none';
+  return `the server certificate's SANs (${presented}) match none of ${expected.join(', ')}`;
+}
+
 /** tls.connect options for ISTIO_MUTUAL; `rejected` receives a secure-naming failure. */
-function tlsOptions(target: ConnectTarget, tls: TargetTls, credentials: WorkloadCredentials, protocol: UpstreamProtocol, rejected: (why: string) => void): ConnectionOptions {
+function tlsOptions(target: ConnectTarget, tls: IstioTargetTls, credentials: WorkloadCredentials, protocol: UpstreamProtocol, rejected: (why: string) => void): ConnectionOptions {
   // tls.connect hands these options to net.connect too, which applies allowHalfOpen and localAddress.
   const net = { allowHalfOpen: true, ...(target.localAddress !== undefined ? { localAddress: target.localAddress } : {}) };
   return {

@@ -280,23 +280,40 @@ describe('original-destination clusters', () => {
 // === refused settings ===
 
 describe('refused tls settings', () => {
-  it('SIMPLE and MUTUAL are errors (never plaintext), wherever they are set', () => {
+  it('MUTUAL without a client certificate and key, and credentialName, are errors (never plaintext), wherever they are set', () => {
     const places: Array<[string, string]> = [
-      ['  trafficPolicy: {tls: {mode: MODE}}\n', 'spec.trafficPolicy.tls.mode'],
-      ['  trafficPolicy: {portLevelSettings: [{port: {number: 9080}, tls: {mode: MODE}}]}\n', 'spec.trafficPolicy.portLevelSettings[0].tls.mode'],
-      ['  subsets: [{name: v1, labels: {version: v1}, trafficPolicy: {tls: {mode: MODE}}}]\n', 'spec.subsets[0].trafficPolicy.tls.mode'],
+      ['  trafficPolicy: {tls: TLS}\n', 'spec.trafficPolicy.tls'],
+      ['  trafficPolicy: {portLevelSettings: [{port: {number: 9080}, tls: TLS}]}\n', 'spec.trafficPolicy.portLevelSettings[0].tls'],
+      ['  subsets: [{name: v1, labels: {version: v1}, trafficPolicy: {tls: TLS}}]\n', 'spec.subsets[0].trafficPolicy.tls'],
       [
-        '  subsets: [{name: v1, labels: {version: v1}, trafficPolicy: {portLevelSettings: [{port: {number: 9443}, tls: {mode: MODE}}]}}]\n',
-        'spec.subsets[0].trafficPolicy.portLevelSettings[0].tls.mode',
+        '  subsets: [{name: v1, labels: {version: v1}, trafficPolicy: {portLevelSettings: [{port: {number: 9443}, tls: TLS}]}}]\n',
+        'spec.subsets[0].trafficPolicy.portLevelSettings[0].tls',
       ],
     ];
-    for (const mode of ['SIMPLE', 'MUTUAL']) {
-      for (const [spec, field] of places) {
-        const errs = errors(serviceEntry(), destinationRule(spec.replace('MODE', mode)));
-        expect(errs, `${mode} at ${field}`).toHaveLength(1);
-        expect(errs[0]).toContain(`DestinationRule/reviews: ${field}: TLS origination (${mode}) is not supported yet`);
+    for (const [spec, field] of places) {
+      const noKey = errors(serviceEntry(), destinationRule(spec.replace('TLS', '{mode: MUTUAL, clientCertificate: /c.pem}')));
+      expect(noKey, `MUTUAL without a key at ${field}`).toHaveLength(1);
+      expect(noKey[0]).toContain(`DestinationRule/reviews: ${field}: MUTUAL TLS requires privateKey`);
+      for (const mode of ['SIMPLE', 'MUTUAL']) {
+        const errs = errors(serviceEntry(), destinationRule(spec.replace('TLS', `{mode: ${mode}, credentialName: reviews-cred}`)));
+        expect(errs, `${mode} credentialName at ${field}`).toHaveLength(1);
+        expect(errs[0]).toContain(`DestinationRule/reviews: ${field}.credentialName: TLS origination (${mode}) with credentialName is not supported`);
       }
+      const ok = load(serviceEntry(), destinationRule(spec.replace('TLS', '{mode: MUTUAL, clientCertificate: /c.pem, privateKey: /k.pem}')));
+      expect(ok.lines.filter((l) => !l.includes(': warning: ')), `MUTUAL with files at ${field}`).toEqual([]);
+      expect(ok.model).toBeDefined();
     }
+  });
+
+  it('SIMPLE and MUTUAL with files build an originating cluster: SNI from tls.sni or the service host, only the rule\'s SANs', () => {
+    const name = 'outbound|9080||reviews.default.svc.cluster.local';
+    const simple = model(serviceEntry(), destinationRule('  trafficPolicy: {tls: {mode: SIMPLE, caCertificates: /ca.pem, clientCertificate: /c.pem}}\n'));
+    expect(tlsOf(simple, name)).toEqual({ mode: 'SIMPLE', sni: 'reviews.default.svc.cluster.local', subjectAltNames: [], caCertificates: '/ca.pem' });
+    const mutual = model(
+      serviceEntry(),
+      destinationRule('  trafficPolicy: {tls: {mode: MUTUAL, sni: api.example.com, subjectAltNames: [x.example.com], clientCertificate: /c.pem, privateKey: /k.pem}}\n'),
+    );
+    expect(tlsOf(mutual, name)).toEqual({ mode: 'MUTUAL', sni: 'api.example.com', subjectAltNames: ['x.example.com'], clientCertificate: '/c.pem', privateKey: '/k.pem' });
   });
 
   it('insecureSkipVerify: true is an error wherever it is set; false is accepted', () => {

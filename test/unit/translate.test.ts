@@ -464,8 +464,8 @@ describe('DestinationRule merging (Istio MergeSubsetTrafficPolicy)', () => {
     ]);
   });
 
-  it('TLS origination with files (SIMPLE, MUTUAL) is an error, wherever it is set; ISTIO_MUTUAL and DISABLE are fine', async () => {
-    const r = await load(
+  it('TLS origination: files are accepted; credentialName and MUTUAL without a client certificate and key are errors, wherever set', async () => {
+    const ok = await load(
       REVIEWS,
       destinationRule(
         'reviews',
@@ -485,10 +485,26 @@ describe('DestinationRule merging (Istio MergeSubsetTrafficPolicy)', () => {
 `,
       ),
     );
+    expect(ok.lines).toEqual([]);
+    expect(ok.model).toBeDefined();
+    const r = await load(
+      REVIEWS,
+      destinationRule(
+        'reviews',
+        `  host: reviews
+  trafficPolicy:
+    tls: {mode: SIMPLE, credentialName: reviews-tls}
+    portLevelSettings:
+    - port: {number: 9443}
+      tls: {mode: MUTUAL, caCertificates: /ca.pem}
+`,
+      ),
+    );
     expect(r.model).toBeUndefined();
     expect(r.lines).toEqual([
-      'mesh.yaml:23:17: DestinationRule/reviews: spec.trafficPolicy.tls.mode: TLS origination (SIMPLE) is not supported yet; refusing to send this traffic in plaintext',
-      'mesh.yaml:26:19: DestinationRule/reviews: spec.trafficPolicy.portLevelSettings[0].tls.mode: TLS origination (MUTUAL) is not supported yet; refusing to send this traffic in plaintext',
+      'mesh.yaml:23:41: DestinationRule/reviews: spec.trafficPolicy.tls.credentialName: TLS origination (SIMPLE) with credentialName is not supported (it needs SDS); use clientCertificate, privateKey and caCertificates file paths',
+      'mesh.yaml:26:12: DestinationRule/reviews: spec.trafficPolicy.portLevelSettings[0].tls: MUTUAL TLS requires clientCertificate',
+      'mesh.yaml:26:12: DestinationRule/reviews: spec.trafficPolicy.portLevelSettings[0].tls: MUTUAL TLS requires privateKey',
     ]);
   });
 });

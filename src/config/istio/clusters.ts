@@ -3,6 +3,7 @@
  * DestinationRule subset with the endpoints its labels select, each with the traffic policy in
  * force for that port and subset. Plus Istio's PassthroughCluster and BlackHoleCluster.
  */
+import { isIP } from 'node:net';
 import {
   BLACKHOLE_CLUSTER,
   INBOUND_PASSTHROUGH_CLUSTER,
@@ -111,7 +112,11 @@ function spiffeUri(trustDomain: string, namespace: string, serviceAccount: strin
  * DestinationRule tls → the cluster's transport: ISTIO_MUTUAL explicitly, or Istio auto mTLS
  * when no rule sets TLS, for MESH_INTERNAL services only (and then only endpoints labelled as
  * sidecars get it). DISABLE is plaintext.
- * SIMPLE and MUTUAL are refused at validation, never sent in plaintext.
+ * SIMPLE and MUTUAL originate TLS with the DestinationRule's certificate files (validation has
+ * refused credentialName and MUTUAL without a client certificate and key). Their SNI is
+ * `tls.sni`, else the service hostname (Envoy's auto_sni would use each request's Host; skiff's
+ * pools are per endpoint, so the service hostname stands in). Only the DestinationRule's
+ * subjectAltNames apply to them, as in Istio.
  */
 function upstreamTls(service: Service, policy: PolicyBlocks | undefined, name: string, passthrough: boolean, mesh: MeshSettings): UpstreamTls | undefined {
   // (passthrough: an ORIGINAL_DST cluster, resolution NONE or the PASSTHROUGH balancer.)
@@ -120,6 +125,17 @@ function upstreamTls(service: Service, policy: PolicyBlocks | undefined, name: s
   // A tls block without a mode is DISABLE, as in Istio; only no tls block at all is auto mTLS.
   if (mode === 'DISABLE' || (tls !== undefined && mode === undefined)) return undefined;
   // Auto mTLS never applies to passthrough clusters; an explicit ISTIO_MUTUAL always does.
+  if (mode === 'SIMPLE' || mode === 'MUTUAL') {
+    const sni = tls!.sni ?? (service.hostname.includes('*') || isIP(service.hostname) !== 0 ? undefined : service.hostname);
+    return {
+      mode,
+      ...(sni !== undefined && sni !== '' ? { sni } : {}),
+      subjectAltNames: [...(tls!.subjectAltNames ?? [])],
+      ...(tls!.caCertificates !== undefined && tls!.caCertificates !== '' ? { caCertificates: tls!.caCertificates } : {}),
+      ...(mode === 'MUTUAL' && tls!.clientCertificate !== undefined ? { clientCertificate: tls!.clientCertificate } : {}),
+      ...(mode === 'MUTUAL' && tls!.privateKey !== undefined ? { privateKey: tls!.privateKey } : {}),
+    };
+  }
   if (tls === undefined && (passthrough || !mesh.enableAutoMtls || service.resource.spec.location !== 'MESH_INTERNAL')) return undefined;
   return {
     mode: 'ISTIO_MUTUAL',

@@ -109,7 +109,15 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
         for (const { at, b } of blocks) {
           const mode = b.tls?.mode;
           if (mode === 'SIMPLE' || mode === 'MUTUAL') {
-            error([...at, 'tls', 'mode'], `TLS origination (${mode}) is not supported yet; refusing to send this traffic in plaintext`);
+            const tls = b.tls!;
+            if (tls.credentialName !== undefined) {
+              error([...at, 'tls', 'credentialName'], `TLS origination (${mode}) with credentialName is not supported (it needs SDS); use clientCertificate, privateKey and caCertificates file paths`);
+            }
+            if (mode === 'MUTUAL' && tls.credentialName === undefined) {
+              if (tls.clientCertificate === undefined) error([...at, 'tls'], 'MUTUAL TLS requires clientCertificate');
+              if (tls.privateKey === undefined) error([...at, 'tls'], 'MUTUAL TLS requires privateKey');
+            }
+            if (tls.caCrl !== undefined) error([...at, 'tls', 'caCrl'], 'caCrl is not supported yet; refusing to skip revocation checks');
           }
           if (b.tls?.insecureSkipVerify === true) error([...at, 'tls', 'insecureSkipVerify'], 'insecureSkipVerify is not supported: the server certificate is always verified');
           const od = b.outlierDetection;
