@@ -1,13 +1,14 @@
 /**
  * The HTTP connection manager: decides what happens to each new request stream, as Envoy's HCM
- * does: protocol checks (HTTP/1.0 → 426, unsupported upgrades → 403), route selection from the
- * snapshot current at that moment (404 NR), the route's filters (CORS, fault, rate limit), and
- * then the router.
+ * does: protocol checks (HTTP/1.0 → 426, unsupported upgrades → 403), path normalization (400),
+ * for inbound requests the mTLS mode, XFCC, JWT (401) and authorization (403), then route
+ * selection from the snapshot current at that moment (404 NR), the route's filters (CORS,
+ * fault, rate limit), and the router.
  */
-import type { Snapshot } from '../compile/snapshot.js';
-import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
 import { mtlsModeFor } from '../compile/peer-authentication.js';
 import type { RouteTables } from '../compile/route-table.js';
+import type { Snapshot } from '../compile/snapshot.js';
+import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
 import { authorizeRequest } from './authorization-check.js';
 import { authenticateRequest } from './request-authentication-check.js';
 import { setClientCertHeader } from './client-cert-header.js';
@@ -64,20 +65,25 @@ export class HttpConnectionManager implements StreamHandler {
     }
     stream.path = normalized;
     if (this.#direction === 'inbound') {
-      // A port that became STRICT after this plaintext connection was accepted serves it no more.
-      if (stream.info.downstreamPeer === null && mtlsModeFor(snapshot.model.peerAuthentication, stream.info.downstreamLocalPort) === 'STRICT') {
-        stream.reset();
-        return;
-      }
-      setClientCertHeader(stream);
-      authenticateRequest(stream, snapshot.requestAuthentication, (jwt) => {
-        if (authorizeRequest(stream, snapshot.authorization, jwt)) this.#route(stream, snapshot, snapshot.inboundRoutes);
-      });
+      this.#inbound(stream, snapshot);
       return;
     }
     // Envoy's outbound default (SANITIZE): the application cannot speak for a client certificate.
     stream.headers.remove('x-forwarded-client-cert');
     this.#route(stream, snapshot, snapshot.routes);
+  }
+
+  /** Inbound, before routing: the port's mTLS mode, XFCC, JWT authentication, then authorization. */
+  #inbound(stream: H1ServerStream, snapshot: Snapshot): void {
+    // A port that became STRICT after this plaintext connection was accepted serves it no more.
+    if (stream.info.downstreamPeer === null && mtlsModeFor(snapshot.model.peerAuthentication, stream.info.downstreamLocalPort) === 'STRICT') {
+      stream.reset();
+      return;
+    }
+    setClientCertHeader(stream);
+    authenticateRequest(stream, snapshot.requestAuthentication, (jwt) => {
+      if (authorizeRequest(stream, snapshot.authorization, jwt)) this.#route(stream, snapshot, snapshot.inboundRoutes);
+    });
   }
 
   /** Route selection (404 NR), the route's filters, then the router. */
