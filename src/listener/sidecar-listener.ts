@@ -28,7 +28,7 @@ import { ISTIO_ALPN_VALUES, ISTIO_HTTP_ALPN } from '../security/peer-identity.js
 import type { TcpProxy } from '../tcp/tcp-proxy.js';
 import { HttpConnections } from './http-connections.js';
 import { originalDestination, type SocketAddress } from './original-dst.js';
-import { MAX_SNIFF_BYTES, sniff } from './sniff.js';
+import { readFirstBytes, type FirstBytes } from './first-bytes.js';
 
 /** Snapshot swaps, so open inbound connections can be held to new policies. */
 export interface SnapshotChanges {
@@ -42,16 +42,6 @@ export interface SidecarListenerOptions extends ServerConnectionOptions {
   readonly host: string;
   readonly port: number;
 }
-
-/** What sniffing found: the protocol, and for TLS the ClientHello's SNI and ALPN. */
-interface FirstBytes {
-  readonly kind: 'http' | 'tls' | 'tcp';
-  readonly sni?: string | undefined;
-  readonly alpn: readonly string[];
-}
-
-const HTTP_BYTES: FirstBytes = { kind: 'http', alpn: [] };
-const TCP_BYTES: FirstBytes = { kind: 'tcp', alpn: [] };
 
 const INBOUND_TCP: L4Decision = { kind: 'tcp', cluster: INBOUND_PASSTHROUGH_CLUSTER };
 
@@ -118,7 +108,7 @@ export class SidecarListener {
     }
     this.#raw.add(socket);
     socket.once('close', () => this.#raw.delete(socket));
-    this.#sniff(socket, snapshot.mesh.protocolDetectionTimeoutMs, (bytes, first) => {
+    readFirstBytes(socket, snapshot.mesh.protocolDetectionTimeoutMs, (bytes, first) => {
       if (inbound) {
         this.#inbound(socket, destination, bytes, first, snapshot);
         return;
@@ -205,48 +195,6 @@ export class SidecarListener {
       if (!this.#authorizeConnection(secure, { remote: remote.address, identity: peer.identity, sni: peer.serverName }, destination, this.#source.current())) return;
       this.#tcp.start(secure, null, INBOUND_PASSTHROUGH_CLUSTER, { host: destination.address, port: destination.port }, snapshot, remote.address);
     });
-  }
-
-  /**
-   * Reads until the first bytes say what the protocol is, `timeoutMs` passes (0: no limit), the
-   * client half-closes, or MAX_SNIFF_BYTES arrived. Then `done` runs exactly once, with the
-   * socket paused and every byte read so far; never after the socket closed. HTTP/2 prior
-   * knowledge is reported as TCP until skiff serves HTTP/2.
-   */
-  #sniff(socket: Socket, timeoutMs: number, done: (bytes: Buffer | null, first: FirstBytes) => void): void {
-    let buffered: Buffer | null = null;
-    let timer: NodeJS.Timeout | null = null;
-    let finished = false;
-    const finish = (first: FirstBytes): void => {
-      if (finished) return;
-      finished = true;
-      if (timer !== null) clearTimeout(timer);
-      socket.removeListener('data', onData);
-      socket.removeListener('end', onEnd);
-      socket.pause();
-      if (!socket.destroyed) done(buffered, first);
-    };
-    const onData = (chunk: Buffer): void => {
-      buffered = buffered === null ? chunk : Buffer.concat([buffered, chunk]);
-      const result = sniff(buffered);
-      if (result !== undefined) {
-        if (result.kind === 'http1') finish(HTTP_BYTES);
-        else if (result.kind === 'tls') finish({ kind: 'tls', sni: result.sni, alpn: result.alpn });
-        else finish(TCP_BYTES);
-      } else if (buffered.length >= MAX_SNIFF_BYTES) {
-        finish(TCP_BYTES);
-      }
-    };
-    const onEnd = (): void => finish(TCP_BYTES);
-    if (timeoutMs > 0) timer = setTimeout(() => finish(TCP_BYTES), timeoutMs);
-    socket.on('error', () => socket.destroy());
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('close', () => {
-      finished = true;
-      if (timer !== null) clearTimeout(timer);
-    });
-    socket.resume();
   }
 
   #apply(decision: L4Decision, socket: Socket, destination: SocketAddress, bytes: Buffer | null, snapshot: Snapshot): void {
