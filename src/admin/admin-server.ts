@@ -2,7 +2,7 @@
  * The admin server (Envoy's admin port, 15000, bound to localhost), the readiness server
  * (15021 `/healthz/ready`) and the sidecar's status server (15020). Plain node:http: none of this is on the request path.
  */
-import { unmappedAddress } from '../core/addresses.js';
+import { isLocalCaller } from '../core/addresses.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 /** What the admin endpoints read from the running proxy. */
@@ -59,10 +59,7 @@ export function createStatusServer(view: AdminView, quit: () => void): Server {
     '/healthz/ready': (_req, res) => send(res, view.ready ? 200 : 503, view.ready ? '' : 'config not loaded\n'),
     '/quitquitquit': (req, res) => {
       if (req.method !== 'POST') return send(res, 405, 'POST only\n');
-      // Loopback, but not 127.0.0.6 or ::6: those are the inbound listener's own connections.
-      const from = unmappedAddress(req.socket.remoteAddress ?? '');
-      const local = (from.startsWith('127.') && from !== '127.0.0.6') || from === '::1';
-      if (!local) return send(res, 403, 'only local callers may quit the proxy\n');
+      if (!isLocalCaller(req.socket.remoteAddress ?? '')) return send(res, 403, 'only local callers may quit the proxy\n');
       send(res, 200, 'OK\n');
       quit();
     },

@@ -4,3 +4,15 @@
 export function unmappedAddress(address: string): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
+
+/** Istio's inbound passthrough source address: the sidecar's own connections to the application. */
+export const INBOUND_SOURCE_IPV4 = '127.0.0.6';
+
+/**
+ * A caller on this host: loopback, but not 127.0.0.6, which is the inbound listener forwarding
+ * someone else's connection.
+ */
+export function isLocalCaller(address: string): boolean {
+  const a = unmappedAddress(address);
+  return (a.startsWith('127.') && a !== INBOUND_SOURCE_IPV4) || a === '::1';
+}

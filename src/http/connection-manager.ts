@@ -5,7 +5,7 @@
  * selection from the snapshot current at that moment (404 NR), the route's filters (CORS,
  * fault, rate limit), and the router.
  */
-import { mtlsModeFor } from '../compile/peer-authentication.js';
+import { plaintextRefused } from '../compile/peer-authentication.js';
 import type { RouteTables } from '../compile/route-table.js';
 import type { Snapshot } from '../compile/snapshot.js';
 import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
@@ -76,7 +76,7 @@ export class HttpConnectionManager implements StreamHandler {
   /** Inbound, before routing: the port's mTLS mode, XFCC, JWT authentication, then authorization. */
   #inbound(stream: H1ServerStream, snapshot: Snapshot): void {
     // A port that became STRICT after this plaintext connection was accepted serves it no more.
-    if (stream.info.downstreamPeer === null && mtlsModeFor(snapshot.model.peerAuthentication, stream.info.downstreamLocalPort) === 'STRICT') {
+    if (stream.info.downstreamPeer === null && plaintextRefused(snapshot.model.peerAuthentication, stream.info.downstreamLocalPort)) {
       stream.reset();
       return;
     }

@@ -15,13 +15,13 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { principalOf, type AuthzAttributes } from '../compile/authorization.js';
 import { HTTP_DECISION, type L4Decision } from '../compile/l4-table.js';
-import { mtlsModeFor } from '../compile/peer-authentication.js';
+import { mtlsModeFor, plaintextRefused } from '../compile/peer-authentication.js';
 import type { Snapshot } from '../compile/snapshot.js';
-import { unmappedAddress } from '../core/addresses.js';
+import { isLocalCaller, unmappedAddress } from '../core/addresses.js';
 import { listenOn } from '../core/listen.js';
 import type { ServerConnectionOptions, StreamHandler } from '../http/codec/h1/server-connection.js';
 import type { SnapshotSource } from '../http/connection-manager.js';
-import { INBOUND_PASSTHROUGH_CLUSTER, INBOUND_SOURCE_ADDRESS } from '../model/cluster.js';
+import { INBOUND_PASSTHROUGH_CLUSTER } from '../model/cluster.js';
 import type { WorkloadCredentials } from '../security/cert-store.js';
 import { terminateMtls } from '../security/inbound-mtls.js';
 import { ISTIO_ALPN_VALUES, ISTIO_HTTP_ALPN } from '../security/peer-identity.js';
@@ -47,14 +47,8 @@ const INBOUND_TCP: L4Decision = { kind: 'tcp', cluster: INBOUND_PASSTHROUGH_CLUS
 
 /** Whether an inbound TCP connection passes the snapshot's PeerAuthentication and AuthorizationPolicy. */
 function connectionAllowed(attrs: AuthzAttributes, mtls: boolean, snapshot: Snapshot): boolean {
-  if (!mtls && mtlsModeFor(snapshot.model.peerAuthentication, attrs.destinationPort) === 'STRICT') return false;
+  if (!mtls && plaintextRefused(snapshot.model.peerAuthentication, attrs.destinationPort)) return false;
   return !snapshot.authorization.enabled || snapshot.authorization.check(attrs).allowed;
-}
-
-/** Loopback, but not the inbound passthrough source (127.0.0.6, ::6). */
-function isLocalClient(address: string): boolean {
-  const a = unmappedAddress(address);
-  return (a.startsWith('127.') && a !== INBOUND_SOURCE_ADDRESS.ipv4) || a === '::1';
 }
 
 export class SidecarListener {
@@ -95,7 +89,7 @@ export class SidecarListener {
       // anyone else (a remote peer, or the inbound listener's own 127.0.0.6) would get an open
       // proxy into the pod's localhost, so Envoy's virtualOutbound closes these. Inbound, a direct
       // connection would loop.
-      if (inbound || !isLocalClient(socket.remoteAddress ?? '')) socket.destroy();
+      if (inbound || !isLocalCaller(socket.remoteAddress ?? '')) socket.destroy();
       else this.#serveHttp(socket, undefined, null);
       return;
     }

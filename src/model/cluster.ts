@@ -1,4 +1,5 @@
 /** Clusters and endpoints: a subset of Envoy's Cluster and ClusterLoadAssignment. */
+import { INBOUND_SOURCE_IPV4 } from '../core/addresses.js';
 import type { UpstreamTls } from './security.js';
 
 export type LbPolicy =
@@ -108,4 +109,4 @@ export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
 export const BLACKHOLE_CLUSTER = 'BlackHoleCluster';
 /** Inbound traffic to the application, from 127.0.0.6 (Istio's "magic" inbound source address). */
 export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
-export const INBOUND_SOURCE_ADDRESS = { ipv4: '127.0.0.6', ipv6: '::6' } as const;
+export const INBOUND_SOURCE_ADDRESS = { ipv4: INBOUND_SOURCE_IPV4, ipv6: '::6' } as const;

@@ -111,6 +111,7 @@ export function connectUpstream(
 
 /** The socket options tls.connect hands on to net.connect (allowHalfOpen, localAddress, where). */
 function netOptions(target: ConnectTarget): ConnectionOptions {
+  // A variable, not a literal: ConnectionOptions does not declare the net.connect options it passes on.
   const net = {
     allowHalfOpen: true,
     ...(target.localAddress !== undefined ? { localAddress: target.localAddress } : {}),
@@ -164,11 +165,8 @@ function sanMismatch(cert: PeerCertificate, expected: readonly string[]): string
 
 /** tls.connect options for ISTIO_MUTUAL; `rejected` receives a secure-naming failure. */
 function tlsOptions(target: ConnectTarget, tls: IstioTargetTls, credentials: WorkloadCredentials, protocol: UpstreamProtocol, rejected: (why: string) => void): ConnectionOptions {
-  // tls.connect hands these options to net.connect too, which applies allowHalfOpen and localAddress.
-  const net = { allowHalfOpen: true, ...(target.localAddress !== undefined ? { localAddress: target.localAddress } : {}) };
   return {
-    ...net,
-    ...(target.path !== undefined ? { path: target.path } : { host: target.host, port: target.port }),
+    ...netOptions(target),
     secureContext: credentials.context,
     ...(isIP(tls.sni) === 0 ? { servername: tls.sni } : {}),
     ALPNProtocols: [...ISTIO_ALPN[protocol]],
