@@ -1,4 +1,4 @@
-/** `skiff run -c PATH`: the standalone proxy, until SIGINT or SIGTERM. */
+/** `skiff run -c PATH [--mode standalone|sidecar|gateway]`: the proxy, until SIGINT or SIGTERM. */
 import { SkiffError } from '../core/errors.js';
 import { createLogger, type LogLevel } from '../core/logger.js';
 import { Proxy } from '../lifecycle/proxy.js';
@@ -27,8 +27,8 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (values.config === undefined) throw new SkiffError('USAGE', 'run needs --config <file|dir>');
   if (values.xds !== undefined) throw new SkiffError('USAGE', '--xds is not supported yet: configure skiff with Istio YAML (--config)');
   const mode = values.mode ?? 'standalone';
-  if (mode !== 'standalone' && mode !== 'sidecar') {
-    throw new SkiffError('USAGE', `--mode ${mode} is not supported yet (standalone or sidecar)`);
+  if (mode !== 'standalone' && mode !== 'sidecar' && mode !== 'gateway') {
+    throw new SkiffError('USAGE', `unknown --mode ${mode} (standalone, sidecar or gateway)`);
   }
   const level = (values['log-level'] ?? 'info') as LogLevel;
   if (!['debug', 'info', 'warn', 'error', 'off'].includes(level)) throw new SkiffError('USAGE', `unknown --log-level ${level}`);
@@ -41,6 +41,11 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (mode === 'standalone') {
     for (const flag of ['inbound-port', 'status-port'] as const) {
       if (values[flag] !== undefined) log.warn(`--${flag} applies in sidecar mode only (--mode sidecar)`);
+    }
+  }
+  if (mode === 'gateway') {
+    for (const flag of ['outbound-port', 'inbound-port'] as const) {
+      if (values[flag] !== undefined) log.warn(`--${flag} does not apply in gateway mode: a gateway listens on its Gateway servers' ports`);
     }
   }
   // Listen for signals (and a status-port quit) before starting, so one during startup shuts down cleanly too.

@@ -67,19 +67,33 @@ function blockList(cidrs: readonly string[]): BlockList {
   return list;
 }
 
+/** VirtualService `tcp`/`tls` routes in order: the first that matches picks the cluster. */
+export class L4Routes {
+  readonly #routes: readonly CompiledL4Route[];
+
+  constructor(routes: readonly L4Route[]) {
+    this.#routes = routes.map((r) => new CompiledL4Route(r));
+  }
+
+  /** A weighted pick from the first route matching the destination address and SNI, if any. */
+  cluster(address: string, sni: string | undefined): string | undefined {
+    for (const r of this.#routes) if (r.matches(address, sni)) return r.pick();
+    return undefined;
+  }
+}
+
 class CompiledL4Service {
   readonly service: TcpService;
-  readonly #routes: readonly CompiledL4Route[];
+  readonly #routes: L4Routes;
 
   constructor(service: TcpService) {
     this.service = service;
-    this.#routes = service.routes.map((r) => new CompiledL4Route(r));
+    this.#routes = new L4Routes(service.routes);
   }
 
   /** The first matching route's cluster, else the service port's own cluster. */
   cluster(address: string, sni: string | undefined): string {
-    for (const r of this.#routes) if (r.matches(address, sni)) return r.pick();
-    return this.service.cluster;
+    return this.#routes.cluster(address, sni) ?? this.service.cluster;
   }
 }
 

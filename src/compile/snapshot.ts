@@ -6,6 +6,7 @@
 import type { Cluster, MeshSettings, Model } from '../model/index.js';
 import { DomainTable } from './domain-table.js';
 import { compileAuthorization, type CompiledAuthorization } from './authorization.js';
+import { compileGateways, type CompiledGatewayPort } from './gateway.js';
 import { L4Table } from './l4-table.js';
 import { compileRequestAuthentication, type CompiledRequestAuthentication, type JwtVerifier } from './request-authentication.js';
 import { RouteTables } from './route-table.js';
@@ -30,6 +31,8 @@ export interface Snapshot {
   readonly authorization: CompiledAuthorization;
   /** RequestAuthentication (JWT) for inbound requests. */
   readonly requestAuthentication: CompiledRequestAuthentication;
+  /** A gateway proxy's ports, by port number. */
+  readonly gateways: ReadonlyMap<number, CompiledGatewayPort>;
   /** The model this snapshot was compiled from (admin config dumps). */
   readonly model: Model;
 }
@@ -56,6 +59,7 @@ export function compileSnapshot(model: Model, version: number, jwtVerifier: JwtV
     inboundRoutes: new RouteTables([], model.inboundRouteConfig),
     authorization: compileAuthorization(model.authorization),
     requestAuthentication: compileRequestAuthentication(model.requestAuthentication, jwtVerifier),
+    gateways: compileGateways(model.gateways),
     model,
   };
 }

@@ -1,8 +1,9 @@
 /**
- * `x-forwarded-client-cert` on inbound requests, as Istio configures sidecars (Envoy's
- * APPEND_FORWARD with the subject, URI and hash of the client certificate): over mTLS the
- * client's details are appended to what the request carried; over plaintext the header is
- * removed, since nothing vouches for it.
+ * `x-forwarded-client-cert`, as Istio configures it. Sidecars inbound (Envoy's APPEND_FORWARD
+ * with the subject, URI and hash of the client certificate): over mTLS the client's details are
+ * appended to what the request carried; over plaintext the header is removed, since nothing
+ * vouches for it. Gateways (SANITIZE_SET): whatever the request carried is replaced by the
+ * verified client's details, or removed.
  */
 import type { DownstreamStream } from './stream.js';
 
@@ -18,4 +19,10 @@ export function setClientCertHeader(stream: DownstreamStream): void {
   const element = `By=${peer.localIdentity};Hash=${peer.certHash};Subject="";URI=${peer.identity}`;
   const existing = headers.getJoined(XFCC);
   headers.set(XFCC, existing === undefined || existing === '' ? element : `${existing},${element}`);
+}
+
+export function setGatewayClientCertHeader(stream: DownstreamStream): void {
+  const details = stream.info.downstreamPeer?.clientCertDetails;
+  if (details === undefined) stream.headers.remove(XFCC);
+  else stream.headers.set(XFCC, details);
 }

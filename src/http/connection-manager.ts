@@ -1,9 +1,9 @@
 /**
  * The HTTP connection manager: decides what happens to each new request stream, as Envoy's HCM
  * does: protocol checks (HTTP/1.0 → 426, unsupported upgrades → 403), path normalization (400),
- * for inbound requests the mTLS mode, XFCC, JWT (401) and authorization (403), then route
- * selection from the snapshot current at that moment (404 NR), the route's filters (CORS,
- * fault, rate limit), and the router.
+ * for inbound and gateway requests XFCC, JWT (401) and authorization (403) (inbound also the
+ * port's mTLS mode), then route selection from the snapshot current at that moment (404 NR),
+ * the route's filters (CORS, fault, rate limit), and the router.
  */
 import { plaintextRefused } from '../compile/peer-authentication.js';
 import type { RouteTables } from '../compile/route-table.js';
@@ -11,9 +11,10 @@ import type { Snapshot } from '../compile/snapshot.js';
 import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
 import { authorizeRequest } from './authorization-check.js';
 import { authenticateRequest } from './request-authentication-check.js';
-import { setClientCertHeader } from './client-cert-header.js';
+import { setClientCertHeader, setGatewayClientCertHeader } from './client-cert-header.js';
 import { normalizePath } from './path-normalization.js';
 import { runRouteFilters } from './filter-chain.js';
+import { ResponseFlag } from '../core/response-flags.js';
 import type { Router } from './router/router.js';
 
 /** Where the current snapshot comes from; read once per request. */
@@ -21,18 +22,26 @@ export interface SnapshotSource {
   current(): Snapshot;
 }
 
-/** Outbound routes by the service's route tables; inbound ones go to the local application. */
-export type TrafficDirection = 'outbound' | 'inbound';
+/**
+ * Outbound routes by the service's route tables; inbound ones go to the local application; a
+ * gateway server's by its own route tables (`gatewayRoutes`).
+ */
+export type TrafficDirection = 'outbound' | 'inbound' | 'gateway';
+
+/** A gateway server's route tables in a snapshot; undefined once the server is gone. */
+export type GatewayRoutes = (snapshot: Snapshot) => RouteTables | undefined;
 
 export class HttpConnectionManager implements StreamHandler {
   readonly #source: SnapshotSource;
   readonly #router: Router;
   readonly #direction: TrafficDirection;
+  readonly #gatewayRoutes: GatewayRoutes | undefined;
 
-  constructor(source: SnapshotSource, router: Router, direction: TrafficDirection = 'outbound') {
+  constructor(source: SnapshotSource, router: Router, direction: TrafficDirection = 'outbound', gatewayRoutes?: GatewayRoutes) {
     this.#source = source;
     this.#router = router;
     this.#direction = direction;
+    this.#gatewayRoutes = gatewayRoutes;
   }
 
   onStream(stream: H1ServerStream): void {
@@ -68,6 +77,10 @@ export class HttpConnectionManager implements StreamHandler {
       this.#inbound(stream, snapshot);
       return;
     }
+    if (this.#direction === 'gateway') {
+      this.#gateway(stream, snapshot);
+      return;
+    }
     // Envoy's outbound default (SANITIZE): the application cannot speak for a client certificate.
     stream.headers.remove('x-forwarded-client-cert');
     this.#route(stream, snapshot, snapshot.routes);
@@ -83,6 +96,24 @@ export class HttpConnectionManager implements StreamHandler {
     setClientCertHeader(stream);
     authenticateRequest(stream, snapshot.requestAuthentication, (jwt) => {
       if (authorizeRequest(stream, snapshot.authorization, jwt)) this.#route(stream, snapshot, snapshot.inboundRoutes);
+    });
+  }
+
+  /**
+   * At a gateway, the edge of the mesh (Envoy with use_remote_address): the scheme the client
+   * used replaces x-forwarded-proto, XFCC is sanitized and set, then JWT and authorization
+   * apply before the server's own routes.
+   */
+  #gateway(stream: H1ServerStream, snapshot: Snapshot): void {
+    const tables = this.#gatewayRoutes?.(snapshot);
+    if (tables === undefined) {
+      stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
+      return;
+    }
+    stream.headers.set('x-forwarded-proto', stream.scheme);
+    setGatewayClientCertHeader(stream);
+    authenticateRequest(stream, snapshot.requestAuthentication, (jwt) => {
+      if (authorizeRequest(stream, snapshot.authorization, jwt)) this.#route(stream, snapshot, tables);
     });
   }
 

@@ -16,9 +16,9 @@ export interface BodySink {
   onEnd(trailers: HeaderMap | null): void;
 }
 
-/** The client's mTLS identity, when the connection was Istio mTLS (inbound). */
+/** The client's certificate identity, when the connection was Istio mTLS (inbound) or mutual TLS at a gateway. */
 export interface DownstreamPeer {
-  /** The client's SPIFFE URI. */
+  /** The client's SPIFFE URI (at a gateway: the URI SAN, else the DNS SAN, else the subject's CN). */
   readonly identity: string;
   /** SHA-256 of the client's leaf certificate, hex. */
   readonly certHash: string;
@@ -26,6 +26,8 @@ export interface DownstreamPeer {
   readonly localIdentity: string;
   /** The SNI the client sent. */
   readonly serverName?: string;
+  /** Gateways: the XFCC element describing this client (Envoy's SANITIZE_SET). */
+  readonly clientCertDetails?: string;
 }
 
 /** Facts about one request, filled in as it runs; the record telemetry is built from. */

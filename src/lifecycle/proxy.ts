@@ -17,9 +17,11 @@ import { watchConfig, type ConfigWatcher } from '../config/watch.js';
 import { HttpConnectionManager } from '../http/connection-manager.js';
 import { Router } from '../http/router/router.js';
 import type { StreamInfo } from '../http/stream.js';
+import { GatewayListeners } from '../listener/gateway-listener.js';
 import { HttpListener } from '../listener/http-listener.js';
 import { SidecarListener } from '../listener/sidecar-listener.js';
 import { CertStore, DEFAULT_CERT_DIRS, type WorkloadCredentials } from '../security/cert-store.js';
+import { GatewayTlsContexts } from '../security/gateway-tls.js';
 import { JwksCache } from '../security/jwks-cache.js';
 import { jwtVerifier } from '../security/jwt-verifier.js';
 import type { JwtVerifier } from '../compile/request-authentication.js';
@@ -32,9 +34,10 @@ import { listenOn } from '../core/listen.js';
 /**
  * standalone: an HTTP proxy on 127.0.0.1 that clients address directly. sidecar: the capture
  * listeners iptables redirects to (outbound 15001 and inbound 15006 on every address) and the
- * status server (15020).
+ * status server (15020). gateway: the ports of the Gateways selecting this proxy's labels, and
+ * the status server.
  */
-export type ProxyMode = 'standalone' | 'sidecar';
+export type ProxyMode = 'standalone' | 'sidecar' | 'gateway';
 
 export interface ProxyOptions {
   readonly configPath: string;
@@ -79,12 +82,15 @@ export interface ReloadOutcome {
 }
 
 export interface BoundPorts {
+  /** Standalone and sidecar modes only (0 as a gateway). */
   readonly outbound: number;
   /** Sidecar mode only (0 otherwise), as is `status`. */
   readonly inbound: number;
   readonly status: number;
   readonly admin: number;
   readonly readiness: number;
+  /** Gateway mode: the Gateway ports listened on at startup. */
+  readonly gateway: readonly number[];
 }
 
 /** A data-path listener: graceful or forced close, resolving once every connection is gone. */
@@ -162,7 +168,9 @@ export class Proxy {
     (await clusters.prepare(snapshot.clusters))();
     store.swap(snapshot);
 
-    const sidecar = options.mode === 'sidecar';
+    const mode = options.mode ?? 'standalone';
+    const sidecar = mode === 'sidecar';
+    const gatewayMode = mode === 'gateway';
     const ownPorts = new Set<number>([wanted.outbound, ...(sidecar ? [wanted.inbound] : [])]);
     const router = new Router(clusters, { ownPorts });
     const outboundManager = new HttpConnectionManager(store, router, 'outbound');
@@ -175,9 +183,19 @@ export class Proxy {
     const anyAddress = '::';
     const outboundHost = options.outboundAddress ?? (sidecar ? anyAddress : '127.0.0.1');
     const tcp = new TcpProxy(clusters, options.onTcpDone);
-    const outbound = sidecar
-      ? new SidecarListener(store, outboundManager, tcp, { ...httpOptions, direction: 'outbound', host: outboundHost, port: wanted.outbound })
-      : new HttpListener(outboundManager, { ...httpOptions, host: outboundHost, port: wanted.outbound });
+    const gateway = gatewayMode
+      ? new GatewayListeners(store, tcp, {
+          ...httpOptions,
+          handler: (routes) => new HttpConnectionManager(store, router, 'gateway', routes),
+          tls: new GatewayTlsContexts({ workload: credentials, onError: (m) => log.error(m) }),
+          onError: (m) => log.error(m),
+        })
+      : null;
+    const outbound = gatewayMode
+      ? null
+      : sidecar
+        ? new SidecarListener(store, outboundManager, tcp, { ...httpOptions, direction: 'outbound', host: outboundHost, port: wanted.outbound })
+        : new HttpListener(outboundManager, { ...httpOptions, host: outboundHost, port: wanted.outbound });
     const inbound = sidecar
       ? new SidecarListener(store, new HttpConnectionManager(store, router, 'inbound'), tcp, {
           ...httpOptions,
@@ -198,18 +216,19 @@ export class Proxy {
     };
     const admin = createAdminServer(view);
     const readiness = createReadinessServer(view);
-    const status = sidecar ? createStatusServer(view, () => options.onQuit?.()) : null;
+    const status = mode !== 'standalone' ? createStatusServer(view, () => options.onQuit?.()) : null;
     const servers = [admin, readiness, ...(status !== null ? [status] : [])];
-    const listeners: Listener[] = [outbound, ...(inbound !== null ? [inbound] : [])];
+    const listeners: Listener[] = [outbound, inbound, gateway].filter((l): l is NonNullable<typeof l> => l !== null);
     try {
-      const outboundPort = await outbound.listen();
-      ownPorts.add(outboundPort);
+      const outboundPort = outbound === null ? 0 : await outbound.listen();
+      if (outbound !== null) ownPorts.add(outboundPort);
       const inboundPort = inbound === null ? 0 : await inbound.listen();
       if (inbound !== null) ownPorts.add(inboundPort);
+      const gatewayPorts = gateway === null ? [] : await gateway.listen();
       const adminPort = await listenOn(admin, '127.0.0.1', wanted.admin);
       const readinessPort = await listenOn(readiness, anyAddress, wanted.readiness);
       const statusPort = status === null ? 0 : await listenOn(status, anyAddress, wanted.status);
-      const ports = { outbound: outboundPort, inbound: inboundPort, status: statusPort, admin: adminPort, readiness: readinessPort };
+      const ports = { outbound: outboundPort, inbound: inboundPort, status: statusPort, admin: adminPort, readiness: readinessPort, gateway: gatewayPorts };
       proxy = new Proxy(options, log, store, clusters, listeners, inbound, certs, jwks, verifier, servers, ports, {
         ok: true,
         version: store.version,
@@ -233,7 +252,11 @@ export class Proxy {
     const p = proxy.ports;
     log.info(
       `ready: config version ${store.version} (${loaded.files.length} file${loaded.files.length === 1 ? '' : 's'}), ` +
-        (sidecar ? `sidecar outbound ${outboundHost}:${p.outbound}, inbound ${anyAddress}:${p.inbound}, status :${p.status}, ` : `outbound ${outboundHost}:${p.outbound}, `) +
+        (sidecar
+          ? `sidecar outbound ${outboundHost}:${p.outbound}, inbound ${anyAddress}:${p.inbound}, status :${p.status}, `
+          : gatewayMode
+            ? `gateway ports ${p.gateway.length === 0 ? '(none yet)' : p.gateway.join(', ')}, status :${p.status}, `
+            : `outbound ${outboundHost}:${p.outbound}, `) +
         `admin 127.0.0.1:${p.admin}, readiness :${p.readiness}`,
     );
     return proxy;
@@ -370,8 +393,8 @@ export class Proxy {
 
 /** The workload's certificates, watched; null when no directory is given and none of Istio's exists. */
 async function openCertStore(options: ProxyOptions, log: Logger): Promise<CertStore | null> {
-  // A sidecar waits for its certificates to be mounted; a standalone proxy uses them if present.
-  const dir = options.certificatesDir ?? DEFAULT_CERT_DIRS.find((d) => existsSync(d)) ?? (options.mode === 'sidecar' ? DEFAULT_CERT_DIRS[0] : undefined);
+  // A sidecar or gateway waits for its certificates to be mounted; a standalone proxy uses them if present.
+  const dir = options.certificatesDir ?? DEFAULT_CERT_DIRS.find((d) => existsSync(d)) ?? (options.mode === 'sidecar' || options.mode === 'gateway' ? DEFAULT_CERT_DIRS[0] : undefined);
   if (dir === undefined) return null;
   return CertStore.open(dir, {
     onLoaded: (c) => log.info(`workload certificate ${c.identity} loaded from ${dir}, valid until ${c.notAfter.toISOString()}`),

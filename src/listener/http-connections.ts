@@ -22,13 +22,16 @@ export class HttpConnections {
     return this.#connections.size;
   }
 
-  /** Serves HTTP on `socket`, with what the listener learned about the connection. */
-  adopt(socket: Socket, context: DownstreamContext = {}): void {
+  /**
+   * Serves HTTP on `socket`, with what the listener learned about the connection; `handler`
+   * replaces the default one for this connection (a gateway server's own routes).
+   */
+  adopt(socket: Socket, context: DownstreamContext = {}, handler: StreamHandler = this.#handler): void {
     if (this.#sweeper === null && !this.#closing) {
       this.#sweeper = setInterval(() => this.#sweep(), 1000);
       this.#sweeper.unref();
     }
-    const conn = new H1ServerConnection(socket, this.#handler, this.#options, context);
+    const conn = new H1ServerConnection(socket, handler, this.#options, context);
     this.#connections.add(conn);
     conn.onClose = (c) => this.#connections.delete(c);
     // Its first request is already on the way (it was sniffed): serve it, then close.

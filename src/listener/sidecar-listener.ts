@@ -13,11 +13,11 @@
  * to the application, both from 127.0.0.6 (::6 for IPv6).
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { principalOf, type AuthzAttributes } from '../compile/authorization.js';
 import { HTTP_DECISION, type L4Decision } from '../compile/l4-table.js';
 import { mtlsModeFor, plaintextRefused } from '../compile/peer-authentication.js';
 import type { Snapshot } from '../compile/snapshot.js';
 import { isLocalCaller, unmappedAddress } from '../core/addresses.js';
+import { ConnectionAuthorizer } from './connection-authorization.js';
 import { listenOn } from '../core/listen.js';
 import type { ServerConnectionOptions, StreamHandler } from '../http/codec/h1/server-connection.js';
 import type { SnapshotSource } from '../http/connection-manager.js';
@@ -45,11 +45,9 @@ export interface SidecarListenerOptions extends ServerConnectionOptions {
 
 const INBOUND_TCP: L4Decision = { kind: 'tcp', cluster: INBOUND_PASSTHROUGH_CLUSTER };
 
-/** Whether an inbound TCP connection passes the snapshot's PeerAuthentication and AuthorizationPolicy. */
-function connectionAllowed(attrs: AuthzAttributes, mtls: boolean, snapshot: Snapshot): boolean {
-  if (!mtls && plaintextRefused(snapshot.model.peerAuthentication, attrs.destinationPort)) return false;
-  return !snapshot.authorization.enabled || snapshot.authorization.check(attrs).allowed;
-}
+/** Inbound TCP connections are held to the port's PeerAuthentication as well as to AuthorizationPolicy. */
+const inboundConnections = (): ConnectionAuthorizer =>
+  new ConnectionAuthorizer((attrs, mtls, snapshot) => mtls || !plaintextRefused(snapshot.model.peerAuthentication, attrs.destinationPort));
 
 export class SidecarListener {
   readonly #server: Server;
@@ -57,8 +55,8 @@ export class SidecarListener {
   readonly #tcp: TcpProxy;
   readonly #http: HttpConnections;
   readonly #options: SidecarListenerOptions;
-  /** Inbound TCP connections allowed so far, with what they were allowed on (rechecked on reload). */
-  readonly #openTcp = new Map<Socket, { readonly attrs: AuthzAttributes; readonly mtls: boolean }>();
+  /** Inbound TCP connections allowed so far (rechecked on reload). */
+  readonly #authorizer = inboundConnections();
   readonly #unsubscribe: () => void;
   /** Connections being sniffed or proxied as TCP (HTTP ones live in #http). */
   readonly #raw = new Set<Socket>();
@@ -70,7 +68,7 @@ export class SidecarListener {
     this.#options = options;
     this.#http = new HttpConnections(handler, options);
     this.#server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
-    this.#unsubscribe = options.direction === 'inbound' ? source.subscribe((s) => this.#recheck(s)) : () => undefined;
+    this.#unsubscribe = options.direction === 'inbound' ? source.subscribe((s) => this.#authorizer.recheck(s)) : () => undefined;
   }
 
   listen(): Promise<number> {
@@ -126,7 +124,7 @@ export class SidecarListener {
         return;
       }
       // The application's own TLS: authorized as an opaque connection, then passed through.
-      if (this.#authorizeConnection(socket, { remote: socket.remoteAddress ?? '', sni: first.sni }, destination, this.#source.current())) {
+      if (this.#authorizer.admit(socket, { remote: socket.remoteAddress ?? '', sni: first.sni }, destination, this.#source.current())) {
         this.#apply(INBOUND_TCP, socket, destination, bytes, snapshot);
       }
       return;
@@ -135,37 +133,8 @@ export class SidecarListener {
       socket.destroy();
       return;
     }
-    if (first.kind !== 'http' && !this.#authorizeConnection(socket, { remote: socket.remoteAddress ?? '' }, destination, this.#source.current())) return;
+    if (first.kind !== 'http' && !this.#authorizer.admit(socket, { remote: socket.remoteAddress ?? '' }, destination, this.#source.current())) return;
     this.#apply(first.kind === 'http' ? HTTP_DECISION : INBOUND_TCP, socket, destination, bytes, snapshot);
-  }
-
-  /**
-   * Inbound TCP authorization (Envoy's network RBAC filter) against the current snapshot. A
-   * denied connection is closed and false returned. An allowed one is checked again on every
-   * config change, with the port's mTLS mode too, and closed when it no longer passes.
-   */
-  #authorizeConnection(socket: Socket, peer: { remote: string; identity?: string; sni?: string | undefined }, destination: SocketAddress, snapshot: Snapshot): boolean {
-    const source = unmappedAddress(peer.remote);
-    const attrs: AuthzAttributes = {
-      sourceIp: source,
-      remoteIp: source,
-      principal: principalOf(peer.identity),
-      destinationIp: destination.address,
-      destinationPort: destination.port,
-      ...(peer.sni !== undefined ? { sni: peer.sni } : {}),
-    };
-    if (!connectionAllowed(attrs, peer.identity !== undefined, snapshot)) {
-      socket.destroy();
-      return false;
-    }
-    this.#openTcp.set(socket, { attrs, mtls: peer.identity !== undefined });
-    socket.once('close', () => this.#openTcp.delete(socket));
-    return true;
-  }
-
-  /** After a config change: closes inbound TCP connections the new policies no longer allow. */
-  #recheck(snapshot: Snapshot): void {
-    for (const [socket, c] of this.#openTcp) if (!connectionAllowed(c.attrs, c.mtls, snapshot)) socket.destroy();
   }
 
   /** Terminates mTLS, then serves HTTP (Istio HTTP ALPN) or proxies TCP to the application. */
@@ -182,11 +151,11 @@ export class SidecarListener {
       const { socket: secure, peer } = result;
       if (ISTIO_HTTP_ALPN.has(peer.alpn)) {
         this.#raw.delete(socket);
-        this.#http.adopt(secure, { originalDestination: destination, peer, remote });
+        this.#http.adopt(secure, { originalDestination: destination, peer, remote, secure: true });
         secure.resume();
         return;
       }
-      if (!this.#authorizeConnection(secure, { remote: remote.address, identity: peer.identity, sni: peer.serverName }, destination, this.#source.current())) return;
+      if (!this.#authorizer.admit(secure, { remote: remote.address, identity: peer.identity, sni: peer.serverName }, destination, this.#source.current())) return;
       this.#tcp.start(secure, null, INBOUND_PASSTHROUGH_CLUSTER, { host: destination.address, port: destination.port }, snapshot, remote.address);
     });
   }

@@ -4,6 +4,7 @@
  */
 import type { Authorization } from './authorization.js';
 import type { Cluster } from './cluster.js';
+import type { GatewayPort } from './gateway.js';
 import type { MeshSettings } from './mesh.js';
 import type { RouteConfig } from './route.js';
 import type { RequestAuthentication } from './request-authentication.js';
@@ -12,6 +13,7 @@ import type { TcpService } from './tcp.js';
 
 export * from './authorization.js';
 export * from './cluster.js';
+export * from './gateway.js';
 export * from './mesh.js';
 export * from './policies.js';
 export * from './request-authentication.js';
@@ -39,4 +41,6 @@ export interface Model {
   readonly clusters: readonly Cluster[];
   /** Every service port as L4 sees it: sidecar TCP/TLS routing, CONNECT tunnels. */
   readonly tcpServices: readonly TcpService[];
+  /** The ports a gateway proxy serves (Gateways selecting this proxy); unused by sidecars. */
+  readonly gateways: readonly GatewayPort[];
 }

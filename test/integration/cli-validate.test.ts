@@ -127,8 +127,8 @@ spec:
       weight: -1
     timeout: 5x
 `,
-      'nested/gateway.yaml': `apiVersion: networking.istio.io/v1
-kind: Gateway
+      'nested/sidecar.yaml': `apiVersion: networking.istio.io/v1
+kind: Sidecar
 metadata:
   name: gw
 spec: {}
@@ -138,7 +138,7 @@ spec: {}
     const run = await skiff(['validate', '-c', dir], dir);
     expect(run.code).toBe(1);
     expect(run.lines).toEqual([
-      'nested/gateway.yaml:2:7: Gateway/gw: kind: Gateway is not supported yet',
+      'nested/sidecar.yaml:2:7: Sidecar/gw: kind: Sidecar is not supported yet',
       'nested/typo.json:1:47: DestinationRul/x: kind: unknown kind "DestinationRul" (did you mean "DestinationRule"?)',
       'vs.yaml:9:20: VirtualService/reviews: spec.http[0].match[0].uri.regex: invalid RE2 regex "/api(?=/v2)": lookahead and lookbehind assertions are not supported by RE2',
       'vs.yaml:12:7: VirtualService/reviews: spec.http[0].redirect.redirect_code: unknown field "redirect_code" (did you mean "redirectCode"?)',

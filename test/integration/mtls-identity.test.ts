@@ -19,7 +19,8 @@ import { setClientCertHeader } from '../../src/http/client-cert-header.js';
 import { StreamInfo, type DownstreamPeer, type DownstreamStream } from '../../src/http/stream.js';
 import { createRootCa, issueWorkloadCert, type CaKeyPair, type WorkloadCert } from '../../src/security/ca.js';
 import { CERT_FILES, loadCredentials, pemCertificates, spiffeUriOf, type WorkloadCredentials } from '../../src/security/cert-store.js';
-import { chainError, terminateMtls, type MtlsPeer } from '../../src/security/inbound-mtls.js';
+import { terminateMtls, type MtlsPeer } from '../../src/security/inbound-mtls.js';
+import { chainError } from '../../src/security/server-handshake.js';
 import { secureNamingError } from '../../src/security/peer-identity.js';
 
 // === fixtures ===

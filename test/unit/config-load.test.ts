@@ -333,12 +333,12 @@ metadata: {name: jwt}
 spec: {}
 ---
 apiVersion: networking.istio.io/v1
-kind: Gateway
+kind: Sidecar
 metadata: {name: gw}
 spec: {}
 `,
     });
-    expect(lines).toEqual(['security.yaml:17:7: Gateway/gw: kind: Gateway is not supported yet']);
+    expect(lines).toEqual(['security.yaml:17:7: Sidecar/gw: kind: Sidecar is not supported yet']);
     expect(result.model).toBeUndefined();
   });
 

@@ -9,7 +9,7 @@ import { canonicalCidr } from './addresses.js';
 import { hostMatches, nameForms, toFqdn } from './hosts.js';
 import { HTTP_PROTOCOLS, type Service, type ServicePort } from './registry.js';
 import { resourceDiagnostic } from './resources.js';
-import { appliesToMesh, clusterName, type VirtualServiceResource } from './routes.js';
+import { appliesToMesh, clusterName, gatewaysInclude, type RouteScope, type VirtualServiceResource } from './routes.js';
 
 const TLS_PROTOCOLS = new Set(['HTTPS', 'TLS']);
 
@@ -21,7 +21,9 @@ export function portProtocol(port: ServicePort): PortProtocol {
   return 'TCP';
 }
 
-interface L4Context {
+export interface L4Context {
+  /** Whose routes are built: the sidecars' (`mesh`, the default) or one gateway's. */
+  readonly scope?: RouteScope;
   readonly registry: ReadonlyMap<string, Service>;
   readonly clientNamespace: string;
   readonly proxyLabels: Readonly<Record<string, string>>;
@@ -33,9 +35,9 @@ interface L4Context {
 type L4Match = NonNullable<NonNullable<VirtualServiceResource['spec']['tcp']>[number]['match']>[number] & { sniHosts?: string[] };
 type L4Rule = { match?: L4Match[]; route?: Array<{ destination?: { host?: string; subset?: string; port?: { number?: number } }; weight?: number }> };
 
-/** Istio's L4 source match for a sidecar: gateways include mesh, labels and namespace match this proxy. */
-function sourceMatches(m: L4Match, ctx: L4Context): boolean {
-  if (m.gateways !== undefined && m.gateways.length > 0 && !m.gateways.includes('mesh')) return false;
+/** Istio's L4 source match: gateways name the scope, labels and namespace match this proxy. */
+function sourceMatches(m: L4Match, vsNamespace: string, ctx: L4Context): boolean {
+  if (m.gateways !== undefined && m.gateways.length > 0) return gatewaysInclude(m.gateways, ctx.scope ?? 'mesh', vsNamespace);
   for (const [k, v] of Object.entries(m.sourceLabels ?? {})) if (ctx.proxyLabels[k] !== v) return false;
   return m.sourceNamespace === undefined || m.sourceNamespace === ctx.clientNamespace;
 }
@@ -75,7 +77,7 @@ function destinations(vs: VirtualServiceResource, rule: L4Rule, at: Array<string
 }
 
 /** The routes of one VirtualService section (`tcp` or `tls`) that serve `port`, in order. */
-function routesFor(vs: VirtualServiceResource, section: 'tcp' | 'tls', port: number, ctx: L4Context): L4Route[] {
+export function l4RoutesFor(vs: VirtualServiceResource, section: 'tcp' | 'tls', port: number, ctx: L4Context): L4Route[] {
   const out: L4Route[] = [];
   ((vs.spec[section] ?? []) as L4Rule[]).forEach((rule, i) => {
     const at = ['spec', section, i];
@@ -86,7 +88,7 @@ function routesFor(vs: VirtualServiceResource, section: 'tcp' | 'tls', port: num
       return;
     }
     for (const m of matches) {
-      if ((m.port !== undefined && m.port !== port) || !sourceMatches(m, ctx)) continue;
+      if ((m.port !== undefined && m.port !== port) || !sourceMatches(m, vs.metadata.namespace ?? ctx.clientNamespace, ctx)) continue;
       out.push({
         destinationSubnets: (m.destinationSubnets ?? []).map((s) => canonicalCidr(s) ?? s),
         ...(section === 'tls' ? { sniHosts: (m.sniHosts ?? []).map((h) => h.toLowerCase()) } : {}),
@@ -119,7 +121,7 @@ export function buildTcpServices(virtualServices: readonly VirtualServiceResourc
         port: p.number,
         protocol,
         cluster: clusterName(p.number, undefined, svc.hostname),
-        routes: vs === undefined || section === undefined ? [] : routesFor(vs, section, p.number, ctx),
+        routes: vs === undefined || section === undefined ? [] : l4RoutesFor(vs, section, p.number, ctx),
       });
     }
   }

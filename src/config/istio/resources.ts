@@ -10,6 +10,7 @@ import { Issues, type Infer, type Schema } from '../schema.js';
 import { authorizationPolicySpecSchema, type AuthorizationPolicySpec } from './authorization-policy.js';
 import { metadataSchema } from './common.js';
 import { destinationRuleSpecSchema, type DestinationRuleSpec } from './destination-rule.js';
+import { gatewaySpecSchema, type GatewaySpec } from './gateway.js';
 import { localRateLimitSpecSchema, type LocalRateLimitSpec } from './local-rate-limit.js';
 import { meshConfigSpecSchema, type MeshConfigSpec } from './mesh-config.js';
 import { peerAuthenticationSpecSchema, type PeerAuthenticationSpec } from './peer-authentication.js';
@@ -30,6 +31,7 @@ export type IstioResource =
   | (ResourceBase & { readonly kind: 'VirtualService'; readonly spec: VirtualServiceSpec })
   | (ResourceBase & { readonly kind: 'DestinationRule'; readonly spec: DestinationRuleSpec })
   | (ResourceBase & { readonly kind: 'ServiceEntry'; readonly spec: ServiceEntrySpec })
+  | (ResourceBase & { readonly kind: 'Gateway'; readonly spec: GatewaySpec })
   | (ResourceBase & { readonly kind: 'MeshConfig'; readonly spec: MeshConfigSpec })
   | (ResourceBase & { readonly kind: 'LocalRateLimit'; readonly spec: LocalRateLimitSpec })
   | (ResourceBase & { readonly kind: 'PeerAuthentication'; readonly spec: PeerAuthenticationSpec })
@@ -46,6 +48,7 @@ const KINDS: Readonly<Record<ResourceKind, { versions: readonly string[]; spec: 
   VirtualService: { versions: NETWORKING_VERSIONS, spec: virtualServiceSpecSchema },
   DestinationRule: { versions: NETWORKING_VERSIONS, spec: destinationRuleSpecSchema },
   ServiceEntry: { versions: NETWORKING_VERSIONS, spec: serviceEntrySpecSchema },
+  Gateway: { versions: NETWORKING_VERSIONS, spec: gatewaySpecSchema },
   MeshConfig: { versions: SKIFF_VERSIONS, spec: meshConfigSpecSchema },
   LocalRateLimit: { versions: SKIFF_VERSIONS, spec: localRateLimitSpecSchema },
   PeerAuthentication: { versions: SECURITY_VERSIONS, spec: peerAuthenticationSpecSchema },
@@ -58,7 +61,6 @@ const KINDS: Readonly<Record<ResourceKind, { versions: readonly string[]; spec: 
  * silent no-op: ignoring a security policy would fail open.
  */
 const NOT_YET_SUPPORTED: Readonly<Record<string, string>> = {
-  Gateway: 'Gateway is not supported yet',
   Sidecar: 'Sidecar is not supported yet',
   EnvoyFilter: 'EnvoyFilter is not supported',
   WorkloadEntry: 'WorkloadEntry is not supported yet; list endpoints in the ServiceEntry instead',

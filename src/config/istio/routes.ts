@@ -38,10 +38,30 @@ export type VirtualServiceResource = Extract<IstioResource, { kind: 'VirtualServ
 
 export interface RouteContext {
   readonly mesh: MeshSettings;
+  /** Whose routes are built: the sidecars' (`mesh`, the default) or one gateway's. */
+  readonly scope?: RouteScope;
   /** Labels of the workload this proxy stands for (for `sourceLabels`). */
   readonly proxyLabels: Readonly<Record<string, string>>;
   readonly registry: ReadonlyMap<string, Service>;
   readonly diagnostics: Diagnostic[];
+}
+
+/** Where routes apply: every sidecar (`mesh`) or one gateway, named `namespace/name`. */
+export type RouteScope = 'mesh' | `${string}/${string}`;
+
+/**
+ * Whether a `gateways` list (a VirtualService's or a match's) names `scope`. A gateway named
+ * without a namespace is in the VirtualService's namespace.
+ */
+export function gatewaysInclude(gateways: readonly string[], scope: RouteScope, vsNamespace: string): boolean {
+  return gateways.some((g) => (g === 'mesh' ? scope === 'mesh' : (g.includes('/') ? g : `${vsNamespace}/${g}`) === scope));
+}
+
+/** Whether a VirtualService applies in `scope`: unset gateways mean `mesh` only. */
+export function appliesIn(vs: VirtualServiceResource, scope: RouteScope, defaultNamespace: string): boolean {
+  const gateways = vs.spec.gateways;
+  if (gateways === undefined || gateways.length === 0) return scope === 'mesh';
+  return gatewaysInclude(gateways, scope, vs.metadata.namespace ?? defaultNamespace);
 }
 
 /** Whether a VirtualService applies to sidecars (its gateways are unset or include `mesh`). */
@@ -145,7 +165,7 @@ function concatMutations(a: HeaderMutation, b: HeaderMutation): HeaderMutation {
 
 // === routes ===
 
-class VirtualServiceTranslator {
+export class VirtualServiceTranslator {
   readonly #vs: VirtualServiceResource;
   readonly #ctx: RouteContext;
   readonly #namespace: string;
@@ -158,7 +178,7 @@ class VirtualServiceTranslator {
 
   /** Istio sourceMatchHTTP: per-match gateways, or sourceLabels/sourceNamespace against this proxy. */
   #sourceMatches(m: HttpMatch): boolean {
-    if (m.gateways !== undefined && m.gateways.length > 0) return m.gateways.includes('mesh');
+    if (m.gateways !== undefined && m.gateways.length > 0) return gatewaysInclude(m.gateways, this.#ctx.scope ?? 'mesh', this.#namespace);
     for (const [k, v] of Object.entries(m.sourceLabels ?? {})) if (this.#ctx.proxyLabels[k] !== v) return false;
     return m.sourceNamespace === undefined || m.sourceNamespace === this.#ctx.mesh.defaultNamespace;
   }

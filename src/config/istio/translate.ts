@@ -8,6 +8,7 @@ import type { Diagnostic } from '../diagnostics.js';
 import { authorizationFor } from './authz-policy.js';
 import { buildClusters } from './clusters.js';
 import { hostMatches, toFqdn } from './hosts.js';
+import { GatewayBuilder, type GatewayResource } from './gateway-servers.js';
 import { buildTcpServices } from './l4-routes.js';
 import { resolvePeerAuthentication } from './peer-authn-policy.js';
 import { requestAuthenticationFor } from './request-authn-policy.js';
@@ -145,6 +146,21 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
       }
       if (r.spec.resolution === 'DYNAMIC_DNS') error(['spec', 'resolution'], 'resolution DYNAMIC_DNS is not supported');
       return;
+    case 'Gateway':
+      r.spec.servers?.forEach((server, i) => {
+        const tls = server.tls;
+        if (tls === undefined) return;
+        const at = (f: string): Array<string | number> => ['spec', 'servers', i, 'tls', f];
+        const secrets = 'Kubernetes secrets (SDS) are not available: use serverCertificate, privateKey and caCertificates file paths';
+        if (tls.credentialName !== undefined) error(at('credentialName'), `credentialName is not supported: ${secrets}`);
+        if (tls.credentialNames !== undefined) error(at('credentialNames'), `credentialNames is not supported: ${secrets}`);
+        if (tls.tlsCertificates !== undefined) error(at('tlsCertificates'), 'tlsCertificates is not supported yet: give one serverCertificate and privateKey');
+        if (tls.caCrl !== undefined) error(at('caCrl'), 'caCrl is not supported yet; refusing to skip revocation checks');
+        if (tls.verifyCertificateSpki !== undefined) error(at('verifyCertificateSpki'), 'verifyCertificateSpki is not supported yet; refusing to accept clients it would refuse');
+        if (tls.verifyCertificateHash !== undefined) error(at('verifyCertificateHash'), 'verifyCertificateHash is not supported yet; refusing to accept clients it would refuse');
+        if (tls.mode === 'AUTO_PASSTHROUGH') error(at('mode'), 'AUTO_PASSTHROUGH is not supported yet');
+      });
+      return;
     case 'MeshConfig':
       return;
   }
@@ -188,6 +204,7 @@ export function translate(all: readonly IstioResource[]): Translation {
       proxyLabels: mesh.workloadLabels,
       diagnostics,
     }),
+    gateways: new GatewayBuilder(of('VirtualService') as VirtualServiceResource[], { mesh, registry, diagnostics }).build(of('Gateway') as GatewayResource[]),
   };
   return { model, diagnostics };
 }

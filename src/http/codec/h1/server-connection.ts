@@ -43,6 +43,8 @@ export interface DownstreamContext {
   readonly peer?: DownstreamPeer;
   /** The client's address, when `socket` is a TLS layer over another stream and cannot tell. */
   readonly remote?: { readonly address: string; readonly port: number };
+  /** The connection is TLS terminated here: requests' scheme is https. */
+  readonly secure?: boolean;
 }
 
 export interface ServerConnectionOptions {
@@ -70,6 +72,8 @@ const CONTINUE_100 = 'HTTP/1.1 100 Continue\r\n\r\n';
 
 export class H1ServerConnection {
   readonly socket: Socket;
+  /** TLS was terminated on this connection (scheme https). */
+  readonly secure: boolean;
   readonly #handler: StreamHandler;
   readonly #options: ServerConnectionOptions;
   readonly #decoder: RequestDecoder;
@@ -110,6 +114,7 @@ export class H1ServerConnection {
     this.#localPort = destination?.port ?? socket.localPort ?? 0;
     this.#localAddressRestored = destination !== undefined;
     this.#peer = context.peer ?? null;
+    this.secure = context.secure === true;
     this.#decoder = new RequestDecoder({
       onHead: (head) => this.#onHead(head),
       onBody: (chunk) => this.#stream?.deliverBody(chunk),
@@ -399,7 +404,7 @@ export class H1ServerStream implements DownstreamStream {
     this.method = head.method;
     this.path = head.path;
     this.authority = head.authority;
-    this.scheme = head.scheme ?? 'http';
+    this.scheme = head.scheme ?? (conn.secure ? 'https' : 'http');
     this.headers = head.headers;
     this.hasRequestBody = head.chunked || head.contentLength > 0;
     this.#requestComplete = !this.hasRequestBody;
