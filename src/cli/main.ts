@@ -23,14 +23,16 @@ Usage:
   skiff --version | --help
 
 Run flags:
-  -c, --config <file|dir>   VirtualService, DestinationRule, ServiceEntry and MeshConfig YAML
-  --mode standalone|sidecar standalone (default): an HTTP proxy on 127.0.0.1 for clients that
-                            address it; sidecar: the capture listeners iptables redirects to
+  -c, --config <file|dir>   Istio YAML (VirtualService, DestinationRule, ServiceEntry, Gateway,
+                            security policies) and skiff's MeshConfig
+  --mode <mode>             standalone (default): an HTTP proxy on 127.0.0.1 for clients that
+                            address it; sidecar: the capture listeners iptables redirects to;
+                            gateway: the ports of the Gateways that select this proxy's labels
   --outbound-port <n>       outbound listener (default 15001; 127.0.0.1 standalone, 0.0.0.0 sidecar)
   --admin-port <n>          admin server (default 15000, on 127.0.0.1)
   --readiness-port <n>      readiness server, GET /healthz/ready (default 15021)
   --inbound-port <n>        sidecar inbound listener (default 15006, on 0.0.0.0)
-  --status-port <n>         sidecar status server: /healthz/ready, POST /quitquitquit (default 15020)
+  --status-port <n>         sidecar and gateway status server: /healthz/ready, POST /quitquitquit (default 15020)
   --stats-port <n>          reserved (Prometheus, later)
   --certs <dir>             workload cert-chain.pem, key.pem, root-cert.pem (default: Istio's
                             ./var/run/secrets/workload-spiffe-credentials or /etc/certs)

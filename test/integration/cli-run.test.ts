@@ -232,6 +232,52 @@ describe('skiff run', () => {
   });
 });
 
+describe('skiff run --mode gateway', () => {
+  it('listens on the Gateway ports, routes the bound VirtualService, and exits 0 on SIGTERM', async () => {
+    const up = await startUpstream('behind-gateway');
+    const gwDir = await mkdtemp(join(tmpdir(), 'skiff-cli-gw-'));
+    const port = await freePort();
+    await writeFile(
+      join(gwDir, 'gateway.yaml'),
+      `${serviceEntry('backend.internal', 80, [{ port: up.port }])}---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  servers: [{port: {number: ${port}, name: http, protocol: HTTP}, hosts: ['*']}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: site}
+spec:
+  hosts: [www.example.com]
+  gateways: [gw]
+  http: [{route: [{destination: {host: backend.internal}}]}]
+`,
+    );
+    const p = startCli(['run', '--mode', 'gateway', '-c', gwDir, '--admin-port', '0', '--readiness-port', '0', '--status-port', '0', '--certs', join(gwDir, 'no-certs')]);
+    try {
+      await p.waitFor(new RegExp(`ready: config version 1 .*gateway ports ${port}, status :\\d+`), 'stderr');
+      const r = await get(port, 'www.example.com', '/hello');
+      expect(r.status).toBe(200);
+      expect(r.json<{ server: string; url: string }>()).toMatchObject({ server: 'behind-gateway', url: '/hello' });
+      expect((await get(port, 'other.example.com')).status).toBe(404);
+      p.child.kill('SIGTERM');
+      expect(await p.exited()).toEqual({ code: 0, signal: null });
+    } finally {
+      p.kill();
+      await up.close();
+      await rm(gwDir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses an unknown mode', async () => {
+    const r = await runCli(['run', '-c', '.', '--mode', 'ambient']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('unknown --mode ambient (standalone, sidecar or gateway)');
+  });
+});
+
 describe('skiff command line', () => {
   it('prints usage for --help and exits 0', async () => {
     for (const flag of ['--help', '-h']) {

@@ -19,6 +19,7 @@ import { createLogger } from '../../src/core/logger.js';
 import { Proxy } from '../../src/lifecycle/proxy.js';
 import { createRootCa, issueWorkloadCert, type CaKeyPair } from '../../src/security/ca.js';
 import { get } from '../helpers/client.js';
+import { jwksJson, now, rsaKey, signJwt } from '../helpers/jwt.js';
 import { closedPort } from '../helpers/ports.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
@@ -86,7 +87,8 @@ describe('gateway mode', () => {
   let tcpBackend: NetServer;
   let rootA: CaKeyPair;
   let rootB: CaKeyPair;
-  const ports = { http: 0, tls: 0, mutual: 0, istio: 0, tcp: 0, other: 0, added: 0 };
+  const ports = { http: 0, tls: 0, mutual: 0, istio: 0, tcp: 0, optional: 0, pinned: 0, other: 0, added: 0 };
+  const jwtKey = rsaKey('gw-1');
   const logs: string[] = [];
   const file = (name: string): string => join(dir, 'files', name);
 
@@ -97,7 +99,7 @@ describe('gateway mode', () => {
     await writeFile(file(`${name}.${PEM.key}`), c.keyPem);
   }
 
-  function config(extraServers = ''): string {
+  function config(extraServers = '', extraDocs = ''): string {
     const tls = (name: string, mode = 'SIMPLE', ca = ''): string =>
       `{mode: ${mode}, serverCertificate: ${file(`${name}.${PEM.cert}`)}, privateKey: ${file(`${name}.${PEM.key}`)}${ca === '' ? '' : `, caCertificates: ${ca}`}}`;
     const se = (name: string, host: string, port: number, protocol: string, endpoint: number): string => `apiVersion: networking.istio.io/v1
@@ -146,6 +148,12 @@ spec:
     tls: {mode: ISTIO_MUTUAL}
   - port: {number: ${ports.tcp}, name: tcp, protocol: TCP}
     hosts: ['*']
+  - port: {number: ${ports.optional}, name: https-optional, protocol: HTTPS}
+    hosts: ['*']
+    tls: ${tls('server-m', 'OPTIONAL_MUTUAL', file('root-a.pem'))}
+  - port: {number: ${ports.pinned}, name: https-pinned, protocol: HTTPS}
+    hosts: ['*']
+    tls: {mode: MUTUAL, serverCertificate: ${file(`server-m.${PEM.cert}`)}, privateKey: ${file(`server-m.${PEM.key}`)}, caCertificates: ${file('root-a.pem')}, subjectAltNames: [spiffe://cluster.local/ns/default/sa/other]}
 ${extraServers}---
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -186,7 +194,7 @@ spec:
   hosts: ['*']
   gateways: [ingress]
   http:
-  - match: [{port: ${ports.mutual}}, {port: ${ports.istio}}]
+  - match: [{port: ${ports.mutual}}, {port: ${ports.istio}}, {port: ${ports.optional}}, {port: ${ports.pinned}}]
     route: [{destination: {host: m.internal}}]
   tcp:
   - match: [{port: ${ports.tcp}}]
@@ -209,7 +217,14 @@ spec:
   selector: {matchLabels: {istio: ingressgateway}}
   action: DENY
   rules: [{to: [{operation: {ports: ['${ports.http}'], paths: ['/admin*']}}]}]
-`;
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  jwtRules: [{issuer: https://issuer.example, jwks: '${jwksJson(jwtKey)}'}]
+${extraDocs}`;
   }
 
   beforeAll(async () => {
@@ -263,7 +278,8 @@ spec:
   });
 
   it('listens on the ports of the Gateways that select its labels, and only those', async () => {
-    expect([...proxy.ports.gateway].sort()).toEqual([ports.http, ports.tls, ports.mutual, ports.istio, ports.tcp].sort());
+    const numeric = (xs: readonly number[]): number[] => [...xs].sort((x, y) => x - y);
+    expect(numeric(proxy.ports.gateway)).toEqual(numeric([ports.http, ports.tls, ports.mutual, ports.istio, ports.tcp, ports.optional, ports.pinned]));
     const refused = await new Promise<string>((resolve) => {
       const s = connect(ports.other, '127.0.0.1');
       s.once('connect', () => resolve('connected'));
@@ -389,6 +405,83 @@ spec:
       s.on('error', reject);
     });
     expect(reply).toBe('tcp-backend:hello');
+  });
+
+  it('OPTIONAL_MUTUAL: serves clients with or without a certificate, but refuses a bad one', async () => {
+    const request = 'GET / HTTP/1.1\r\nHost: m.example.com\r\nConnection: close\r\n\r\n';
+    const none = await sClient(ports.optional, ['-servername', 'm.example.com'], request);
+    expect(none).toContain('HTTP/1.1 200 OK');
+    const withCert = await curl(`https://m.example.com:${ports.optional}/`, [
+      '--cacert', file('root-a.pem'), '--cert', file(`client.${PEM.cert}`), '--key', file(`client.${PEM.key}`),
+    ]);
+    expect(withCert.code).toBe(200);
+    expect(JSON.parse(withCert.body).headers['x-forwarded-client-cert']).toContain('URI=spiffe://cluster.local/ns/default/sa/client');
+    const foreign = await sClient(ports.optional, ['-servername', 'm.example.com', '-cert', file(`foreign-client.${PEM.cert}`), '-key', file(`foreign-client.${PEM.key}`)], request);
+    expect(foreign).not.toContain('HTTP/1.1 200');
+  });
+
+  it('MUTUAL with subjectAltNames: a client of the right CA but another identity is refused', async () => {
+    const out = await sClient(ports.pinned, ['-servername', 'm.example.com', '-cert', file(`client.${PEM.cert}`), '-key', file(`client.${PEM.key}`)], 'GET / HTTP/1.1\r\nHost: m.example.com\r\n\r\n');
+    expect(out).not.toContain('HTTP/1.1 200');
+  });
+
+  it('applies RequestAuthentication at the gateway: a valid token passes, a bad one gets 401', async () => {
+    const token = signJwt(jwtKey, { iss: 'https://issuer.example', sub: 'alice', exp: now() + 600 });
+    expect((await get(ports.http, 'a.example.com', '/jwt', { authorization: `Bearer ${token}` })).status).toBe(200);
+    expect((await get(ports.http, 'a.example.com', '/jwt')).status).toBe(200);
+    const expired = signJwt(jwtKey, { iss: 'https://issuer.example', sub: 'alice', exp: now() - 600 });
+    const r = await get(ports.http, 'a.example.com', '/jwt', { authorization: `Bearer ${expired}` });
+    expect(r.status).toBe(401);
+    expect(r.text()).toBe('Jwt is expired');
+  });
+
+  it('serves a rotated certificate on new handshakes, and refuses handshakes while a file is broken', async () => {
+    const serial = async (): Promise<string> => {
+      const out = await sClient(ports.tls, ['-servername', 'a.example.com', '-showcerts'], 'GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n');
+      return /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(out)?.[0] ?? '';
+    };
+    const before = await serial();
+    expect(before).not.toBe('');
+    await issue(rootA, 'server-a', { dnsNames: ['a.example.com'], sa: 'server-a-rotated' });
+    await expect.poll(serial, { timeout: 5000, interval: 200 }).not.toBe(before);
+    const rotated = await curl(`https://a.example.com:${ports.tls}/`, ['--cacert', file('root-a.pem')]);
+    expect(rotated.code).toBe(200);
+
+    await writeFile(file(`server-a.${PEM.key}`), 'not a key');
+    await expect.poll(async () => (await curl(`https://a.example.com:${ports.tls}/`, ['--cacert', file('root-a.pem')])).exit, { timeout: 5000, interval: 200 }).not.toBe(0);
+    expect(logs.some((l) => l.includes('unusable') && l.includes('server-a'))).toBe(true);
+    // The other server on the port is not affected.
+    expect((await curl(`https://b.example.com:${ports.tls}/`, ['--cacert', file('root-a.pem')])).code).toBe(200);
+    await issue(rootA, 'server-a', { dnsNames: ['a.example.com'] });
+    await expect.poll(async () => (await curl(`https://a.example.com:${ports.tls}/`, ['--cacert', file('root-a.pem')])).code, { timeout: 5000, interval: 200 }).toBe(200);
+  });
+
+  it('closes TCP connections AuthorizationPolicy denies, including open ones when a policy arrives', async () => {
+    const open = connect(ports.tcp, '127.0.0.1');
+    await once(open, 'connect');
+    const closed = once(open, 'close');
+    const deny = `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-tcp, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules: [{to: [{operation: {ports: ['${ports.tcp}']}}]}]
+`;
+    await writeFile(join(dir, 'config', 'gateway.yaml'), config('', deny));
+    expect((await proxy.reload()).ok).toBe(true);
+    await closed;
+    const reply = await new Promise<string>((resolve) => {
+      const s = connect(ports.tcp, '127.0.0.1', () => s.write('hello'));
+      let got = '';
+      s.on('data', (c: Buffer) => (got += c.toString()));
+      s.on('close', () => resolve(got));
+      s.on('error', () => resolve(got));
+    });
+    expect(reply).toBe('');
+    await writeFile(join(dir, 'config', 'gateway.yaml'), config());
+    expect((await proxy.reload()).ok).toBe(true);
   });
 
   it('opens and closes ports as the Gateway changes, and keeps the old config when the new one is invalid', async () => {

@@ -159,6 +159,11 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
         if (tls.verifyCertificateSpki !== undefined) error(at('verifyCertificateSpki'), 'verifyCertificateSpki is not supported yet; refusing to accept clients it would refuse');
         if (tls.verifyCertificateHash !== undefined) error(at('verifyCertificateHash'), 'verifyCertificateHash is not supported yet; refusing to accept clients it would refuse');
         if (tls.mode === 'AUTO_PASSTHROUGH') error(at('mode'), 'AUTO_PASSTHROUGH is not supported yet');
+        if (tls.mode === 'ISTIO_MUTUAL') {
+          for (const f of ['minProtocolVersion', 'maxProtocolVersion', 'cipherSuites'] as const) {
+            if (tls[f] !== undefined) error(at(f), `${f} is not supported yet with ISTIO_MUTUAL (the workload certificate's TLS settings apply: TLS 1.2 and up)`);
+          }
+        }
       });
       return;
     case 'MeshConfig':
