@@ -13,10 +13,14 @@ export interface JwtHeaderLocation {
   readonly prefix: string;
 }
 
-/** Where the rule's public keys come from. */
+/**
+ * Where the rule's public keys come from: inline, a jwksUri, or (neither given) the `jwks_uri`
+ * of the issuer's OpenID discovery document, as istiod finds it.
+ */
 export type JwksSource =
   | { readonly kind: 'inline'; readonly json: string }
-  | { readonly kind: 'remote'; readonly uri: string };
+  | { readonly kind: 'remote'; readonly uri: string }
+  | { readonly kind: 'discovery'; readonly documentUri: string };
 
 export interface JwtClaimToHeader {
   readonly header: string;

@@ -1,7 +1,8 @@
 /**
  * The key sets JWT rules verify against. Inline `jwks` are parsed once; a `jwksUri` is fetched
  * with Node's fetch (undici) within the rule's timeout and cached per URI for 5 minutes (Envoy's
- * remote_jwks `cache_duration` default).
+ * remote_jwks `cache_duration` default). A rule with neither finds its `jwks_uri` in the
+ * issuer's OpenID configuration first (as istiod does), which is cached the same way.
  *
  * Contract:
  * - `prefetch(model)` is awaited by the lifecycle when a config is loaded, so the request path
@@ -35,9 +36,19 @@ interface RemoteEntry {
   inflight: Promise<JwksParse> | undefined;
 }
 
+/** An OpenID configuration document's `jwks_uri`, cached like a key set. */
+interface DiscoveryEntry {
+  jwksUri: string | undefined;
+  fetchedAt: number;
+  inflight: Promise<string | JwksFailure> | undefined;
+}
+
+type JwksFailure = Extract<JwksParse, { ok: false }>;
+
 export class JwksCache {
   readonly #inline = new Map<string, JwksParse>();
   readonly #remote = new Map<string, RemoteEntry>();
+  readonly #discovered = new Map<string, DiscoveryEntry>();
   readonly #cacheDurationMs: number;
   readonly #now: () => number;
   readonly #onFetchError: ((uri: string, reason: string) => void) | undefined;
@@ -54,10 +65,11 @@ export class JwksCache {
       const parsed = this.#parseInline(rule.jwks.json);
       return parsed.ok ? parsed.jwks : undefined;
     }
-    const entry = this.#remote.get(rule.jwks.uri);
+    const uri = this.#jwksUriOf(rule);
+    const entry = uri === undefined ? undefined : this.#remote.get(uri);
     if (entry?.keys === undefined) return undefined;
     if (this.#now() - entry.fetchedAt >= this.#cacheDurationMs && entry.inflight === undefined) {
-      void this.#fetch(rule.jwks.uri, rule.timeoutMs);
+      void this.#refresh(rule);
     }
     return entry.keys;
   }
@@ -67,7 +79,29 @@ export class JwksCache {
     if (rule.jwks.kind === 'inline') return this.#parseInline(rule.jwks.json);
     const keys = this.keysFor(rule);
     if (keys !== undefined) return { ok: true, jwks: keys };
-    return this.#fetch(rule.jwks.uri, rule.timeoutMs);
+    return this.#refresh(rule);
+  }
+
+  /** The key set URI of a remote rule: its jwksUri, or the one discovered (undefined until then). */
+  #jwksUriOf(rule: JwtRule): string | undefined {
+    if (rule.jwks.kind === 'remote') return rule.jwks.uri;
+    if (rule.jwks.kind !== 'discovery') return undefined;
+    const d = this.#discovered.get(rule.jwks.documentUri);
+    if (d !== undefined && d.jwksUri !== undefined && this.#now() - d.fetchedAt >= this.#cacheDurationMs && d.inflight === undefined) {
+      void this.#discover(rule.jwks.documentUri, rule.timeoutMs);
+    }
+    return d?.jwksUri;
+  }
+
+  /** Fetches a remote rule's keys (discovering their URI first when needed). Never rejects. */
+  async #refresh(rule: JwtRule): Promise<JwksParse> {
+    let uri = this.#jwksUriOf(rule);
+    if (uri === undefined && rule.jwks.kind === 'discovery') {
+      const found = await this.#discover(rule.jwks.documentUri, rule.timeoutMs);
+      if (typeof found !== 'string') return found;
+      uri = found;
+    }
+    return uri === undefined ? { ok: false, reason: 'no key set' } : this.#fetch(uri, rule.timeoutMs);
   }
 
   /**
@@ -75,11 +109,19 @@ export class JwksCache {
    * URIs no rule uses any more. Resolves once every fetch has finished, failed or not.
    */
   async prefetch(model: RequestAuthentication): Promise<void> {
+    const documents = new Map<string, number>();
+    for (const r of model.rules) if (r.jwks.kind === 'discovery') documents.set(r.jwks.documentUri, Math.max(documents.get(r.jwks.documentUri) ?? 0, r.timeoutMs));
+    for (const doc of this.#discovered.keys()) if (!documents.has(doc)) this.#discovered.delete(doc);
+    await Promise.all([...documents].map(([doc, timeout]) => (this.#discovered.get(doc)?.jwksUri === undefined ? this.#discover(doc, timeout) : undefined)));
     const timeouts = new Map<string, number>();
     const inline = new Set<string>();
     for (const r of model.rules) {
-      if (r.jwks.kind === 'inline') inline.add(r.jwks.json);
-      else timeouts.set(r.jwks.uri, Math.max(timeouts.get(r.jwks.uri) ?? 0, r.timeoutMs));
+      if (r.jwks.kind === 'inline') {
+        inline.add(r.jwks.json);
+        continue;
+      }
+      const uri = this.#jwksUriOf(r);
+      if (uri !== undefined) timeouts.set(uri, Math.max(timeouts.get(uri) ?? 0, r.timeoutMs));
     }
     for (const uri of this.#remote.keys()) if (!timeouts.has(uri)) this.#remote.delete(uri);
     for (const json of this.#inline.keys()) if (!inline.has(json)) this.#inline.delete(json);
@@ -97,6 +139,29 @@ export class JwksCache {
       this.#inline.set(json, parsed);
     }
     return parsed;
+  }
+
+  /** One discovery fetch per document at a time; updates the entry. Never rejects. */
+  #discover(documentUri: string, timeoutMs: number): Promise<string | JwksFailure> {
+    let entry = this.#discovered.get(documentUri);
+    if (entry === undefined) {
+      entry = { jwksUri: undefined, fetchedAt: 0, inflight: undefined };
+      this.#discovered.set(documentUri, entry);
+    }
+    if (entry.inflight !== undefined) return entry.inflight;
+    const e = entry;
+    e.inflight = fetchJwksUri(documentUri, timeoutMs).then((result) => {
+      e.inflight = undefined;
+      if (typeof result === 'string') {
+        e.jwksUri = result;
+        e.fetchedAt = this.#now();
+      } else {
+        e.jwksUri = undefined;
+        this.#onFetchError?.(documentUri, result.reason);
+      }
+      return result;
+    });
+    return e.inflight;
   }
 
   /** One fetch per URI at a time; updates the entry. Never rejects. */
@@ -123,16 +188,36 @@ export class JwksCache {
   }
 }
 
-/** GET a JWKS document. Never rejects. */
-export async function fetchJwks(uri: string, timeoutMs: number): Promise<JwksParse> {
+/** GET a JSON document: its text, or why there is none. Never rejects. */
+async function fetchText(uri: string, timeoutMs: number): Promise<string | JwksFailure> {
   try {
     const res = await fetch(uri, { signal: AbortSignal.timeout(timeoutMs), redirect: 'manual', headers: { accept: 'application/json' } });
     if (res.status !== 200) {
       await res.body?.cancel().catch(() => undefined);
       return { ok: false, reason: `HTTP status ${res.status}` };
     }
-    return parseJwks(await res.text());
+    return await res.text();
   } catch (e) {
     return { ok: false, reason: e instanceof Error ? `${e.name}: ${e.message}` : String(e) };
   }
+}
+
+/** GET a JWKS document. Never rejects. */
+export async function fetchJwks(uri: string, timeoutMs: number): Promise<JwksParse> {
+  const text = await fetchText(uri, timeoutMs);
+  return typeof text === 'string' ? parseJwks(text) : text;
+}
+
+/** GET an OpenID configuration and return its http(s) `jwks_uri`. Never rejects. */
+export async function fetchJwksUri(documentUri: string, timeoutMs: number): Promise<string | JwksFailure> {
+  const text = await fetchText(documentUri, timeoutMs);
+  if (typeof text !== 'string') return text;
+  let uri: unknown;
+  try {
+    uri = (JSON.parse(text) as { jwks_uri?: unknown }).jwks_uri;
+  } catch {
+    return { ok: false, reason: 'the OpenID configuration is not JSON' };
+  }
+  if (typeof uri !== 'string' || !/^https?:\/\/[^/]/.test(uri)) return { ok: false, reason: 'the OpenID configuration has no http(s) jwks_uri' };
+  return uri;
 }

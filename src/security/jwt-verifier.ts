@@ -29,7 +29,7 @@ export function jwtVerifier(cache: JwksCache, nowSeconds: () => number = () => M
         if (keys !== undefined) return finish(jwt, rule, keys);
         return cache.load(rule).then(
           (loaded): JwtCheck =>
-            loaded.ok ? finish(jwt, rule, loaded.jwks) : { ok: false, reason: rule.jwks.kind === 'remote' ? JWT_REASONS.fetchFailed : JWT_REASONS.noValidKeys },
+            loaded.ok ? finish(jwt, rule, loaded.jwks) : { ok: false, reason: rule.jwks.kind !== 'inline' ? JWT_REASONS.fetchFailed : JWT_REASONS.noValidKeys },
           (): JwtCheck => ({ ok: false, reason: JWT_REASONS.fetchFailed }),
         );
       } catch {

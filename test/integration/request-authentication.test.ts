@@ -82,10 +82,12 @@ describe('RequestAuthentication: validation', () => {
     expect(errors(ra('a', `[{issuer: x, jwksUri: "https://x/jwks", fromParams: [""]}]`))[0]).toContain('location query must be non-empty string');
   });
 
-  it('refuses OpenID discovery: set jwks or jwksUri', () => {
-    expect(errors(ra('a', '[{issuer: "https://accounts.example.com"}]'))).toEqual([
-      'ra.yaml:5:14: RequestAuthentication/a: spec.jwtRules[0]: set jwks or jwksUri: skiff does not discover the key set from "https://accounts.example.com/.well-known/openid-configuration" as istiod would',
+  it('without jwks or jwksUri, discovers the key set through the issuer (which must then be a URL)', () => {
+    expect(errors(ra('a', '[{issuer: "accounts.example.com"}]'))).toEqual([
+      'ra.yaml:5:23: RequestAuthentication/a: spec.jwtRules[0].issuer: without jwks or jwksUri the issuer must be an http(s) URL to discover the key set from ("accounts.example.com" is not)',
     ]);
+    const rule = authn(ra('a', '[{issuer: "https://accounts.example.com/"}]')).rules[0]!;
+    expect(rule.jwks).toEqual({ kind: 'discovery', documentUri: 'https://accounts.example.com/.well-known/openid-configuration' });
   });
 
   it('inline jwks must parse as a JWK Set with a usable key; jwksUri must be http(s)', () => {
@@ -270,6 +272,56 @@ async function jwksServer(body = jwksJson(rsa)): Promise<JwksServer> {
 }
 
 const remote = (uri: string, extra = ''): RequestAuthentication => authn(mesh(), ra('jwt', `  - issuer: ${JSON.stringify(ISS)}\n    jwksUri: ${JSON.stringify(uri)}\n${extra}`));
+
+describe('RequestAuthentication: OpenID discovery', () => {
+  /** An issuer serving its OpenID configuration (pointing at `jwks`) on `/.well-known/openid-configuration`. */
+  async function issuerServer(jwks: JwksServer, configuration?: string): Promise<{ issuer: string; hits: string[] }> {
+    const hits: string[] = [];
+    const server = createServer((req, res) => {
+      hits.push(req.url ?? '');
+      if (req.url !== '/.well-known/openid-configuration') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(configuration ?? JSON.stringify({ issuer: 'x', jwks_uri: jwks.uri }));
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { issuer: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits };
+  }
+  const discovering = (issuer: string): RequestAuthentication => authn(mesh(), ra('jwt', `  - issuer: ${JSON.stringify(issuer)}\n`));
+  const token = (issuer: string): string => signJwt(rsa, { ...claims(), iss: issuer });
+
+  it('finds jwks_uri in the issuer configuration at load, then verifies synchronously', async () => {
+    const jwks = await jwksServer();
+    const { issuer, hits } = await issuerServer(jwks);
+    const model = discovering(issuer);
+    const cache = new JwksCache();
+    await cache.prefetch(model);
+    expect(hits).toEqual(['/.well-known/openid-configuration']);
+    expect(jwks.hits).toBe(1);
+    const compiled = compileRequestAuthentication(model, jwtVerifier(cache));
+    const r = compiled.authenticate(bearer(token(issuer)));
+    expect(r).not.toBeInstanceOf(Promise);
+    expect(r).toMatchObject({ kind: 'valid', principal: `${issuer}/alice` });
+  });
+
+  it('discovers on the request path when nothing was prefetched', async () => {
+    const jwks = await jwksServer();
+    const { issuer } = await issuerServer(jwks);
+    expect(await run(discovering(issuer), bearer(token(issuer)))).toMatchObject({ kind: 'valid' });
+  });
+
+  it('a configuration that is missing, not JSON, or without an http(s) jwks_uri refuses the token', async () => {
+    const jwks = await jwksServer();
+    const refused = { kind: 'invalid', reason: 'Jwks remote fetch is failed' };
+    for (const body of ['not json', JSON.stringify({ issuer: 'x' }), JSON.stringify({ jwks_uri: 'file:///etc/passwd' })]) {
+      const { issuer } = await issuerServer(jwks, body);
+      expect(await run(discovering(issuer), bearer(token(issuer))), body).toEqual(refused);
+    }
+    const { issuer } = await issuerServer(jwks);
+    const wrongPath = `${issuer}/tenant`;
+    expect(await run(discovering(wrongPath), bearer(token(wrongPath)))).toEqual(refused);
+    expect(jwks.hits).toBe(0);
+  });
+});
 
 describe('RequestAuthentication: remote jwksUri', () => {
   it('prefetch at load: the request path verifies synchronously, and the set is fetched once', async () => {

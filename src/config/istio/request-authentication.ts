@@ -4,8 +4,8 @@
  * apply to this proxy and merges their rules into the model.
  *
  * Refusals that would otherwise fail open or silently differ: targetRef(s) (sidecars use
- * selector), and a rule with neither `jwks` nor `jwksUri` (istiod would discover the JWKS from
- * `<issuer>/.well-known/openid-configuration`; skiff does not, so it asks for the key set).
+ * selector). A rule with neither `jwks` nor `jwksUri` finds its key set as istiod does, through
+ * `<issuer>/.well-known/openid-configuration`, so its issuer must be an http(s) URL.
  */
 import { parseJwks } from '../../core/jwks.js';
 import { array, boolean, duration, object, string, type Infer, type Path, type Schema } from '../schema.js';
@@ -15,6 +15,11 @@ import { workloadSelectorSchema } from './common.js';
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** Istio ParseJwksURI: an absolute http or https URL with a host. */
+/** Where OpenID discovery finds an issuer's configuration (its `jwks_uri`). */
+export function openIdConfigurationUri(issuer: string): string {
+  return `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+}
+
 export function jwksUriError(v: string): string | undefined {
   let url: URL;
   try {
@@ -93,11 +98,11 @@ export const jwtRuleSchema = object(
         else for (const s of parsed.jwks.skipped) issues.warn([...path, 'jwks'], `${s}; the key is ignored`);
         if (uri !== '') issues.warn([...path, 'jwksUri'], 'both jwks and jwksUri are set: the inline jwks is used and jwksUri is ignored');
       }
-      if (jwks === '' && uri === '') {
-        issues.error(
-          path,
-          `set jwks or jwksUri: skiff does not discover the key set from ${JSON.stringify(`${r.issuer}/.well-known/openid-configuration`)} as istiod would`,
-        );
+      if (jwks === '' && uri === '' && r.issuer !== undefined && r.issuer !== '') {
+        // OpenID discovery: the issuer must be a URL its configuration can be fetched from.
+        if (jwksUriError(openIdConfigurationUri(r.issuer)) !== undefined) {
+          issues.error([...path, 'issuer'], `without jwks or jwksUri the issuer must be an http(s) URL to discover the key set from (${JSON.stringify(r.issuer)} is not)`);
+        }
       }
       const out = r.outputPayloadToHeader;
       if (out !== undefined && out !== '' && !HEADER_NAME.test(out)) issues.error([...path, 'outputPayloadToHeader'], `invalid header name ${JSON.stringify(out)}`);

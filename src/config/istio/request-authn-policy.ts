@@ -9,7 +9,7 @@
 import { DEFAULT_JWKS_TIMEOUT_MS, type JwtRule, type MeshSettings, type RequestAuthentication } from '../../model/index.js';
 import type { Diagnostic } from '../diagnostics.js';
 import { labelsMatch } from './registry.js';
-import type { JwtRuleSpec } from './request-authentication.js';
+import { openIdConfigurationUri, type JwtRuleSpec } from './request-authentication.js';
 import { resourceDiagnostic, type IstioResource } from './resources.js';
 
 export type RequestAuthenticationResource = Extract<IstioResource, { kind: 'RequestAuthentication' }>;
@@ -25,7 +25,12 @@ function rule(r: JwtRuleSpec, policy: string): JwtRule {
     issuer: r.issuer!,
     audiences: r.audiences ?? [],
     // The schema guarantees one of them; inline wins when both are set (as istiod builds it).
-    jwks: (r.jwks ?? '') !== '' ? { kind: 'inline', json: r.jwks! } : { kind: 'remote', uri: r.jwksUri! },
+    jwks:
+      (r.jwks ?? '') !== ''
+        ? { kind: 'inline', json: r.jwks! }
+        : (r.jwksUri ?? '') !== ''
+          ? { kind: 'remote', uri: r.jwksUri! }
+          : { kind: 'discovery', documentUri: openIdConfigurationUri(r.issuer!) },
     timeoutMs: r.timeout ?? DEFAULT_JWKS_TIMEOUT_MS,
     fromHeaders: (r.fromHeaders ?? []).map((h) => ({ name: h.name!, prefix: h.prefix ?? '' })),
     fromParams: r.fromParams ?? [],
