@@ -12,6 +12,8 @@ export interface AdminView {
   configDump(): unknown;
   /** Lines in Envoy's /clusters text format. */
   clusterLines(): string[];
+  /** Envoy's /certs: the certificates in use and how long each has left. */
+  certs(): unknown;
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -40,7 +42,8 @@ export function createAdminServer(view: AdminView): Server {
     '/config_dump': (_req, res) => json(res, view.configDump()),
     '/config_status': (_req, res) => json(res, view.configStatus()),
     '/clusters': (_req, res) => send(res, 200, view.clusterLines().join('\n') + '\n'),
-    '/': (_req, res) => send(res, 200, ['/ready', '/config_dump', '/config_status', '/clusters'].join('\n') + '\n'),
+    '/certs': (_req, res) => json(res, view.certs()),
+    '/': (_req, res) => send(res, 200, ['/ready', '/config_dump', '/config_status', '/clusters', '/certs'].join('\n') + '\n'),
   });
 }
 

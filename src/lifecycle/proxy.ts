@@ -4,6 +4,7 @@
  * and is reported in the log and on the admin port (`/config_status`).
  */
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { compileSnapshot, type Snapshot } from '../compile/snapshot.js';
 import { SkiffError } from '../core/errors.js';
@@ -20,7 +21,7 @@ import type { StreamInfo } from '../http/stream.js';
 import { GatewayListeners } from '../listener/gateway-listener.js';
 import { HttpListener } from '../listener/http-listener.js';
 import { SidecarListener } from '../listener/sidecar-listener.js';
-import { CertStore, DEFAULT_CERT_DIRS, type WorkloadCredentials } from '../security/cert-store.js';
+import { CERT_FILES, CertStore, certificateDetails, DEFAULT_CERT_DIRS, type WorkloadCredentials } from '../security/cert-store.js';
 import { GatewayTlsContexts } from '../security/gateway-tls.js';
 import { JwksCache } from '../security/jwks-cache.js';
 import { jwtVerifier } from '../security/jwt-verifier.js';
@@ -213,6 +214,7 @@ export class Proxy {
       configStatus: () => proxy?.status(),
       configDump: () => ({ version: store.version, model: modelDump(store.current().model) }),
       clusterLines: () => clusterLines(clusters),
+      certs: () => certsDump(certs),
     };
     const admin = createAdminServer(view);
     const readiness = createReadinessServer(view);
@@ -413,6 +415,20 @@ function logWarnings(log: Logger, loaded: LoadResult): void {
 /** The model as JSON: buffers (direct response bodies) shown as text. */
 function modelDump(model: Model): unknown {
   return JSON.parse(JSON.stringify(model, (_k, v: unknown) => (v instanceof Object && (v as { type?: string }).type === 'Buffer' ? Buffer.from((v as { data: number[] }).data).toString() : v)));
+}
+
+/** Envoy's /certs: the workload certificate and its roots, with the days each has left. */
+function certsDump(certs: CertStore | null): unknown {
+  const c = certs?.current() ?? null;
+  if (certs === null || c === null) return { certificates: [] };
+  return {
+    certificates: [
+      {
+        ca_cert: c.roots.map((r) => certificateDetails(r, join(certs.dir, CERT_FILES.root))),
+        cert_chain: [certificateDetails(c.leaf, join(certs.dir, CERT_FILES.chain))],
+      },
+    ],
+  };
 }
 
 /** Envoy's /clusters text: circuit breaker thresholds and live counts per cluster, then per host. */

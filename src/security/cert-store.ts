@@ -43,6 +43,38 @@ export function spiffeUriOf(cert: X509Certificate | { subjectaltname?: string })
   return undefined;
 }
 
+/** One certificate as Envoy's admin `/certs` shows it (CertificateDetails). */
+export interface CertificateDetails {
+  readonly path: string;
+  readonly serial_number: string;
+  readonly subject_alt_names: ReadonlyArray<Readonly<Record<string, string>>>;
+  /** Whole days left, as a string (a uint64 in Envoy's JSON). */
+  readonly days_until_expiration: string;
+  readonly valid_from: string;
+  readonly expiration_time: string;
+}
+
+const SAN_KINDS: Readonly<Record<string, string>> = { URI: 'uri', DNS: 'dns', 'IP Address': 'ip_address', email: 'email' };
+
+export function certificateDetails(cert: X509Certificate, path: string, now = Date.now()): CertificateDetails {
+  const expires = new Date(cert.validTo);
+  const sans = (cert.subjectAltName ?? '')
+    .split(', ')
+    .filter((e) => e !== '')
+    .map((e) => {
+      const colon = e.indexOf(':');
+      return { [SAN_KINDS[e.slice(0, colon)] ?? e.slice(0, colon).toLowerCase()]: e.slice(colon + 1) };
+    });
+  return {
+    path,
+    serial_number: cert.serialNumber.toLowerCase(),
+    subject_alt_names: sans,
+    days_until_expiration: String(Math.max(0, Math.floor((expires.getTime() - now) / 86_400_000))),
+    valid_from: new Date(cert.validFrom).toISOString(),
+    expiration_time: expires.toISOString(),
+  };
+}
+
 /** Whether each certificate of `chain` (leaf first) is signed by the next, and the last by a root. */
 function chainsToRoot(chain: readonly X509Certificate[], roots: readonly X509Certificate[]): boolean {
   const signedBy = (c: X509Certificate, issuer: X509Certificate): boolean => c.checkIssued(issuer) && c.verify(issuer.publicKey);

@@ -484,6 +484,20 @@ spec:
     expect((await proxy.reload()).ok).toBe(true);
   });
 
+  it('shows the workload certificate and its remaining lifetime on the admin port (/certs)', async () => {
+    const r = await get(proxy.ports.admin, 'localhost', '/certs');
+    expect(r.status).toBe(200);
+    const { certificates } = r.json<{ certificates: Array<{ ca_cert: Array<Record<string, unknown>>; cert_chain: Array<Record<string, unknown>> }> }>();
+    expect(certificates).toHaveLength(1);
+    const leaf = certificates[0]!.cert_chain[0]!;
+    expect(leaf['subject_alt_names']).toEqual([{ uri: 'spiffe://cluster.local/ns/istio-system/sa/ingressgateway' }]);
+    // A 24h certificate: less than one whole day left.
+    expect(leaf['days_until_expiration']).toBe('0');
+    expect(Date.parse(leaf['expiration_time'] as string) - Date.now()).toBeGreaterThan(23 * 3_600_000);
+    expect(leaf['path']).toBe(join(dir, 'workload', 'cert-chain.pem'));
+    expect(certificates[0]!.ca_cert[0]!['days_until_expiration']).toMatch(/^36[45]\d$/);
+  });
+
   it('opens and closes ports as the Gateway changes, and keeps the old config when the new one is invalid', async () => {
     await writeFile(
       join(dir, 'config', 'gateway.yaml'),
