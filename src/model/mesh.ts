@@ -14,6 +14,8 @@ export interface ListenerPorts {
 export interface MeshSettings {
   readonly outboundTrafficPolicy: OutboundTrafficMode;
   readonly trustDomain: string;
+  /** Istio trustDomainAliases: principals in any of these count as in the trust domain. */
+  readonly trustDomainAliases: readonly string[];
   /** Namespace of resources that do not name one, and of clients of the standalone proxy. */
   readonly defaultNamespace: string;
   readonly rootNamespace: string;
@@ -52,6 +54,7 @@ export const DEFAULT_PORTS: ListenerPorts = {
 export const DEFAULT_MESH: MeshSettings = {
   outboundTrafficPolicy: 'ALLOW_ANY',
   trustDomain: 'cluster.local',
+  trustDomainAliases: [],
   defaultNamespace: 'default',
   rootNamespace: 'istio-system',
   workloadLabels: {},

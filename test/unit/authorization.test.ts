@@ -190,6 +190,28 @@ describe('decision', () => {
 // === sources ===
 
 describe('source fields', () => {
+  it('principals in the trust domain, cluster.local or an alias match in each of them (trustDomainAliases)', () => {
+    const meshWithAliases = `apiVersion: skiff.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  trustDomain: new.td
+  trustDomainAliases: [old.td]
+  workloadLabels: {app: web}
+`;
+    const check = (principal: string, peer: string): boolean =>
+      compileAuthorization(authorization(meshWithAliases, one(`{from: [{source: {principals: ["${principal}"]}}]}`))).check(http({}, { principal: peer })).allowed;
+    for (const written of ['old.td/ns/foo/sa/bar', 'new.td/ns/foo/sa/bar', 'cluster.local/ns/foo/sa/bar']) {
+      expect(check(written, 'new.td/ns/foo/sa/bar'), written).toBe(true);
+      expect(check(written, 'old.td/ns/foo/sa/bar'), written).toBe(true);
+      expect(check(written, 'evil.td/ns/foo/sa/bar'), written).toBe(false);
+      expect(check(written, 'new.td/ns/foo/sa/baz'), written).toBe(false);
+    }
+    // A principal in another trust domain stays as written.
+    expect(check('other.td/ns/foo/sa/bar', 'new.td/ns/foo/sa/bar')).toBe(false);
+    expect(check('other.td/ns/foo/sa/bar', 'other.td/ns/foo/sa/bar')).toBe(true);
+  });
+
   it('principals: exact, prefix, suffix, presence; notPrincipals', () => {
     const at = (principal: string | undefined): AuthzAttributes => http({}, { principal });
     expect(allows('{from: [{source: {principals: ["cluster.local/ns/foo/sa/bar"]}}]}', at('cluster.local/ns/foo/sa/bar'))).toBe(true);

@@ -20,9 +20,12 @@ const DRY_RUN_ANNOTATION = 'istio.io/dry-run';
 /** Go strconv.ParseBool's true spellings, as istiod reads the annotation. */
 const TRUE = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
 
-function field(values: readonly string[] | undefined, notValues: readonly string[] | undefined, map: (v: string) => string = (v) => v): AuthzField | undefined {
+/** A policy value as the model holds it: one value, or several (a principal in every trust domain alias). */
+type ValueMap = (v: string) => string | readonly string[];
+
+function field(values: readonly string[] | undefined, notValues: readonly string[] | undefined, map: ValueMap = (v) => v): AuthzField | undefined {
   if ((values?.length ?? 0) === 0 && (notValues?.length ?? 0) === 0) return undefined;
-  return { values: (values ?? []).map(map), notValues: (notValues ?? []).map(map) };
+  return { values: (values ?? []).flatMap(map), notValues: (notValues ?? []).flatMap(map) };
 }
 
 /** Drops absent fields so the model holds only what a rule constrains. */
@@ -36,19 +39,32 @@ const serviceAccountIn =
   (v: string): string =>
     v.includes('/') ? v : `${namespace}/${v}`;
 
-/**
- * Istio writes principals of the default trust domain as `cluster.local/…` and rewrites them to
- * the mesh's own trust domain (trustdomain/bundle.go), so a policy keeps working after it changes.
- */
-const inTrustDomain =
-  (trustDomain: string) =>
-  (v: string): string =>
-    trustDomain !== CLUSTER_DOMAIN && v.startsWith(`${CLUSTER_DOMAIN}/`) ? `${trustDomain}${v.slice(CLUSTER_DOMAIN.length)}` : v;
+/** The mesh's trust domain and its aliases (Istio's trust domain bundle). */
+interface TrustDomains {
+  readonly trustDomain: string;
+  readonly trustDomainAliases: readonly string[];
+}
 
-function source(s: AuthorizationSourceSpec, namespace: string, trustDomain: string): AuthzSource {
+/**
+ * Istio's trust domain bundle (trustdomain/bundle.go): a principal written in `cluster.local`,
+ * the mesh's trust domain or one of its aliases matches that identity in each of them, so a
+ * policy keeps working while workloads move between trust domains. Others stay as written.
+ */
+const inTrustDomains =
+  ({ trustDomain, trustDomainAliases }: TrustDomains) =>
+  (v: string): readonly string[] => {
+    const slash = v.indexOf('/');
+    const domains = [trustDomain, ...trustDomainAliases];
+    if (slash < 0) return [v];
+    const td = v.slice(0, slash);
+    if (td !== CLUSTER_DOMAIN && !domains.includes(td)) return [v];
+    return [...new Set(domains.map((d) => `${d}${v.slice(slash)}`))];
+  };
+
+function source(s: AuthorizationSourceSpec, namespace: string, trustDomain: TrustDomains): AuthzSource {
   const serviceAccount = serviceAccountIn(namespace);
   return compact({
-    principals: field(s.principals, s.notPrincipals, inTrustDomain(trustDomain)),
+    principals: field(s.principals, s.notPrincipals, inTrustDomains(trustDomain)),
     requestPrincipals: field(s.requestPrincipals, s.notRequestPrincipals),
     namespaces: field(s.namespaces, s.notNamespaces),
     serviceAccounts: field(s.serviceAccounts, s.notServiceAccounts, serviceAccount),
@@ -66,14 +82,14 @@ function operation(o: AuthorizationOperationSpec): AuthzOperation {
   });
 }
 
-function rule(r: AuthorizationRuleSpec, namespace: string, trustDomain: string): AuthzRule {
+function rule(r: AuthorizationRuleSpec, namespace: string, trustDomain: TrustDomains): AuthzRule {
   const serviceAccount = serviceAccountIn(namespace);
   return {
     from: (r.from ?? []).map((f) => source(f.source!, namespace, trustDomain)),
     to: (r.to ?? []).map((t) => operation(t.operation!)),
     when: (r.when ?? []).map((c) => {
       const key = c.key!;
-      const map =
+      const map: ValueMap =
         key === 'source.ip' || key === 'remote.ip' || key === 'destination.ip'
           ? cidr
           : key === 'source.serviceAccount'
@@ -81,9 +97,9 @@ function rule(r: AuthorizationRuleSpec, namespace: string, trustDomain: string):
             : key === 'destination.port'
               ? (p: string) => String(Number(p))
               : key === 'source.principal'
-                ? inTrustDomain(trustDomain)
+                ? inTrustDomains(trustDomain)
                 : (v: string) => v;
-      return { key, values: (c.values ?? []).map(map), notValues: (c.notValues ?? []).map(map) };
+      return { key, values: (c.values ?? []).flatMap(map), notValues: (c.notValues ?? []).flatMap(map) };
     }),
   };
 }
@@ -106,7 +122,7 @@ export function authorizationFor(all: readonly AuthorizationPolicyResource[], me
       diagnostics.push(resourceDiagnostic(p, ['metadata', 'annotations', DRY_RUN_ANNOTATION], 'a dry-run policy is not enforced (and skiff records no shadow result for it)', 'warning'));
       continue;
     }
-    const policy: AuthzPolicy = { name: `${ns(p)}.${p.metadata.name}`, rules: (p.spec.rules ?? []).map((r) => rule(r, ns(p), mesh.trustDomain)) };
+    const policy: AuthzPolicy = { name: `${ns(p)}.${p.metadata.name}`, rules: (p.spec.rules ?? []).map((r) => rule(r, ns(p), mesh)) };
     const action = p.spec.action ?? 'ALLOW';
     if (action === 'DENY') deny.push(policy);
     else if (action === 'AUDIT') audit.push(policy);

@@ -2,13 +2,15 @@
  * skiff's mesh settings kind (apiVersion skiff.dev/v1alpha1, kind MeshConfig). Field names follow
  * Istio's MeshConfig where one exists; `defaultNamespace` and `ports` are skiff's own.
  */
-import { boolean, duration, enumOf, integer, object, record, string, type Infer } from '../schema.js';
+import { array, boolean, duration, enumOf, integer, object, record, string, type Infer } from '../schema.js';
 
 const port = integer({ min: 0, max: 65535 });
 
 export const meshConfigSpecSchema = object({
   outboundTrafficPolicy: object({ mode: enumOf(['ALLOW_ANY', 'REGISTRY_ONLY']) }),
   trustDomain: string({ nonEmpty: true }),
+  /** Other trust domains whose identities count as the mesh's (AuthorizationPolicy principals). */
+  trustDomainAliases: array(string({ nonEmpty: true })),
   defaultNamespace: string({
     nonEmpty: true,
     pattern: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,

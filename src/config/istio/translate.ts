@@ -36,6 +36,7 @@ function meshSettings(configs: ReadonlyArray<Kind<'MeshConfig'>>, diagnostics: D
   return {
     outboundTrafficPolicy: spec.outboundTrafficPolicy?.mode ?? DEFAULT_MESH.outboundTrafficPolicy,
     trustDomain: spec.trustDomain ?? DEFAULT_MESH.trustDomain,
+    trustDomainAliases: spec.trustDomainAliases ?? DEFAULT_MESH.trustDomainAliases,
     defaultNamespace: spec.defaultNamespace ?? DEFAULT_MESH.defaultNamespace,
     rootNamespace: spec.rootNamespace ?? DEFAULT_MESH.rootNamespace,
     workloadLabels: spec.workloadLabels ?? DEFAULT_MESH.workloadLabels,
