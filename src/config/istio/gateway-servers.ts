@@ -7,17 +7,30 @@
  * - plaintext HTTP servers on a port share one route config; each TLS server has its own;
  * - a VirtualService serves a server when its `gateways` name the Gateway, the server's
  *   `namespace/host` admits its namespace, and its hosts meet the server's hosts (the virtual
- *   host takes the more specific name);
- * - `httpsRedirect` answers every request for the server's hosts with a 301 to https;
+ *   host takes the more specific name); VirtualServices serving the same name share its
+ *   virtual host, their routes in order;
+ * - `httpsRedirect` on a plaintext server answers every request for its hosts with a 301 to
+ *   https;
  * - a route config with no virtual host answers 404 (Envoy's NR).
  */
-import { NO_HEADER_MUTATION, type GatewayPort, type GatewayServer, type GatewayTls, type L4Route, type MeshSettings, type RouteConfig, type TlsVersion, type VirtualHost } from '../../model/index.js';
+import {
+  NO_HEADER_MUTATION,
+  type GatewayPort,
+  type GatewayServer,
+  type GatewayTls,
+  type L4Route,
+  type MeshSettings,
+  type Route,
+  type RouteConfig,
+  type TlsVersion,
+  type VirtualHost,
+} from '../../model/index.js';
 import type { Diagnostic } from '../diagnostics.js';
 import type { GatewayServerSpec, ServerTlsSpec } from './gateway.js';
 import { hostMatches, toFqdn } from './hosts.js';
 import { l4RoutesFor } from './l4-routes.js';
 import { labelsMatch, type Service } from './registry.js';
-import { resourceDiagnostic, type IstioResource } from './resources.js';
+import { creationTime, resourceDiagnostic, type IstioResource } from './resources.js';
 import { appliesIn, VirtualServiceTranslator, type RouteScope, type VirtualServiceResource } from './routes.js';
 
 export type GatewayResource = Extract<IstioResource, { kind: 'Gateway' }>;
@@ -87,7 +100,13 @@ export class GatewayBuilder {
     const mesh = this.#ctx.mesh;
     const selected = gateways
       .filter((gw) => labelsMatch(gw.spec.selector ?? {}, mesh.workloadLabels))
-      .sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') || a.label.localeCompare(b.label));
+      // Istio's order: oldest first, then by name, then by namespace.
+      .sort(
+        (a, b) =>
+          creationTime(a.metadata) - creationTime(b.metadata) ||
+          a.metadata.name.localeCompare(b.metadata.name) ||
+          (a.metadata.namespace ?? mesh.defaultNamespace).localeCompare(b.metadata.namespace ?? mesh.defaultNamespace),
+      );
     const byPort = new Map<number, { kind: GatewayPort['kind']; bind: string; entries: ServerEntry[] }>();
     for (const gateway of selected) {
       const namespace = gateway.metadata.namespace ?? mesh.defaultNamespace;
@@ -121,7 +140,8 @@ export class GatewayBuilder {
 
   #servers(port: number, kind: GatewayPort['kind'], entries: readonly ServerEntry[]): GatewayServer[] {
     if (kind === 'http') {
-      return [{ name: `http.${port}`, hosts: entries.flatMap((e) => e.hosts.map((h) => h.host)), routes: { kind: 'http', config: this.#httpRoutes(`http.${port}`, port, entries) } }];
+      const hosts = [...new Set(entries.flatMap((e) => e.hosts.map((h) => h.host)))];
+      return [{ name: `http.${port}`, hosts, routes: { kind: 'http', config: this.#httpRoutes(`http.${port}`, port, entries) } }];
     }
     if (kind === 'tcp') {
       const e = entries[0]!;
@@ -170,26 +190,40 @@ export class GatewayBuilder {
     }
   }
 
+  /**
+   * One virtual host per served name, as istiod builds gateway routes: a name several
+   * VirtualServices (or one through several Gateways) serve gets their routes in turn, the
+   * first VirtualService's first. A name an httpsRedirect server lists only redirects.
+   */
   #httpRoutes(name: string, port: number, entries: readonly ServerEntry[]): RouteConfig {
-    const virtualHosts: VirtualHost[] = [];
-    const used = new Set<string>();
-    const claim = (domains: readonly string[]): string[] => domains.filter((d) => !used.has(d) && (used.add(d), true));
+    const byDomain = new Map<string, { routes: Route[]; from: Set<string> }>();
+    const redirected = new Set<string>();
     for (const e of entries) {
-      if (e.server.tls?.httpsRedirect === true) {
-        const domains = claim(e.hosts.map((h) => h.host));
-        if (domains.length > 0) virtualHosts.push({ name: `${domains[0]}:${port}`, domains, routes: [HTTPS_REDIRECT] });
-        continue;
-      }
-      for (const { vs, domains: wanted } of this.#bound(e)) {
+      // Only plaintext servers redirect (over TLS the request is already https): every name the
+      // server lists or serves through a VirtualService.
+      const redirects = e.server.tls?.httpsRedirect === true && portKind(e.server) === 'http';
+      if (redirects) for (const h of e.hosts) redirected.add(h.host);
+      for (const { vs, domains } of this.#bound(e)) {
+        if (redirects) for (const d of domains) redirected.add(d);
+        const source = `${vs.label}|${vs.metadata.namespace ?? ''}|${e.scope}`;
         const routes = this.#translator(vs, e.scope).routesFor(port);
         if (routes.length === 0) continue;
-        const domains = claim(wanted);
-        if (domains.length < wanted.length) {
-          this.#warn(vs, ['spec', 'hosts'], `some hosts already have a VirtualService on gateway port ${port}; the first one wins for them`);
+        for (const d of domains) {
+          let vhost = byDomain.get(d);
+          if (vhost === undefined) byDomain.set(d, (vhost = { routes: [], from: new Set() }));
+          // The same VirtualService through the same Gateway twice (two of its servers) adds nothing.
+          if (vhost.from.has(source)) continue;
+          vhost.from.add(source);
+          vhost.routes.push(...routes);
         }
-        if (domains.length > 0) virtualHosts.push({ name: `${domains[0]}:${port}`, domains, routes });
       }
     }
+    for (const d of redirected) if (!byDomain.has(d)) byDomain.set(d, { routes: [], from: new Set() });
+    const virtualHosts: VirtualHost[] = [...byDomain].map(([domain, { routes }]) => ({
+      name: `${domain}:${port}`,
+      domains: [domain],
+      routes: redirected.has(domain) ? [HTTPS_REDIRECT] : routes,
+    }));
     // Envoy answers 404 (NR) for every request to a route config without virtual hosts.
     if (virtualHosts.length === 0) virtualHosts.push({ name: `blackhole:${port}`, domains: ['*'], routes: [] });
     return { name, virtualHosts };

@@ -11,17 +11,14 @@ import type { Diagnostic } from '../diagnostics.js';
 import type { Infer } from '../schema.js';
 import type { modeSchema } from './peer-authentication.js';
 import { labelsMatch } from './registry.js';
-import { resourceDiagnostic, type IstioResource } from './resources.js';
+import { creationTime, resourceDiagnostic, type IstioResource } from './resources.js';
 
 type PeerAuthenticationResource = Extract<IstioResource, { kind: 'PeerAuthentication' }>;
 type Mode = Infer<typeof modeSchema>;
 
 /** Oldest by creationTimestamp (none counts as the oldest possible, as in Istio); ties in the order read. */
 function oldest(policies: readonly PeerAuthenticationResource[]): PeerAuthenticationResource | undefined {
-  const created = (p: PeerAuthenticationResource): number => {
-    const t = p.metadata.creationTimestamp === undefined ? Number.NEGATIVE_INFINITY : Date.parse(p.metadata.creationTimestamp);
-    return Number.isNaN(t) ? Number.NEGATIVE_INFINITY : t;
-  };
+  const created = (p: PeerAuthenticationResource): number => creationTime(p.metadata);
   let best: PeerAuthenticationResource | undefined;
   for (const p of policies) if (best === undefined || created(p) < created(best)) best = p;
   return best;

@@ -10,14 +10,11 @@ import { DEFAULT_JWKS_TIMEOUT_MS, type JwtRule, type MeshSettings, type RequestA
 import type { Diagnostic } from '../diagnostics.js';
 import { labelsMatch } from './registry.js';
 import { openIdConfigurationUri, type JwtRuleSpec } from './request-authentication.js';
-import { resourceDiagnostic, type IstioResource } from './resources.js';
+import { creationTime, resourceDiagnostic, type IstioResource } from './resources.js';
 
 export type RequestAuthenticationResource = Extract<IstioResource, { kind: 'RequestAuthentication' }>;
 
-function created(r: RequestAuthenticationResource): number {
-  const t = r.metadata.creationTimestamp === undefined ? Number.NEGATIVE_INFINITY : Date.parse(r.metadata.creationTimestamp);
-  return Number.isNaN(t) ? Number.NEGATIVE_INFINITY : t;
-}
+const created = (r: RequestAuthenticationResource): number => creationTime(r.metadata);
 
 function rule(r: JwtRuleSpec, policy: string): JwtRule {
   const out: JwtRule = {

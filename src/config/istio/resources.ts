@@ -20,6 +20,15 @@ import { virtualServiceSpecSchema, type VirtualServiceSpec } from './virtual-ser
 
 export type Metadata = Infer<typeof metadataSchema> & { name: string };
 
+/**
+ * A resource's creationTimestamp in ms, for Istio's "oldest wins" orders; a missing or
+ * unparsable one counts as the oldest possible, as in Istio.
+ */
+export function creationTime(metadata: Metadata): number {
+  const t = metadata.creationTimestamp === undefined ? Number.NEGATIVE_INFINITY : Date.parse(metadata.creationTimestamp);
+  return Number.isNaN(t) ? Number.NEGATIVE_INFINITY : t;
+}
+
 interface ResourceBase {
   readonly metadata: Metadata;
   /** `Kind/name`, as diagnostics show it. */
