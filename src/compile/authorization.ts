@@ -25,7 +25,12 @@ export interface AuthzAttributes {
   readonly sourceIp: string;
   /** The original client address (from X-Forwarded-For with trusted proxies); the peer address, as Istio's default numTrustedProxies is 0. */
   readonly remoteIp: string;
-  /** Peer SPIFFE id without `spiffe://` (`td/ns/NS/sa/SA`); undefined over plaintext. */
+  /**
+   * Envoy's principal name of the peer certificate: its URI SAN (in the mesh a SPIFFE URI,
+   * `spiffe://td/ns/NS/sa/SA`), else its DNS SAN, else its subject; undefined over plaintext.
+   * Istio writes policy principals without `spiffe://` and matches them with it, so an identity
+   * that is not a SPIFFE URI only ever matches the presence pattern `*`.
+   */
   readonly principal: string | undefined;
   readonly destinationIp: string;
   readonly destinationPort: number;
@@ -43,11 +48,6 @@ export interface AuthzAttributes {
   readonly claims?: Readonly<Record<string, unknown>>;
 }
 
-/** A SPIFFE URI as an authorization principal: `spiffe://td/ns/x/sa/y` → `td/ns/x/sa/y`. */
-export function principalOf(spiffeUri: string | undefined): string | undefined {
-  if (spiffeUri === undefined) return undefined;
-  return spiffeUri.startsWith('spiffe://') ? spiffeUri.slice('spiffe://'.length) : spiffeUri;
-}
 
 export interface AuthzDecision {
   readonly allowed: boolean;
@@ -125,29 +125,29 @@ function fieldTerm(f: AuthzField, httpOnly: boolean, compile: (v: string) => Pre
 
 const SPIFFE = 'spiffe://';
 
-/** Istio srcPrincipalGenerator: matched against the peer's SPIFFE URI. */
+/** Istio srcPrincipalGenerator: `spiffe://` + the value, matched against the peer's principal name. */
 function principalPred(value: string): Pred {
   if (value === '*') return (a) => a.principal !== undefined && a.principal !== '';
   if (value.startsWith('*')) {
     // Istio emits the regex `spiffe://.*<rest>` without escaping <rest>; Envoy runs it as RE2.
-    const re = compileFullMatch(`spiffe://.*${value.slice(1)}`);
-    return (a) => a.principal !== undefined && re.test(SPIFFE + a.principal);
+    const re = compileFullMatch(`${SPIFFE}.*${value.slice(1)}`);
+    return (a) => a.principal !== undefined && re.test(a.principal);
   }
-  const m = stringMatch(value, { star: 'nonEmpty' });
+  const m = stringMatch(SPIFFE + value, { star: 'nonEmpty' });
   return (a) => m(a.principal);
 }
 
-/** Istio srcNamespaceGenerator: the regex `.*\/ns/<value, * as .*>/.*` over the SPIFFE URI. */
+/** Istio srcNamespaceGenerator: the regex `.*\/ns/<value, * as .*>/.*` over the principal name. */
 function namespacePred(value: string): Pred {
   const re = compileFullMatch(`.*/ns/${value.replaceAll('*', '.*')}/.*`);
-  return (a) => a.principal !== undefined && re.test(SPIFFE + a.principal);
+  return (a) => a.principal !== undefined && re.test(a.principal);
 }
 
 /** Istio srcServiceAccountGenerator (`ns/sa`): trust domain and extra segments ignored. */
 function serviceAccountPred(value: string): Pred {
   const slash = value.indexOf('/');
   const re = compileFullMatch(`spiffe://.+/ns/${value.slice(0, slash)}/(.+/|)sa/${value.slice(slash + 1)}(/.+)?`);
-  return (a) => a.principal !== undefined && re.test(SPIFFE + a.principal);
+  return (a) => a.principal !== undefined && re.test(a.principal);
 }
 
 // === JWT ===

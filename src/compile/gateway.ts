@@ -9,6 +9,12 @@ import { RouteTables } from './route-table.js';
 
 export interface CompiledGatewayServer {
   readonly server: GatewayServer;
+  /**
+   * The server's TLS settings as a string: a connection accepted under one set is served by the
+   * server's routes only while the server still has that set (a reload that makes a server
+   * MUTUAL does not keep serving clients that never showed a certificate).
+   */
+  readonly tlsKey: string;
   /** HTTP servers: the virtual hosts, whatever port the Host header names. */
   readonly http: RouteTables | null;
   readonly l4: L4Routes | null;
@@ -28,6 +34,7 @@ export class CompiledGatewayPort {
     this.kind = p.kind;
     this.servers = p.servers.map((server) => ({
       server,
+      tlsKey: JSON.stringify(server.tls ?? null),
       http: server.routes.kind === 'http' ? new RouteTables([], server.routes.config) : null,
       l4: server.routes.kind === 'l4' ? new L4Routes(server.routes.routes) : null,
     }));

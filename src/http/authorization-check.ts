@@ -3,7 +3,7 @@
  * AuthorizationPolicy): the request's attributes checked against the snapshot's compiled
  * policies before routing. A denied request gets Envoy's `403 RBAC: access denied`.
  */
-import { principalOf, type AuthzAttributes, type CompiledAuthorization } from '../compile/authorization.js';
+import type { AuthzAttributes, CompiledAuthorization } from '../compile/authorization.js';
 import type { JwtResult } from '../compile/request-authentication.js';
 import type { DownstreamStream } from './stream.js';
 
@@ -31,10 +31,10 @@ export function requestAttributes(stream: DownstreamStream, jwt: JwtResult): Aut
   return {
     sourceIp: info.downstreamRemoteAddress,
     remoteIp: info.downstreamRemoteAddress,
-    principal: principalOf(peer?.identity),
+    principal: peer?.identity,
     destinationIp: info.downstreamLocalAddress,
     destinationPort: info.downstreamLocalPort,
-    ...(peer?.serverName !== undefined ? { sni: peer.serverName } : {}),
+    ...(info.connection.requestedServerName !== undefined ? { sni: info.connection.requestedServerName } : {}),
     ...(jwt.kind === 'valid' ? { requestPrincipal: jwt.principal, claims: jwt.claims } : {}),
     http: {
       method: stream.method,

@@ -100,8 +100,8 @@ export class HttpConnectionManager implements StreamHandler {
   }
 
   /**
-   * At a gateway, the edge of the mesh (Envoy with use_remote_address): the scheme the client
-   * used replaces x-forwarded-proto, XFCC is sanitized and set, then JWT and authorization
+   * At a gateway, the edge of the mesh (Envoy with use_remote_address): whether the client
+   * connected over TLS sets x-forwarded-proto, XFCC is sanitized and set, then JWT and authorization
    * apply before the server's own routes.
    */
   #gateway(stream: H1ServerStream, snapshot: Snapshot): void {
@@ -110,7 +110,8 @@ export class HttpConnectionManager implements StreamHandler {
       stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
       return;
     }
-    stream.headers.set('x-forwarded-proto', stream.scheme);
+    // From the connection, never from an absolute-form request line a plaintext client wrote.
+    stream.headers.set('x-forwarded-proto', stream.info.connection.tls ? 'https' : 'http');
     setGatewayClientCertHeader(stream);
     authenticateRequest(stream, snapshot.requestAuthentication, (jwt) => {
       if (authorizeRequest(stream, snapshot.authorization, jwt)) this.#route(stream, snapshot, tables);

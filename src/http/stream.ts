@@ -18,7 +18,7 @@ export interface BodySink {
 
 /** The client's certificate identity, when the connection was Istio mTLS (inbound) or mutual TLS at a gateway. */
 export interface DownstreamPeer {
-  /** The client's SPIFFE URI (at a gateway: the URI SAN, else the DNS SAN, else the subject's CN). */
+  /** The client's SPIFFE URI (at a gateway: the URI SAN, else the DNS SAN, else the subject). */
   readonly identity: string;
   /** SHA-256 of the client's leaf certificate, hex. */
   readonly certHash: string;
@@ -28,6 +28,28 @@ export interface DownstreamPeer {
   readonly serverName?: string;
   /** Gateways: the XFCC element describing this client (Envoy's SANITIZE_SET). */
   readonly clientCertDetails?: string;
+}
+
+/** What is known about a downstream connection; shared by every request on it. */
+export interface DownstreamConnectionInfo {
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** The address the client connected to (its original destination when redirected). */
+  readonly localAddress: string;
+  readonly localPort: number;
+  /** The local address is the connection's original destination (a sidecar's redirected traffic). */
+  readonly localAddressRestored: boolean;
+  /** The client's certificate identity (Istio mTLS inbound, mutual TLS at a gateway). */
+  readonly peer: DownstreamPeer | null;
+  /** TLS was terminated on this connection. */
+  readonly tls: boolean;
+  /** The SNI of that TLS, if the client sent one. */
+  readonly requestedServerName: string | undefined;
+  /**
+   * The `server` header of responses (Envoy's server_name): `envoy` by default; Istio names its
+   * inbound and gateway listeners `istio-envoy`.
+   */
+  readonly serverHeader: string;
 }
 
 /** Facts about one request, filled in as it runs; the record telemetry is built from. */
@@ -45,16 +67,31 @@ export class StreamInfo {
   bytesSent = 0;
   endMs = 0;
 
-  constructor(
-    readonly downstreamRemoteAddress: string,
-    readonly downstreamRemotePort: number,
-    readonly downstreamLocalAddress: string,
-    readonly downstreamLocalPort: number,
-    /** The local address is the connection's original destination (a sidecar's redirected traffic). */
-    readonly localAddressRestored = false,
-    /** Set when the client connected over Istio mTLS. */
-    readonly downstreamPeer: DownstreamPeer | null = null,
-  ) {}
+  constructor(readonly connection: DownstreamConnectionInfo) {}
+
+  get downstreamRemoteAddress(): string {
+    return this.connection.remoteAddress;
+  }
+
+  get downstreamRemotePort(): number {
+    return this.connection.remotePort;
+  }
+
+  get downstreamLocalAddress(): string {
+    return this.connection.localAddress;
+  }
+
+  get downstreamLocalPort(): number {
+    return this.connection.localPort;
+  }
+
+  get localAddressRestored(): boolean {
+    return this.connection.localAddressRestored;
+  }
+
+  get downstreamPeer(): DownstreamPeer | null {
+    return this.connection.peer;
+  }
 
   setFlag(flag: ResponseFlagCode): void {
     if (this.responseFlags === null) this.responseFlags = [flag];

@@ -184,9 +184,12 @@ export class Proxy {
     const anyAddress = '::';
     const outboundHost = options.outboundAddress ?? (sidecar ? anyAddress : '127.0.0.1');
     const tcp = new TcpProxy(clusters, options.onTcpDone);
+    // Istio names inbound and gateway listeners `istio-envoy` (the `server` header they send).
+    const istioServer = { serverHeader: 'istio-envoy' };
     const gateway = gatewayMode
       ? new GatewayListeners(store, tcp, {
           ...httpOptions,
+          ...istioServer,
           handler: (routes) => new HttpConnectionManager(store, router, 'gateway', routes),
           tls: new GatewayTlsContexts({ workload: credentials, onError: (m) => log.error(m) }),
           onError: (m) => log.error(m),
@@ -200,6 +203,7 @@ export class Proxy {
     const inbound = sidecar
       ? new SidecarListener(store, new HttpConnectionManager(store, router, 'inbound'), tcp, {
           ...httpOptions,
+          ...istioServer,
           direction: 'inbound',
           host: anyAddress,
           port: wanted.inbound,

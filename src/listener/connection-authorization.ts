@@ -4,11 +4,11 @@
  * policies in force no longer allow it.
  */
 import type { Socket } from 'node:net';
-import { principalOf, type AuthzAttributes } from '../compile/authorization.js';
+import type { AuthzAttributes } from '../compile/authorization.js';
 import type { Snapshot } from '../compile/snapshot.js';
 import { unmappedAddress } from '../core/addresses.js';
 
-/** Who is connecting: the client's address, its certificate identity and SNI when known. */
+/** Who is connecting: the client's address, its certificate's principal name and SNI when known. */
 export interface ConnectionPeer {
   readonly remote: string;
   readonly identity?: string;
@@ -32,7 +32,7 @@ export class ConnectionAuthorizer {
     const attrs: AuthzAttributes = {
       sourceIp: source,
       remoteIp: source,
-      principal: principalOf(peer.identity),
+      principal: peer.identity,
       destinationIp: destination.address,
       destinationPort: destination.port,
       ...(peer.sni !== undefined ? { sni: peer.sni } : {}),

@@ -1,7 +1,6 @@
 /**
- * A gateway proxy's listeners: one per Gateway port, opened and closed as the config changes
- * (a port that disappears stops accepting; its open connections finish). Each connection is
- * served by the snapshot current when it was accepted:
+ * A gateway proxy's listeners: one per Gateway port, opened and closed as the config changes.
+ * Each connection is served by the snapshot current when it was accepted:
  * - `http` ports speak HTTP/1.1 with the port's route config;
  * - `tls` ports read the ClientHello (Envoy's tls_inspector) and let its SNI pick the server;
  *   PASSTHROUGH servers route the still encrypted bytes by SNI (VirtualService `tls` routes),
@@ -9,18 +8,24 @@
  * - `tcp` ports proxy to the first matching `tcp` route.
  * Opaque connections are held to AuthorizationPolicy (rechecked on every change), HTTP requests
  * are authorized one by one. A connection no server or route takes is closed.
+ *
+ * An HTTP connection keeps finding its server's routes by name in each new snapshot, but only
+ * while that server keeps the TLS settings the connection was accepted under; otherwise its
+ * requests get 404. A port that disappears stops accepting: its HTTP connections close after
+ * their current request, and its opaque connections after DRAIN_MS (Envoy drains a removed
+ * listener the same way).
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import type { CompiledGatewayPort, CompiledGatewayServer } from '../compile/gateway.js';
+import type { TLSSocket } from 'node:tls';
+import type { CompiledGatewayServer } from '../compile/gateway.js';
 import type { Snapshot } from '../compile/snapshot.js';
 import { unmappedAddress } from '../core/addresses.js';
 import { listenOn } from '../core/listen.js';
-import type { ServerConnectionOptions, StreamHandler } from '../http/codec/h1/server-connection.js';
+import type { DownstreamContext, ServerConnectionOptions, StreamHandler } from '../http/codec/h1/server-connection.js';
 import type { GatewayRoutes, SnapshotSource } from '../http/connection-manager.js';
-import type { DownstreamPeer } from '../http/stream.js';
 import { terminateGatewayTls, type GatewayTlsContexts } from '../security/gateway-tls.js';
 import type { TcpProxy } from '../tcp/tcp-proxy.js';
-import { ConnectionAuthorizer } from './connection-authorization.js';
+import { ConnectionAuthorizer, type ConnectionPeer } from './connection-authorization.js';
 import { readFirstBytes } from './first-bytes.js';
 import { HttpConnections } from './http-connections.js';
 import type { SnapshotChanges } from './sidecar-listener.js';
@@ -28,36 +33,46 @@ import type { SnapshotChanges } from './sidecar-listener.js';
 /** How long a client may take to send its ClientHello (Envoy's listener_filters_timeout). */
 const CLIENT_HELLO_TIMEOUT_MS = 15_000;
 
+/** How long opaque connections of a removed port live on. */
+const DRAIN_MS = 5_000;
+
 /** What HTTP servers behind TLS negotiate: skiff serves HTTP/1.1. */
 const HTTP_ALPN = ['http/1.1'];
 
 export interface GatewayListenerOptions extends ServerConnectionOptions {
   readonly tls: GatewayTlsContexts;
-  /** A gateway connection manager routing by `routes` (one per server). */
+  /** A gateway connection manager routing by `routes` (one per server and TLS setting). */
   readonly handler: (routes: GatewayRoutes) => StreamHandler;
-  /** Told when a port added by a config change cannot be opened. */
+  /** Told when a port added by a config change cannot be opened, or a change cannot be applied. */
   readonly onError?: (message: string) => void;
 }
 
-/** A listening port and the HTTP connections it accepted. */
+/** A listening port and the connections it accepted. */
 interface OpenPort {
+  readonly port: number;
   readonly server: Server;
   readonly bind: string;
   readonly http: HttpConnections;
+  /** Connections being inspected or proxied as TCP. */
+  readonly raw: Set<Socket>;
+}
+
+/** Where a connection arrived: the gateway port, on the local address the client dialled. */
+interface Arrival {
+  readonly open: OpenPort;
+  readonly local: { readonly address: string; readonly port: number };
 }
 
 export class GatewayListeners {
   readonly #source: SnapshotSource & SnapshotChanges;
   readonly #tcp: TcpProxy;
   readonly #options: GatewayListenerOptions;
-  /** One connection manager per `port|server`, each routing by that server's tables. */
+  /** Connection managers by `port|server|tlsKey`, each routing by that server's tables. */
   readonly #handlers = new Map<string, StreamHandler>();
   readonly #ports = new Map<number, OpenPort>();
-  /** HTTP connections of ports no longer listened on, finishing their requests. */
-  readonly #draining = new Set<HttpConnections>();
+  /** Ports no longer listened on whose connections are finishing. */
+  readonly #draining = new Set<OpenPort>();
   readonly #authorizer = new ConnectionAuthorizer();
-  /** Connections being inspected or proxied as TCP (HTTP ones live in #http). */
-  readonly #raw = new Set<Socket>();
   readonly #unsubscribe: () => void;
   #syncing: Promise<void> = Promise.resolve();
   #closed: Promise<void> | null = null;
@@ -68,13 +83,16 @@ export class GatewayListeners {
     this.#options = options;
     this.#unsubscribe = source.subscribe((snapshot) => {
       this.#authorizer.recheck(snapshot);
-      this.#syncing = this.#syncing.then(() => this.#sync(snapshot, false));
+      this.#syncing = this.#syncing
+        .then(() => this.#sync(snapshot, false))
+        .catch((err: unknown) => this.#options.onError?.(`gateway listeners not updated: ${(err as Error).message}`));
     });
   }
 
   /** Opens the current snapshot's ports; throws when one cannot be opened. Resolves with them. */
   async listen(): Promise<number[]> {
-    await this.#sync(this.#source.current(), true);
+    this.#syncing = this.#syncing.then(() => this.#sync(this.#source.current(), true));
+    await this.#syncing;
     return [...this.#ports.keys()];
   }
 
@@ -83,28 +101,19 @@ export class GatewayListeners {
   }
 
   get connectionCount(): number {
-    let http = 0;
-    for (const p of this.#ports.values()) http += p.http.size;
-    for (const d of this.#draining) http += d.size;
-    return http + this.#raw.size;
+    let n = 0;
+    for (const p of [...this.#ports.values(), ...this.#draining]) n += p.http.size + p.raw.size;
+    return n;
   }
 
-  /**
-   * Opens ports new to `snapshot` and closes those it no longer has (or binds elsewhere): they
-   * stop accepting, and their HTTP connections close once their current request is answered.
-   */
+  /** Opens ports new to `snapshot`, and drains those it no longer has (or binds elsewhere). */
   async #sync(snapshot: Snapshot, strict: boolean): Promise<void> {
     if (this.#closed !== null) return;
-    for (const d of this.#draining) if (d.size === 0) this.#draining.delete(d);
     for (const [port, open] of this.#ports) {
       const wanted = snapshot.gateways.get(port);
-      if (wanted === undefined || wanted.bind !== open.bind) {
-        this.#ports.delete(port);
-        open.server.close();
-        open.http.closeAll(false);
-        this.#draining.add(open.http);
-      }
+      if (wanted === undefined || wanted.bind !== open.bind) this.#drain(open);
     }
+    this.#pruneHandlers(snapshot);
     for (const [port, p] of snapshot.gateways) {
       if (this.#ports.has(port)) continue;
       const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#accept(socket, port));
@@ -120,26 +129,48 @@ export class GatewayListeners {
         server.close();
         return;
       }
-      // Requests on a server that is gone get this default handler's 404.
-      this.#ports.set(port, { server, bind: p.bind, http: new HttpConnections(this.#options.handler(() => undefined), this.#options) });
+      // Every connection is adopted with its server's handler; this default one is never used.
+      const http = new HttpConnections(this.#options.handler(() => undefined), this.#options);
+      this.#ports.set(port, { port, server, bind: p.bind, http, raw: new Set() });
     }
   }
 
+  /** Stops accepting on `open`; HTTP connections close after their request, opaque ones after DRAIN_MS. */
+  #drain(open: OpenPort): void {
+    this.#ports.delete(open.port);
+    this.#draining.add(open);
+    open.server.close();
+    open.http.closeAll(false);
+    const timer = setTimeout(() => {
+      for (const s of open.raw) s.destroy();
+      this.#draining.delete(open);
+    }, DRAIN_MS);
+    timer.unref();
+  }
+
+  /** Forgets handlers whose server (or its TLS settings) is gone: no new connection needs them. */
+  #pruneHandlers(snapshot: Snapshot): void {
+    const live = new Set<string>();
+    for (const p of snapshot.gateways.values()) for (const s of p.servers) live.add(handlerKey(p.port, s));
+    for (const key of this.#handlers.keys()) if (!live.has(key)) this.#handlers.delete(key);
+  }
+
   #accept(socket: Socket, port: number): void {
+    const open = this.#ports.get(port);
     const snapshot = this.#source.current();
     const entry = snapshot.gateways.get(port);
-    if (entry === undefined) {
+    if (open === undefined || entry === undefined) {
       socket.destroy();
       return;
     }
+    const arrival: Arrival = { open, local: { address: unmappedAddress(socket.localAddress ?? ''), port } };
     if (entry.kind === 'http') {
-      this.#serveHttp(socket, entry, entry.servers[0]!, {});
+      this.#serveHttp(socket, arrival, entry.servers[0]!, {});
       return;
     }
-    this.#raw.add(socket);
-    socket.once('close', () => this.#raw.delete(socket));
+    this.#track(arrival, socket);
     if (entry.kind === 'tcp') {
-      this.#proxy(socket, null, entry, entry.servers[0]!, { remote: socket.remoteAddress ?? '' }, snapshot);
+      this.#proxy(socket, null, arrival, entry.servers[0]!, { remote: socket.remoteAddress ?? '' }, snapshot);
       return;
     }
     readFirstBytes(socket, CLIENT_HELLO_TIMEOUT_MS, (bytes, first) => {
@@ -148,13 +179,13 @@ export class GatewayListeners {
         socket.destroy();
         return;
       }
-      if (server.server.tls === undefined) this.#proxy(socket, bytes, entry, server, { remote: socket.remoteAddress ?? '', sni: first.sni }, snapshot);
-      else this.#terminate(socket, bytes, entry, server, snapshot);
+      if (server.server.tls === undefined) this.#proxy(socket, bytes, arrival, server, { remote: socket.remoteAddress ?? '', sni: first.sni }, snapshot);
+      else this.#terminate(socket, bytes, arrival, server, snapshot);
     });
   }
 
   /** Terminates the server's TLS, then serves HTTP or proxies TCP behind it. */
-  #terminate(socket: Socket, bytes: Buffer | null, entry: CompiledGatewayPort, server: CompiledGatewayServer, snapshot: Snapshot): void {
+  #terminate(socket: Socket, bytes: Buffer | null, arrival: Arrival, server: CompiledGatewayServer, snapshot: Snapshot): void {
     const tls = server.server.tls!;
     const credentials = this.#options.tls.resolve(tls);
     if ('error' in credentials) {
@@ -165,61 +196,50 @@ export class GatewayListeners {
     terminateGatewayTls(socket, bytes, tls, credentials, server.http !== null ? HTTP_ALPN : undefined, (result) => {
       if ('error' in result) return;
       const { socket: secure, peer } = result;
+      const sni = serverNameOf(secure);
       if (server.http !== null) {
-        this.#raw.delete(socket);
-        this.#serveHttp(secure, entry, server, { remote, secure: true, ...(peer !== null ? { peer } : {}) });
+        // The raw socket closes with the TLS one; from here the HTTP connection tracks it.
+        arrival.open.raw.delete(socket);
+        this.#serveHttp(secure, arrival, server, { remote, tls: { serverName: sni }, ...(peer !== null ? { peer } : {}) });
         return;
       }
-      const sni = typeof secure.servername === 'string' ? secure.servername : undefined;
-      this.#proxy(secure, null, entry, server, { remote: remote.address, ...(peer !== null ? { identity: peer.identity } : {}), sni }, snapshot);
+      this.#proxy(secure, null, arrival, server, { remote: remote.address, ...(peer !== null ? { identity: peer.identity } : {}), sni }, snapshot);
     });
   }
 
-  #serveHttp(
-    socket: Socket,
-    entry: CompiledGatewayPort,
-    server: CompiledGatewayServer,
-    context: { remote?: { address: string; port: number }; secure?: boolean; peer?: DownstreamPeer },
-  ): void {
-    const open = this.#ports.get(entry.port);
-    if (open === undefined) {
-      socket.destroy();
-      return;
-    }
-    open.http.adopt(socket, context, this.#handler(entry.port, server.server.name));
+  #serveHttp(socket: Socket, arrival: Arrival, server: CompiledGatewayServer, context: DownstreamContext): void {
+    arrival.open.http.adopt(socket, { ...context, local: arrival.local }, this.#handler(arrival.local.port, server));
     socket.resume();
   }
 
-  #handler(port: number, name: string): StreamHandler {
-    const key = `${port}|${name}`;
+  #handler(port: number, server: CompiledGatewayServer): StreamHandler {
+    const key = handlerKey(port, server);
     let h = this.#handlers.get(key);
     if (h === undefined) {
-      h = this.#options.handler((s) => s.gateways.get(port)?.serverNamed(name)?.http ?? undefined);
+      const { name } = server.server;
+      const { tlsKey } = server;
+      h = this.#options.handler((s) => {
+        const current = s.gateways.get(port)?.serverNamed(name);
+        return current !== undefined && current.tlsKey === tlsKey ? (current.http ?? undefined) : undefined;
+      });
       this.#handlers.set(key, h);
     }
     return h;
   }
 
   /** Authorizes the connection, then proxies it to the first matching L4 route; none: closed. */
-  #proxy(
-    socket: Socket,
-    bytes: Buffer | null,
-    entry: CompiledGatewayPort,
-    server: CompiledGatewayServer,
-    peer: { remote: string; identity?: string; sni?: string | undefined },
-    snapshot: Snapshot,
-  ): void {
-    const local = { address: unmappedAddress(socket.localAddress ?? ''), port: entry.port };
-    const cluster = server.l4?.cluster(local.address, peer.sni);
-    if (cluster === undefined || !this.#authorizer.admit(socket, peer, local, this.#source.current())) {
+  #proxy(socket: Socket, bytes: Buffer | null, arrival: Arrival, server: CompiledGatewayServer, peer: ConnectionPeer, snapshot: Snapshot): void {
+    const cluster = server.l4?.cluster(arrival.local.address, peer.sni);
+    if (cluster === undefined || !this.#authorizer.admit(socket, peer, arrival.local, this.#source.current())) {
       socket.destroy();
       return;
     }
-    if (!this.#raw.has(socket)) {
-      this.#raw.add(socket);
-      socket.once('close', () => this.#raw.delete(socket));
-    }
-    this.#tcp.start(socket, bytes, cluster, { host: local.address, port: entry.port }, snapshot, unmappedAddress(peer.remote));
+    this.#tcp.start(socket, bytes, cluster, { host: arrival.local.address, port: arrival.local.port }, snapshot, unmappedAddress(peer.remote));
+  }
+
+  #track(arrival: Arrival, socket: Socket): void {
+    arrival.open.raw.add(socket);
+    socket.once('close', () => arrival.open.raw.delete(socket));
   }
 
   /**
@@ -231,11 +251,21 @@ export class GatewayListeners {
     if (this.#closed === null) {
       const open = [...this.#ports.values()];
       this.#ports.clear();
-      for (const p of open) this.#draining.add(p.http);
+      for (const p of open) this.#draining.add(p);
       this.#closed = Promise.all(open.map((p) => new Promise<void>((resolve) => p.server.close(() => resolve())))).then(() => undefined);
     }
-    for (const http of this.#draining) http.closeAll(force);
-    if (force) for (const s of this.#raw) s.destroy();
+    for (const p of this.#draining) {
+      p.http.closeAll(force);
+      if (force) for (const s of p.raw) s.destroy();
+    }
     return this.#closed;
   }
+}
+
+function handlerKey(port: number, server: CompiledGatewayServer): string {
+  return `${port}|${server.server.name}|${server.tlsKey}`;
+}
+
+function serverNameOf(socket: TLSSocket): string | undefined {
+  return typeof socket.servername === 'string' ? socket.servername : undefined;
 }

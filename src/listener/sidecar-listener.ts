@@ -151,7 +151,7 @@ export class SidecarListener {
       const { socket: secure, peer } = result;
       if (ISTIO_HTTP_ALPN.has(peer.alpn)) {
         this.#raw.delete(socket);
-        this.#http.adopt(secure, { originalDestination: destination, peer, remote, secure: true });
+        this.#http.adopt(secure, { originalDestination: destination, peer, remote, tls: { serverName: peer.serverName } });
         secure.resume();
         return;
       }

@@ -28,7 +28,7 @@ export interface GatewayTls {
 }
 
 export interface GatewayServer {
-  /** `namespace/gateway` and the server's name or index, for logs and config dumps. */
+  /** `namespace/gateway/index`: unique, and how connections find their server after a reload. */
   readonly name: string;
   /** Names the server answers to by SNI (exact, `*.suffix` or `*`), lowercase. */
   readonly hosts: readonly string[];

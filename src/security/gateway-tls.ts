@@ -14,12 +14,12 @@ import { readFileSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket, type TLSSocketOptions } from 'node:tls';
 import type { GatewayTls } from '../model/index.js';
-import { pemCertificates, spiffeUriOf, type WorkloadCredentials } from './cert-store.js';
+import { pemCertificates, type WorkloadCredentials } from './cert-store.js';
 import { clientCertificateError, hasClientCertificate, serverHandshake } from './server-handshake.js';
 
 /** A client that presented a verified certificate. */
 export interface GatewayClient {
-  /** Envoy's principal: the URI SAN, else the DNS SAN, else the subject's CN. */
+  /** Envoy's principal name: the URI SAN (a SPIFFE URI in the mesh), else the DNS SAN, else the subject. */
   readonly identity: string;
   /** SHA-256 of the client's leaf certificate, hex. */
   readonly certHash: string;
@@ -87,13 +87,14 @@ export class GatewayTlsContexts {
   }
 }
 
-/** Size and modification time of each file; unreadable ones count as a change when they come back. */
+/** Identity, size and times of each file; unreadable ones count as a change when they come back. */
 function fileStamp(paths: readonly string[]): string {
   return paths
     .map((p) => {
       try {
         const s = statSync(p);
-        return `${s.size}:${s.mtimeMs}`;
+        // A rotation by rename changes the inode even when size and mtime look the same.
+        return `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
       } catch {
         return 'missing';
       }
@@ -148,17 +149,20 @@ function clientCheck(tls: GatewayTls, roots: readonly X509Certificate[]): (socke
   };
 }
 
-/** Envoy's XFCC element for a verified client (SANITIZE_SET with subject, URI and DNS). */
-function clientCertDetails(cert: PeerCertificate, hash: string, localIdentity: string | undefined): string {
-  const sans = sanEntries(cert);
-  const subject = Object.entries(cert.subject ?? {})
+/** The subject as Envoy prints it (RFC 2253 order: most specific first), e.g. `CN=a,O=b`. */
+function subjectOf(cert: PeerCertificate): string {
+  return Object.entries(cert.subject ?? {})
     .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`)
     .reverse()
     .join(',');
+}
+
+/** Envoy's XFCC element for a verified client (SANITIZE_SET with subject, URI and DNS). */
+function clientCertDetails(cert: PeerCertificate, sans: ReadonlyArray<[string, string]>, hash: string, localIdentity: string | undefined): string {
   const parts = [
     ...(localIdentity !== undefined ? [`By=${localIdentity}`] : []),
     `Hash=${hash}`,
-    `Subject="${subject.replace(/"/g, '\\"')}"`,
+    `Subject="${subjectOf(cert).replace(/"/g, '\\"')}"`,
     ...sans.filter(([t]) => t === 'URI').map(([, v]) => `URI=${v}`),
     ...sans.filter(([t]) => t === 'DNS').map(([, v]) => `DNS=${v}`),
   ];
@@ -171,13 +175,12 @@ function peerOf(socket: TLSSocket, localIdentity: string | undefined): GatewayCl
   const cert = socket.getPeerCertificate();
   const sans = sanEntries(cert);
   const hash = createHash('sha256').update(cert.raw).digest('hex');
-  // Envoy's principal: the URI SAN, else the DNS SAN, else the subject.
-  const identity = spiffeUriOf(cert) ?? sans.find(([t]) => t === 'URI')?.[1] ?? sans.find(([t]) => t === 'DNS')?.[1] ?? cert.subject?.CN?.toString() ?? '';
   return {
-    identity,
+    // Envoy's principal name: the URI SAN, else the DNS SAN, else the subject.
+    identity: sans.find(([t]) => t === 'URI')?.[1] ?? sans.find(([t]) => t === 'DNS')?.[1] ?? subjectOf(cert),
     certHash: hash,
     localIdentity: localIdentity ?? '',
-    clientCertDetails: clientCertDetails(cert, hash, localIdentity),
+    clientCertDetails: clientCertDetails(cert, sans, hash, localIdentity),
     ...(typeof socket.servername === 'string' ? { serverName: socket.servername } : {}),
   };
 }

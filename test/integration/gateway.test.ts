@@ -7,11 +7,12 @@
  * port, a MUTUAL and an ISTIO_MUTUAL server, and a TCP server. VirtualServices bind to it with
  * `gateways`; one without is for sidecars only. A second Gateway selects other proxies.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,6 +77,29 @@ function sClient(port: number, args: readonly string[], request: string): Promis
 }
 
 const PEM = { cert: 'cert.pem', key: 'key.pem' };
+
+/** Writes one request on an open connection and resolves with the status of its (content-length framed) response, or 0 if the connection closed first. */
+function exchange(s: Socket, request: string): Promise<number> {
+  return new Promise((resolve) => {
+    let got = '';
+    const done = (status: number): void => {
+      s.off('data', onData);
+      s.off('close', onClose);
+      resolve(status);
+    };
+    const onData = (c: Buffer): void => {
+      got += c.toString('latin1');
+      const end = got.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const length = Number(/\r\ncontent-length: (\d+)/i.exec(got.slice(0, end))?.[1] ?? 0);
+      if (got.length >= end + 4 + length) done(Number(got.slice(9, 12)));
+    };
+    const onClose = (): void => done(0);
+    s.on('data', onData);
+    s.once('close', onClose);
+    s.write(request);
+  });
+}
 
 describe('gateway mode', () => {
   let dir: string;
@@ -219,6 +243,19 @@ spec:
   rules: [{to: [{operation: {ports: ['${ports.http}'], paths: ['/admin*']}}]}]
 ---
 apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: https-rules, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules:
+  - to: [{operation: {ports: ['${ports.mutual}'], paths: ['/secret*']}}]
+  - to: [{operation: {paths: ['/b-only*']}}]
+    when: [{key: connection.sni, values: [a.example.com]}]
+  - from: [{source: {notPrincipals: [cluster.local/ns/default/sa/client]}}]
+    to: [{operation: {ports: ['${ports.mutual}']}}]
+---
+apiVersion: security.istio.io/v1
 kind: RequestAuthentication
 metadata: {name: jwt, namespace: istio-system}
 spec:
@@ -242,6 +279,11 @@ ${extraDocs}`;
     await issue(rootA, 'client', { sa: 'client' });
     await issue(rootB, 'foreign-client', { sa: 'client' });
     await issue(rootA, 'expired-client', { sa: 'client', notBefore: new Date(Date.now() - 48 * 3_600_000), ttlHours: 1 });
+    // A certificate of the right CA whose subject looks like a mesh principal, without any SAN.
+    await writeFile(file('root-a.key'), rootA.keyPem);
+    await writeFile(file('client-ext.cnf'), 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n');
+    execFileSync('openssl', ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', file(`spoof.${PEM.key}`), '-subj', '/CN=cluster.local\\/ns\\/default\\/sa\\/client', '-out', file('spoof.csr')], { stdio: 'ignore' });
+    execFileSync('openssl', ['x509', '-req', '-in', file('spoof.csr'), '-CA', file('root-a.pem'), '-CAkey', file('root-a.key'), '-CAcreateserial', '-days', '1', '-extfile', file('client-ext.cnf'), '-out', file(`spoof.${PEM.cert}`)], { stdio: 'ignore' });
     const workload = issueWorkloadCert({ ca: rootA, namespace: 'istio-system', serviceAccount: 'ingressgateway' });
     await writeFile(join(dir, 'workload', 'cert-chain.pem'), workload.certChainPem);
     await writeFile(join(dir, 'workload', 'key.pem'), workload.keyPem);
@@ -297,12 +339,16 @@ ${extraDocs}`;
     expect(seen.headers['x-forwarded-proto']).toBe('http');
     expect(seen.headers['x-forwarded-client-cert']).toBeUndefined();
     expect(seen.headers['x-forwarded-for']).toBe('127.0.0.1');
+    // Istio names gateway listeners istio-envoy.
+    expect(ra.headers).toMatch(/^server: istio-envoy\r?$/m);
     // A VirtualService in another namespace naming the gateway as istio-system/ingress.
     expect(JSON.parse((await curl(`http://b.example.com:${ports.http}/`)).body).server).toBe('b');
   });
 
   it('answers 404 for a host only a sidecar VirtualService serves, and for hosts the servers do not list', async () => {
-    expect((await get(ports.http, 'c.example.com')).status).toBe(404);
+    const sidecarOnly = await get(ports.http, 'c.example.com');
+    expect(sidecarOnly.status).toBe(404);
+    expect(sidecarOnly.headers['server']).toBe('istio-envoy');
     expect((await get(ports.http, 'unknown.example.com')).status).toBe(404);
   });
 
@@ -496,6 +542,46 @@ spec:
     expect(Date.parse(leaf['expiration_time'] as string) - Date.now()).toBeGreaterThan(23 * 3_600_000);
     expect(leaf['path']).toBe(join(dir, 'workload', 'cert-chain.pem'));
     expect(certificates[0]!.ca_cert[0]!['days_until_expiration']).toMatch(/^36[45]\d$/);
+  });
+
+  it('authorizes HTTPS requests with the gateway port, the SNI and the client principal', async () => {
+    const client = ['--cacert', file('root-a.pem'), '--cert', file(`client.${PEM.cert}`), '--key', file(`client.${PEM.key}`)];
+    expect((await curl(`https://m.example.com:${ports.mutual}/open`, client)).code).toBe(200);
+    expect((await curl(`https://m.example.com:${ports.mutual}/secret`, client)).code).toBe(403);
+    expect((await curl(`https://a.example.com:${ports.tls}/b-only`, ['--cacert', file('root-a.pem')])).code).toBe(403);
+    expect((await curl(`https://b.example.com:${ports.tls}/b-only`, ['--cacert', file('root-a.pem')])).code).toBe(200);
+  });
+
+  it('a certificate subject that looks like a mesh principal is not one: only a SPIFFE URI is', async () => {
+    const spoof = await curl(`https://m.example.com:${ports.mutual}/`, ['--cacert', file('root-a.pem'), '--cert', file(`spoof.${PEM.cert}`), '--key', file(`spoof.${PEM.key}`)]);
+    expect(spoof.exit, spoof.error).toBe(0);
+    expect(spoof.code).toBe(403);
+  });
+
+  it('x-forwarded-proto comes from the connection, not from an absolute-form request line', async () => {
+    const s = connect(ports.http, '127.0.0.1');
+    await once(s, 'connect');
+    let got = '';
+    s.on('data', (c: Buffer) => (got += c.toString()));
+    s.write('GET https://a.example.com/abs HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n');
+    await once(s, 'close');
+    const body = /\{.*\}/s.exec(got)?.[0] ?? '';
+    expect(JSON.parse(body).headers['x-forwarded-proto']).toBe('http');
+  });
+
+  it('a keep-alive connection is not served once its server requires what its handshake did not show', async () => {
+    const s = tlsConnect({ port: ports.tls, host: '127.0.0.1', servername: 'a.example.com', ca: rootA.certPem });
+    await once(s, 'secureConnect');
+    const request = 'GET /keep HTTP/1.1\r\nHost: a.example.com\r\n\r\n';
+    expect(await exchange(s, request)).toBe(200);
+    const mutualA = config().replace(`tls: {mode: SIMPLE, serverCertificate: ${file(`server-a.${PEM.cert}`)}`, `tls: {mode: MUTUAL, caCertificates: ${file('root-a.pem')}, serverCertificate: ${file(`server-a.${PEM.cert}`)}`);
+    expect(mutualA).not.toBe(config());
+    await writeFile(join(dir, 'config', 'gateway.yaml'), mutualA);
+    expect((await proxy.reload()).ok).toBe(true);
+    expect(await exchange(s, request)).toBe(404);
+    s.destroy();
+    await writeFile(join(dir, 'config', 'gateway.yaml'), config());
+    expect((await proxy.reload()).ok).toBe(true);
   });
 
   it('opens and closes ports as the Gateway changes, and keeps the old config when the new one is invalid', async () => {

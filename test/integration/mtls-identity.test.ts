@@ -424,7 +424,18 @@ async function dialTerminator(port: number, results: Array<Promise<Terminated>>,
 }
 
 function streamWith(headers: HeaderMap, peer: DownstreamPeer | null): DownstreamStream {
-  const stream: Pick<DownstreamStream, 'headers' | 'info'> = { headers, info: new StreamInfo('10.0.0.9', 40000, '10.0.0.1', 9080, true, peer) };
+  const stream: Pick<DownstreamStream, 'headers' | 'info'> = { headers, info: new StreamInfo({
+      remoteAddress: '10.0.0.9',
+      remotePort: 40000,
+      localAddress: '10.0.0.1',
+      localPort: 9080,
+      localAddressRestored: true,
+      peer,
+      tls: peer !== null,
+      requestedServerName: undefined,
+      serverHeader: 'istio-envoy',
+    }),
+  };
   return stream as DownstreamStream;
 }
 

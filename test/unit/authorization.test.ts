@@ -71,7 +71,7 @@ const one = (rule: string, action = 'ALLOW'): string => ap('p', { action, rules:
 const BASE: AuthzAttributes = {
   sourceIp: '10.0.0.1',
   remoteIp: '10.0.0.1',
-  principal: 'cluster.local/ns/foo/sa/bar',
+  principal: 'spiffe://cluster.local/ns/foo/sa/bar',
   destinationIp: '10.1.0.5',
   destinationPort: 8080,
   sni: 'web.default.svc.cluster.local',
@@ -172,8 +172,8 @@ describe('decision', () => {
       when: [{key: "request.headers[x-a]", values: ["1"]}, {key: "request.headers[x-b]", values: ["2"]}]}`;
     const h = { 'x-a': '1', 'x-b': '2' };
     expect(allows(rule, http({ headers: h }))).toBe(true);
-    expect(allows(rule, http({ headers: h }, { principal: 'cluster.local/ns/test/sa/x' }))).toBe(true);
-    expect(allows(rule, http({ headers: h }, { principal: 'cluster.local/ns/other/sa/x' }))).toBe(false);
+    expect(allows(rule, http({ headers: h }, { principal: 'spiffe://cluster.local/ns/test/sa/x' }))).toBe(true);
+    expect(allows(rule, http({ headers: h }, { principal: 'spiffe://cluster.local/ns/other/sa/x' }))).toBe(false);
     expect(allows(rule, http({ method: 'POST', path: '/data', headers: h }))).toBe(true);
     expect(allows(rule, http({ method: 'POST', path: '/x', headers: h }))).toBe(false);
     expect(allows(rule, http({ headers: { 'x-a': '1' } }))).toBe(false);
@@ -183,13 +183,26 @@ describe('decision', () => {
     const rule = '{from: [{source: {namespaces: [foo, test], notIpBlocks: ["10.0.0.1"]}}]}';
     expect(allows(rule, http({}, { sourceIp: '10.0.0.2' }))).toBe(true);
     expect(allows(rule, http({}, { sourceIp: '10.0.0.1' }))).toBe(false);
-    expect(allows(rule, http({}, { sourceIp: '10.0.0.2', principal: 'cluster.local/ns/x/sa/y' }))).toBe(false);
+    expect(allows(rule, http({}, { sourceIp: '10.0.0.2', principal: 'spiffe://cluster.local/ns/x/sa/y' }))).toBe(false);
   });
 });
 
 // === sources ===
 
 describe('source fields', () => {
+  it('a principal name that is not a SPIFFE URI (a gateway client certificate) only matches presence', () => {
+    const at = (principal: string): AuthzAttributes => http({}, { principal });
+    const spoof = 'cluster.local/ns/foo/sa/bar';
+    expect(allows('{from: [{source: {principals: ["cluster.local/ns/foo/sa/bar"]}}]}', at(spoof))).toBe(false);
+    expect(allows('{from: [{source: {principals: ["cluster.local/ns/foo/*"]}}]}', at(spoof))).toBe(false);
+    expect(allows('{from: [{source: {principals: ["*/sa/bar"]}}]}', at(spoof))).toBe(false);
+    expect(allows('{from: [{source: {principals: ["*"]}}]}', at(spoof))).toBe(true);
+    expect(denies('{from: [{source: {notPrincipals: ["cluster.local/ns/foo/sa/bar"]}}]}', at(spoof))).toBe(true);
+    expect(allows('{from: [{source: {serviceAccounts: [foo/bar]}}]}', at(spoof))).toBe(false);
+    // Istio's namespace regex runs over the principal name as it is, as in Envoy.
+    expect(allows('{from: [{source: {namespaces: [foo]}}]}', at('client.example/ns/foo/x'))).toBe(true);
+  });
+
   it('principals in the trust domain, cluster.local or an alias match in each of them (trustDomainAliases)', () => {
     const meshWithAliases = `apiVersion: skiff.dev/v1alpha1
 kind: MeshConfig
@@ -200,7 +213,7 @@ spec:
   workloadLabels: {app: web}
 `;
     const check = (principal: string, peer: string): boolean =>
-      compileAuthorization(authorization(meshWithAliases, one(`{from: [{source: {principals: ["${principal}"]}}]}`))).check(http({}, { principal: peer })).allowed;
+      compileAuthorization(authorization(meshWithAliases, one(`{from: [{source: {principals: ["${principal}"]}}]}`))).check(http({}, { principal: `spiffe://${peer}` })).allowed;
     for (const written of ['old.td/ns/foo/sa/bar', 'new.td/ns/foo/sa/bar', 'cluster.local/ns/foo/sa/bar']) {
       expect(check(written, 'new.td/ns/foo/sa/bar'), written).toBe(true);
       expect(check(written, 'old.td/ns/foo/sa/bar'), written).toBe(true);
@@ -214,15 +227,15 @@ spec:
 
   it('principals: exact, prefix, suffix, presence; notPrincipals', () => {
     const at = (principal: string | undefined): AuthzAttributes => http({}, { principal });
-    expect(allows('{from: [{source: {principals: ["cluster.local/ns/foo/sa/bar"]}}]}', at('cluster.local/ns/foo/sa/bar'))).toBe(true);
-    expect(allows('{from: [{source: {principals: ["cluster.local/ns/foo/sa/bar"]}}]}', at('cluster.local/ns/foo/sa/baz'))).toBe(false);
-    expect(allows('{from: [{source: {principals: ["cluster.local/ns/foo/*"]}}]}', at('cluster.local/ns/foo/sa/x'))).toBe(true);
-    expect(allows('{from: [{source: {principals: ["cluster.local/ns/foo/*"]}}]}', at('cluster.local/ns/bar/sa/x'))).toBe(false);
-    expect(allows('{from: [{source: {principals: ["*/sa/bar"]}}]}', at('other.td/ns/x/sa/bar'))).toBe(true);
-    expect(allows('{from: [{source: {principals: ["*/sa/bar"]}}]}', at('other.td/ns/x/sa/baz'))).toBe(false);
-    expect(allows('{from: [{source: {principals: ["*"]}}]}', at('cluster.local/ns/x/sa/y'))).toBe(true);
-    expect(allows('{from: [{source: {notPrincipals: ["cluster.local/ns/foo/sa/bar"]}}]}', at('cluster.local/ns/foo/sa/bar'))).toBe(false);
-    expect(allows('{from: [{source: {notPrincipals: ["cluster.local/ns/foo/sa/bar"]}}]}', at('cluster.local/ns/foo/sa/other'))).toBe(true);
+    expect(allows('{from: [{source: {principals: ["cluster.local/ns/foo/sa/bar"]}}]}', at('spiffe://cluster.local/ns/foo/sa/bar'))).toBe(true);
+    expect(allows('{from: [{source: {principals: ["cluster.local/ns/foo/sa/bar"]}}]}', at('spiffe://cluster.local/ns/foo/sa/baz'))).toBe(false);
+    expect(allows('{from: [{source: {principals: ["cluster.local/ns/foo/*"]}}]}', at('spiffe://cluster.local/ns/foo/sa/x'))).toBe(true);
+    expect(allows('{from: [{source: {principals: ["cluster.local/ns/foo/*"]}}]}', at('spiffe://cluster.local/ns/bar/sa/x'))).toBe(false);
+    expect(allows('{from: [{source: {principals: ["*/sa/bar"]}}]}', at('spiffe://other.td/ns/x/sa/bar'))).toBe(true);
+    expect(allows('{from: [{source: {principals: ["*/sa/bar"]}}]}', at('spiffe://other.td/ns/x/sa/baz'))).toBe(false);
+    expect(allows('{from: [{source: {principals: ["*"]}}]}', at('spiffe://cluster.local/ns/x/sa/y'))).toBe(true);
+    expect(allows('{from: [{source: {notPrincipals: ["cluster.local/ns/foo/sa/bar"]}}]}', at('spiffe://cluster.local/ns/foo/sa/bar'))).toBe(false);
+    expect(allows('{from: [{source: {notPrincipals: ["cluster.local/ns/foo/sa/bar"]}}]}', at('spiffe://cluster.local/ns/foo/sa/other'))).toBe(true);
   });
 
   it('plaintext (no principal): principals, namespaces and serviceAccounts never match; their notX always do', () => {
@@ -247,10 +260,10 @@ spec:
   });
 
   it('serviceAccounts: ns/sa, or sa in the policy namespace, any trust domain; notServiceAccounts', () => {
-    expect(allows('{from: [{source: {serviceAccounts: [foo/bar]}}]}', http({}, { principal: 'other.td/ns/foo/sa/bar' }))).toBe(true);
-    expect(allows('{from: [{source: {serviceAccounts: [foo/bar]}}]}', http({}, { principal: 'cluster.local/ns/foo/sa/bar-2' }))).toBe(false);
+    expect(allows('{from: [{source: {serviceAccounts: [foo/bar]}}]}', http({}, { principal: 'spiffe://other.td/ns/foo/sa/bar' }))).toBe(true);
+    expect(allows('{from: [{source: {serviceAccounts: [foo/bar]}}]}', http({}, { principal: 'spiffe://cluster.local/ns/foo/sa/bar-2' }))).toBe(false);
     expect(allows('{from: [{source: {serviceAccounts: [bar]}}]}', http())).toBe(false);
-    expect(allows('{from: [{source: {serviceAccounts: [bar]}}]}', http({}, { principal: 'cluster.local/ns/default/sa/bar' }))).toBe(true);
+    expect(allows('{from: [{source: {serviceAccounts: [bar]}}]}', http({}, { principal: 'spiffe://cluster.local/ns/default/sa/bar' }))).toBe(true);
     expect(authorization(one('{from: [{source: {serviceAccounts: [bar]}}]}')).allow[0]!.rules[0]!.from[0]!.serviceAccounts).toEqual({
       values: ['default/bar'],
       notValues: [],

@@ -87,8 +87,11 @@ ${servers}`;
 }
 
 /** One server, as a list item. */
+/** Port names must be unique within a Gateway (Istio's validation): each server gets its own. */
+let serverCount = 0;
+
 function server(port: number, protocol: string, hosts: string, extra = ''): string {
-  return `  - port: {number: ${port}, name: p${port}, protocol: ${protocol}}
+  return `  - port: {number: ${port}, protocol: ${protocol}, name: p${port}-${++serverCount}}
     hosts: ${hosts}
 ${extra}`;
 }
@@ -339,7 +342,7 @@ describe('merging servers per port', () => {
     const p = gwPort(r.model!, 443);
     expect(p.kind).toBe('tls');
     expect(p.servers.map((s) => [s.name, s.hosts])).toEqual([
-      ['istio-system/gw/a', ['a.example.com', 'shared.example.com']],
+      ['istio-system/gw/0', ['a.example.com', 'shared.example.com']],
       ['istio-system/gw/1', ['b.example.com']],
     ]);
     expect(warnings(r)).toEqual([
@@ -350,6 +353,28 @@ describe('merging servers per port', () => {
 });
 
 describe('server hosts and VirtualService namespaces', () => {
+  it('a VirtualService not exported to the gateway proxy\'s namespace is not bound (exportTo)', async () => {
+    const team = (name: string, exportTo: string): string =>
+      virtualService(
+        name,
+        `  hosts: [${name}.example.com]
+  gateways: [istio-system/gw]
+  exportTo: ${exportTo}
+  http: [{route: [{destination: {host: backend.example.com}}]}]
+`,
+        'team',
+      );
+    const m = await model(
+      meshConfig('{istio: ingressgateway}', 'istio-system'),
+      BACKEND,
+      gateway('gw', server(80, 'HTTP', '["*"]')),
+      team('private', '["."]'),
+      team('shared', '[istio-system]'),
+      team('everyone', '["*"]'),
+    );
+    expect(httpPortConfig(m, 80).virtualHosts.map((v) => v.domains[0])).toEqual(['shared.example.com', 'everyone.example.com']);
+  });
+
   const vsIn = (ns: string): string => httpVs(`vs-${ns}`, `[${ns}.example.com]`, '[istio-system/gw]', { namespace: ns });
   const domainsFor = async (hosts: string): Promise<readonly string[]> => {
     const m = await model(meshConfig(), BACKEND, gateway('gw', server(80, 'HTTP', hosts)), vsIn('default'), vsIn('prod'), vsIn('istio-system'));
@@ -634,10 +659,10 @@ describe('TLS servers', () => {
     );
     const p = gwPort(m, 443);
     expect(p.kind).toBe('tls');
-    const main = gwServer(m, 443, 'istio-system/gw/main');
+    const main = gwServer(m, 443, 'istio-system/gw/0');
     expect(main.hosts).toEqual(['*.example.com']);
     expect(main.tls).toEqual({ mode: 'SIMPLE', serverCertificate: '/certs/tls.crt', privateKey: '/certs/tls.key', subjectAltNames: [], minProtocolVersion: 'TLSv1.2' });
-    expect(httpConfig(main).name).toBe('https.443.istio-system/gw/main');
+    expect(httpConfig(main).name).toBe('https.443.istio-system/gw/0');
     expect(vhostSummary(httpConfig(main))).toEqual([['a.example.com:443', ['a.example.com'], ['vs']]]);
     expect(clustersOf(httpConfig(main).virtualHosts[0]!.routes[0]!)).toEqual(['outbound|8080||backend.example.com']);
     // Each HTTPS server has its own route config: the same VirtualService is not a conflict.
@@ -867,9 +892,20 @@ describe('refused Gateways', () => {
     ]);
   });
 
+  it('port names must be unique among a Gateway\'s servers (Istio)', async () => {
+    const servers = `  - port: {number: 80, name: web, protocol: HTTP}
+    hosts: [a.example.com]
+  - port: {number: 81, name: web, protocol: HTTP}
+    hosts: [b.example.com]
+`;
+    expect(await refused(meshConfig(), gateway('gw', servers))).toEqual([
+      'mesh.yaml:18:30: Gateway/gw: spec.servers[1].port.name: port names in servers must be unique: duplicate name web',
+    ]);
+  });
+
   it('an unknown protocol is refused, listing the protocols and suggesting a close one', async () => {
     expect(await refused(meshConfig(), gateway('gw', server(80, 'SCTP', '["*"]')))).toEqual([
-      'mesh.yaml:16:45: Gateway/gw: spec.servers[0].port.protocol: invalid value "SCTP": expected one of HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, REDIS, MYSQL, TCP, TLS',
+      'mesh.yaml:16:34: Gateway/gw: spec.servers[0].port.protocol: invalid value "SCTP": expected one of HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, REDIS, MYSQL, TCP, TLS',
     ]);
     expect(await refused(meshConfig(), gateway('gw', server(443, 'HTPS', '["*"]')))).toEqual([
       expect.stringMatching(/^mesh\.yaml:16:\d+: Gateway\/gw: spec\.servers\[0\]\.port\.protocol: invalid value "HTPS": expected one of .* \(did you mean "HTTPS"\?\)$/),
@@ -879,6 +915,10 @@ describe('refused Gateways', () => {
   it('maxProtocolVersion below minProtocolVersion is refused', async () => {
     expect(await refused(meshConfig(), tlsServer(`mode: SIMPLE, ${TLS_FILES}, minProtocolVersion: TLSV1_3, maxProtocolVersion: TLSV1_2`))).toEqual([
       expect.stringMatching(/^mesh\.yaml:18:137: Gateway\/gw: spec\.servers\[0\]\.tls\.maxProtocolVersion: maxProtocolVersion must not be below minProtocolVersion$/),
+    ]);
+    // Only a maximum below the default minimum (TLS 1.2) would refuse every handshake.
+    expect(await refused(meshConfig(), tlsServer(`mode: SIMPLE, ${TLS_FILES}, maxProtocolVersion: TLSV1_1`))).toEqual([
+      expect.stringContaining('spec.servers[0].tls.maxProtocolVersion: maxProtocolVersion TLSV1_1 is below the default minimum (TLSV1_2): set minProtocolVersion as well'),
     ]);
   });
 

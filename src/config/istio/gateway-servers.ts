@@ -72,8 +72,9 @@ function portKind(server: GatewayServerSpec): GatewayPort['kind'] {
   return protocol === 'HTTPS' || protocol === 'TLS' ? 'tls' : 'tcp';
 }
 
+/** `namespace/gateway/index`: unique, whatever the servers' own (optional, unchecked) names. */
 function serverName(e: ServerEntry): string {
-  return `${e.scope}/${e.server.name ?? e.index}`;
+  return `${e.scope}/${e.index}`;
 }
 
 function serverHosts(server: GatewayServerSpec, gatewayNamespace: string): ServerEntry['hosts'] {

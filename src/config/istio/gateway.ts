@@ -96,6 +96,8 @@ function checkTls(tls: ServerTlsSpec, protocol: GatewayProtocol, path: Array<str
   const order = (v: string | undefined): number => (v === undefined || v === 'TLS_AUTO' ? -1 : TLS_VERSIONS.indexOf(v as (typeof TLS_VERSIONS)[number]));
   if (order(tls.minProtocolVersion) > 0 && order(tls.maxProtocolVersion) > 0 && order(tls.minProtocolVersion) > order(tls.maxProtocolVersion)) {
     issues.error(at('maxProtocolVersion'), 'maxProtocolVersion must not be below minProtocolVersion');
+  } else if (order(tls.minProtocolVersion) < 0 && order(tls.maxProtocolVersion) > 0 && order(tls.maxProtocolVersion) < TLS_VERSIONS.indexOf('TLSV1_2')) {
+    issues.error(at('maxProtocolVersion'), `maxProtocolVersion ${tls.maxProtocolVersion} is below the default minimum (TLSV1_2): set minProtocolVersion as well`);
   }
 }
 
@@ -104,6 +106,18 @@ export const gatewaySpecSchema = object(
     selector: record(string()),
     servers: array(serverSchema, { minItems: 1 }),
   },
-  { required: ['servers'] },
+  {
+    required: ['servers'],
+    check(spec, path, issues) {
+      // Istio: "port names in servers must be unique".
+      const seen = new Set<string>();
+      spec.servers?.forEach((server, i) => {
+        const name = server.port?.name;
+        if (name === undefined || name === '') return;
+        if (seen.has(name)) issues.error([...path, 'servers', i, 'port', 'name'], `port names in servers must be unique: duplicate name ${name}`);
+        seen.add(name);
+      });
+    },
+  },
 );
 export type GatewaySpec = Infer<typeof gatewaySpecSchema>;

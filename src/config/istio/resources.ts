@@ -157,6 +157,15 @@ function recognise(doc: ParsedDocument, out: Diagnostic[]): IstioResource | unde
   return { kind, metadata: metadata as Metadata, spec, label, document: doc } as IstioResource;
 }
 
+/**
+ * Istio exportTo: whether a resource in `resourceNamespace` is visible to proxies in
+ * `namespace`. Unset or `*` is every namespace, `.` the resource's own, `~` none.
+ */
+export function exportedTo(exportTo: readonly string[] | undefined, resourceNamespace: string, namespace: string): boolean {
+  if (exportTo === undefined || exportTo.length === 0) return true;
+  return exportTo.some((e) => e === '*' || e === namespace || (e === '.' && resourceNamespace === namespace));
+}
+
 /** A diagnostic anchored at a field of an already recognised resource. */
 export function resourceDiagnostic(
   r: IstioResource,

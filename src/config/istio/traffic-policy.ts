@@ -7,7 +7,7 @@
 import type { HashPolicy, LbPolicy } from '../../model/cluster.js';
 import type { LoadBalancerSettings, TrafficPolicy } from './destination-rule.js';
 import { hostMatches, toFqdn } from './hosts.js';
-import type { IstioResource } from './resources.js';
+import { exportedTo, type IstioResource } from './resources.js';
 
 export type DestinationRuleResource = Extract<IstioResource, { kind: 'DestinationRule' }>;
 
@@ -90,7 +90,7 @@ export class DestinationRuleIndex {
       const ns = this.#byNamespace.get(namespace);
       if (ns === undefined) continue;
       const visible = (list: readonly Candidate[]): Candidate[] =>
-        namespace === proxyNamespace ? [...list] : list.filter((c) => exportedTo(c, proxyNamespace));
+        namespace === proxyNamespace ? [...list] : list.filter((c) => visibleTo(c, proxyNamespace));
       // Istio MostSpecificHostMatch: the exact host, else the longest wildcard covering it.
       let chosen = visible(ns.exact.get(hostname) ?? []);
       if (chosen.length === 0) {
@@ -120,12 +120,7 @@ interface NamespaceRules {
   readonly wildcards: Map<string, Candidate[]>;
 }
 
-/** Istio exportTo: unset or `*` is every namespace, `.` the rule's own, `~` none. */
-function exportedTo(c: Candidate, namespace: string): boolean {
-  const exportTo = c.dr.spec.exportTo ?? [];
-  if (exportTo.length === 0) return true;
-  return exportTo.some((e) => e === '*' || e === namespace || (e === '.' && c.namespace === namespace));
-}
+const visibleTo = (c: Candidate, namespace: string): boolean => exportedTo(c.dr.spec.exportTo, c.namespace, namespace);
 
 function mergeRules(drs: readonly DestinationRuleResource[]): DestinationRuleResource {
   const [first, ...rest] = drs;

@@ -13,7 +13,7 @@ import { buildTcpServices } from './l4-routes.js';
 import { resolvePeerAuthentication } from './peer-authn-policy.js';
 import { requestAuthenticationFor } from './request-authn-policy.js';
 import { buildRegistry, type Service, type ServiceEntryResource } from './registry.js';
-import { resourceDiagnostic, type IstioResource } from './resources.js';
+import { exportedTo, resourceDiagnostic, type IstioResource } from './resources.js';
 import { applyRateLimits, type LocalRateLimitResource } from './rate-limits.js';
 import { buildRouteConfigs, inboundRouteConfig, type VirtualServiceResource } from './routes.js';
 import { DestinationRuleIndex, type DestinationRuleResource } from './traffic-policy.js';
@@ -179,16 +179,20 @@ export function translate(all: readonly IstioResource[]): Translation {
   for (const r of resources) checkSupport(r, diagnostics);
   const of = <K extends IstioResource['kind']>(k: K): Array<Kind<K>> => resources.filter((r): r is Kind<K> => r.kind === k);
 
-  const registry = buildRegistry(of('ServiceEntry') as ServiceEntryResource[], mesh.defaultNamespace, diagnostics);
+  // Only what is exported to this proxy's namespace shapes its config (Istio exportTo).
+  const visible = <R extends { metadata: { namespace?: string }; spec: { exportTo?: string[] } }>(rs: readonly R[]): R[] =>
+    rs.filter((r) => exportedTo(r.spec.exportTo, r.metadata.namespace ?? mesh.defaultNamespace, mesh.defaultNamespace));
+  const virtualServices = visible(of('VirtualService') as VirtualServiceResource[]);
+  const registry = buildRegistry(visible(of('ServiceEntry') as ServiceEntryResource[]), mesh.defaultNamespace, diagnostics);
   const rules = new DestinationRuleIndex(
     of('DestinationRule') as DestinationRuleResource[],
     { proxyNamespace: mesh.defaultNamespace, rootNamespace: mesh.rootNamespace },
     { ignored: (dr, path, message) => void diagnostics.push(resourceDiagnostic(dr, path, message, 'warning')) },
   );
   reportUnusedRules(of('DestinationRule') as DestinationRuleResource[], registry, rules, mesh, diagnostics);
-  checkSubsetReferences(of('VirtualService') as VirtualServiceResource[], registry, rules, mesh.defaultNamespace, diagnostics);
+  checkSubsetReferences(virtualServices, registry, rules, mesh.defaultNamespace, diagnostics);
 
-  const { routeConfigs, fallback } = buildRouteConfigs(of('VirtualService') as VirtualServiceResource[], {
+  const { routeConfigs, fallback } = buildRouteConfigs(virtualServices, {
     mesh,
     proxyLabels: mesh.workloadLabels,
     registry,
@@ -204,13 +208,13 @@ export function translate(all: readonly IstioResource[]): Translation {
     authorization: authorizationFor(of('AuthorizationPolicy'), mesh, diagnostics),
     requestAuthentication: requestAuthenticationFor(of('RequestAuthentication'), mesh, diagnostics),
     clusters: buildClusters(registry, rules, mesh),
-    tcpServices: buildTcpServices(of('VirtualService') as VirtualServiceResource[], {
+    tcpServices: buildTcpServices(virtualServices, {
       registry,
       clientNamespace: mesh.defaultNamespace,
       proxyLabels: mesh.workloadLabels,
       diagnostics,
     }),
-    gateways: new GatewayBuilder(of('VirtualService') as VirtualServiceResource[], { mesh, registry, diagnostics }).build(of('Gateway') as GatewayResource[]),
+    gateways: new GatewayBuilder(virtualServices, { mesh, registry, diagnostics }).build(of('Gateway') as GatewayResource[]),
   };
   return { model, diagnostics };
 }

@@ -86,7 +86,7 @@ export function prepareRequestHeaders(stream: DownstreamStream): void {
 }
 
 /** Rewrites response headers received from upstream before they go downstream. */
-export function prepareResponseHeaders(headers: HeaderMap, upstreamServiceTimeMs: number): void {
+export function prepareResponseHeaders(headers: HeaderMap, upstreamServiceTimeMs: number, server: string): void {
   const { names, values } = headers;
   const listed = connectionListed(headers);
   let w = 0;
@@ -109,7 +109,7 @@ export function prepareResponseHeaders(headers: HeaderMap, upstreamServiceTimeMs
   }
   truncate(headers, w);
   headers.append('x-envoy-upstream-service-time', String(Math.round(upstreamServiceTimeMs)));
-  headers.append('server', 'envoy');
+  headers.append('server', server);
 }
 
 /**

@@ -252,7 +252,7 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
     this.#stopPerTryTimer();
     const headers = head.headers;
     const d = this.#decoration;
-    prepareResponseHeaders(headers, performance.now() - this.#startMs);
+    prepareResponseHeaders(headers, performance.now() - this.#startMs, this.#stream.info.connection.serverHeader);
     d.clusterResponseHeaders?.(headers);
     d.routeResponseHeaders?.(headers);
     if (d.setCookie !== undefined) headers.append('set-cookie', d.setCookie);

@@ -22,7 +22,7 @@ import { httpDate } from '../../../core/http-date.js';
 import { reasonPhrase } from '../../../core/http-status.js';
 import { ResponseFlag } from '../../../core/response-flags.js';
 import { HeaderMap } from '../../headers.js';
-import { StreamInfo, type BodySink, type DownstreamPeer, type DownstreamStream, type LocalReplyOptions } from '../../stream.js';
+import { StreamInfo, type BodySink, type DownstreamConnectionInfo, type DownstreamPeer, type DownstreamStream, type LocalReplyOptions } from '../../stream.js';
 import { RequestDecoder } from './decoder.js';
 import { CHUNK_SUFFIX, chunkPrefix, lastChunk, responseHead } from './encoder.js';
 import type { H1Error, RequestHead } from './head.js';
@@ -43,8 +43,10 @@ export interface DownstreamContext {
   readonly peer?: DownstreamPeer;
   /** The client's address, when `socket` is a TLS layer over another stream and cannot tell. */
   readonly remote?: { readonly address: string; readonly port: number };
-  /** The connection is TLS terminated here: requests' scheme is https. */
-  readonly secure?: boolean;
+  /** The address the client connected to, when `socket` cannot tell (a TLS layer over a stream). */
+  readonly local?: { readonly address: string; readonly port: number };
+  /** TLS was terminated here (requests' scheme is https), with this SNI if the client sent one. */
+  readonly tls?: { readonly serverName: string | undefined };
 }
 
 export interface ServerConnectionOptions {
@@ -57,6 +59,8 @@ export interface ServerConnectionOptions {
    * Runs after the response; telemetry is built from it.
    */
   readonly onRequestDone?: (info: StreamInfo) => void;
+  /** The `server` header of responses (Envoy's server_name; default `envoy`). */
+  readonly serverHeader?: string;
 }
 
 /** Request body bytes held before the router attaches a sink; above this the socket pauses. */
@@ -72,8 +76,8 @@ const CONTINUE_100 = 'HTTP/1.1 100 Continue\r\n\r\n';
 
 export class H1ServerConnection {
   readonly socket: Socket;
-  /** TLS was terminated on this connection (scheme https). */
-  readonly secure: boolean;
+  /** What every request on this connection records about it. */
+  readonly info: DownstreamConnectionInfo;
   readonly #handler: StreamHandler;
   readonly #options: ServerConnectionOptions;
   readonly #decoder: RequestDecoder;
@@ -94,12 +98,6 @@ export class H1ServerConnection {
   #lastActivity = performance.now();
   /** Nesting depth of write batches; the socket is corked while it is above 0. */
   #batchDepth = 0;
-  readonly #remoteAddress: string;
-  readonly #remotePort: number;
-  readonly #localAddress: string;
-  readonly #localPort: number;
-  readonly #localAddressRestored: boolean;
-  readonly #peer: DownstreamPeer | null;
   onClose: ((conn: H1ServerConnection) => void) | null = null;
 
   constructor(socket: Socket, handler: StreamHandler, options: ServerConnectionOptions, context: DownstreamContext = {}) {
@@ -107,14 +105,18 @@ export class H1ServerConnection {
     this.#handler = handler;
     this.#options = options;
     const remote = context.remote;
-    this.#remoteAddress = remote?.address ?? unmappedAddress(socket.remoteAddress ?? '');
-    this.#remotePort = remote?.port ?? socket.remotePort ?? 0;
-    const destination = context.originalDestination;
-    this.#localAddress = destination?.address ?? unmappedAddress(socket.localAddress ?? '');
-    this.#localPort = destination?.port ?? socket.localPort ?? 0;
-    this.#localAddressRestored = destination !== undefined;
-    this.#peer = context.peer ?? null;
-    this.secure = context.secure === true;
+    const local = context.originalDestination ?? context.local;
+    this.info = {
+      remoteAddress: remote?.address ?? unmappedAddress(socket.remoteAddress ?? ''),
+      remotePort: remote?.port ?? socket.remotePort ?? 0,
+      localAddress: local?.address ?? unmappedAddress(socket.localAddress ?? ''),
+      localPort: local?.port ?? socket.localPort ?? 0,
+      localAddressRestored: context.originalDestination !== undefined,
+      peer: context.peer ?? null,
+      tls: context.tls !== undefined,
+      requestedServerName: context.tls?.serverName,
+      serverHeader: options.serverHeader ?? 'envoy',
+    };
     this.#decoder = new RequestDecoder({
       onHead: (head) => this.#onHead(head),
       onBody: (chunk) => this.#stream?.deliverBody(chunk),
@@ -251,7 +253,7 @@ export class H1ServerConnection {
 
   #onHead(head: RequestHead): void {
     this.#headStartedAt = 0;
-    const info = new StreamInfo(this.#remoteAddress, this.#remotePort, this.#localAddress, this.#localPort, this.#localAddressRestored, this.#peer);
+    const info = new StreamInfo(this.info);
     const stream = new H1ServerStream(this, head, info);
     this.#stream = stream;
     this.#pending = stream;
@@ -286,7 +288,7 @@ export class H1ServerConnection {
     this.#stream = null;
     const headers = new HeaderMap(
       ['content-length', 'content-type', 'date', 'server', 'connection'],
-      [String(body.length), 'text/plain', httpDate(), 'envoy', 'close'],
+      [String(body.length), 'text/plain', httpDate(), this.info.serverHeader, 'close'],
     );
     this.#endSocket(responseHead(status, headers) + body);
   }
@@ -404,7 +406,7 @@ export class H1ServerStream implements DownstreamStream {
     this.method = head.method;
     this.path = head.path;
     this.authority = head.authority;
-    this.scheme = head.scheme ?? (conn.secure ? 'https' : 'http');
+    this.scheme = head.scheme ?? (conn.info.tls ? 'https' : 'http');
     this.headers = head.headers;
     this.hasRequestBody = head.chunked || head.contentLength > 0;
     this.#requestComplete = !this.hasRequestBody;
@@ -516,7 +518,7 @@ export class H1ServerStream implements DownstreamStream {
     if (options.flag !== undefined) this.info.setFlag(options.flag);
     if (options.closeConnection) this.#conn.markClose();
     const bytes = typeof body === 'string' ? Buffer.from(body) : body;
-    const headers = localReplyHeaders(bytes.length, options);
+    const headers = localReplyHeaders(bytes.length, options, this.info.connection.serverHeader);
     this.#conn.beginBatch();
     this.sendHead(status, headers, bytes.length === 0);
     if (bytes.length > 0) {
@@ -572,7 +574,7 @@ export class H1ServerStream implements DownstreamStream {
   }
 }
 
-function localReplyHeaders(length: number, options: LocalReplyOptions): HeaderMap {
+function localReplyHeaders(length: number, options: LocalReplyOptions, server: string): HeaderMap {
   const headers = new HeaderMap();
   if (length > 0) {
     headers.append('content-length', String(length));
@@ -580,6 +582,6 @@ function localReplyHeaders(length: number, options: LocalReplyOptions): HeaderMa
   }
   for (const [n, v] of options.headers ?? []) headers.append(n, v);
   headers.append('date', httpDate());
-  headers.append('server', 'envoy');
+  headers.append('server', server);
   return headers;
 }
