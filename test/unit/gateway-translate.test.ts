@@ -4,33 +4,21 @@
  * order, server host namespaces, VirtualService binding and virtual host domains, httpsRedirect,
  * TLS termination and passthrough, and the fields skiff refuses.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { formatDiagnostic } from '../../src/config/diagnostics.js';
-import { loadConfig } from '../../src/config/load.js';
+import { loadFromSources } from '../../src/config/load.js';
 import type { GatewayPort, GatewayServer, L4Route, Model, Route, RouteConfig, VirtualHost } from '../../src/model/index.js';
-
-const dirs: string[] = [];
-
-afterEach(async () => {
-  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-});
 
 interface Loaded {
   readonly model: Model | undefined;
-  /** Diagnostics as printed, file names relative to the config folder. */
+  /** Diagnostics as printed (`mesh.yaml:line:col: …`). */
   readonly lines: string[];
 }
 
-/** Writes the documents to one file in a temp folder and loads the folder. */
+/** Loads the documents as one file, `mesh.yaml`. */
 async function load(...docs: string[]): Promise<Loaded> {
-  const dir = await mkdtemp(join(tmpdir(), 'skiff-gateway-'));
-  dirs.push(dir);
-  await writeFile(join(dir, 'mesh.yaml'), docs.join('---\n'));
-  const result = await loadConfig(dir);
-  return { model: result.model, lines: result.diagnostics.map((d) => formatDiagnostic(d).replace(`${dir}/`, '')) };
+  const result = loadFromSources([{ name: 'mesh.yaml', absolutePath: '/config/mesh.yaml', text: docs.join('---\n') }]);
+  return { model: result.model, lines: result.diagnostics.map((d) => formatDiagnostic(d)) };
 }
 
 /** Loads and requires a valid model. */
