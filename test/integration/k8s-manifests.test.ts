@@ -1,16 +1,18 @@
 /**
  * The Kubernetes examples in config/k8s/ stay true: the ConfigMap's files are a config skiff
- * loads (checked with `skiff validate`), the names that tie the files together match, and
- * bookinfo-injected.yaml is exactly what `skiff inject` makes of bookinfo.yaml today.
+ * loads (checked with `skiff validate`), the names that tie the files together match,
+ * bookinfo-injected.yaml is exactly what `skiff inject` makes of bookinfo.yaml today, and the
+ * ingress gateway's config serves its own pod's port.
  * `npm test` builds first; run `npm run build` before running this file alone.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { injectManifests } from '../../src/cli/inject/manifests.js';
+import { loadFromSources } from '../../src/config/load.js';
 import { runSkiff, REPO } from '../helpers/command.js';
 
 const K8S = join(REPO, 'config/k8s');
@@ -79,6 +81,33 @@ describe('config/k8s', () => {
     const run = await runSkiff(['inject', '-f', 'config/k8s/bookinfo.yaml', '-o', join(tmp, 'bookinfo-injected.yaml')]);
     expect(run).toMatchObject({ code: 0, stdout: '', stderr: '' });
     expect(await readFile(join(tmp, 'bookinfo-injected.yaml'), 'utf8')).toBe(injected);
+  });
+
+  it('the ingress gateway: its config is valid, selects its pods, listens on the port its Service targets, and routes to productpage', async () => {
+    const [configMap, serviceAccount, deployment, service] = await manifests('ingress-gateway.yaml');
+    expect(configMap).toMatchObject({ kind: 'ConfigMap', metadata: { name: 'skiff-ingress', namespace: 'bookinfo' } });
+    const data = configMap!['data'] as Record<string, string>;
+    const dir = join(tmp, 'ingress');
+    await mkdir(dir);
+    for (const [key, text] of Object.entries(data)) await writeFile(join(dir, key), text);
+    const run = await runSkiff(['validate', '-c', dir]);
+    expect(run).toMatchObject({ code: 0, stdout: '', stderr: `${dir}: valid (2 files)\n` });
+
+    const loaded = loadFromSources(Object.entries(data).map(([name, text]) => ({ name, absolutePath: `/etc/skiff/config/${name}`, text })));
+    const [port] = loaded.model!.gateways;
+    expect(port).toMatchObject({ port: 8080, kind: 'http' });
+    const [vhost] = port!.servers[0]!.routes.kind === 'http' ? port!.servers[0]!.routes.config.virtualHosts : [];
+    const action = vhost!.routes[0]!.action;
+    expect(action.kind === 'forward' ? action.clusters.map((c) => c.cluster) : []).toEqual(['outbound|9080||productpage.bookinfo.svc.cluster.local']);
+
+    const pod = deployment!['spec']['template'];
+    expect(serviceAccount).toMatchObject({ kind: 'ServiceAccount', metadata: { name: pod['spec']['serviceAccountName'] } });
+    expect(pod['metadata']['labels']).toEqual({ istio: 'ingressgateway' });
+    const [proxy] = pod['spec']['containers'] as Obj[];
+    expect(proxy!['args']).toEqual(['run', '--mode', 'gateway', '-c', '/etc/skiff/config']);
+    expect((proxy!['ports'] as Obj[]).map((p) => p['containerPort'])).toEqual([8080, 15021]);
+    expect(pod['spec']['volumes']).toContainEqual({ name: 'skiff-config', configMap: { name: 'skiff-ingress' } });
+    expect(service).toMatchObject({ kind: 'Service', spec: { selector: { istio: 'ingressgateway' }, ports: [{ port: 80, targetPort: 8080 }] } });
   });
 
   it('every injected workload mounts the example ConfigMap, and reviews-v2 waits for its proxy', async () => {
