@@ -1,6 +1,6 @@
 /**
  * The HTTP connection manager: decides what happens to each new request stream, as Envoy's HCM
- * does: protocol checks (HTTP/1.0 → 426, unsupported upgrades → 403), path normalization (400),
+ * does: protocol checks (HTTP/1.0 → 426, upgrades other than WebSocket → 403), path normalization (400),
  * for inbound and gateway requests XFCC, JWT (401) and authorization (403) (inbound also the
  * port's mTLS mode), then route selection from the snapshot current at that moment (404 NR),
  * the route's filters (CORS, fault, rate limit), and the router.
@@ -53,13 +53,18 @@ export class HttpConnectionManager implements StreamHandler {
     }
     if (head.connection.includes('upgrade') && head.headers.has('upgrade')) {
       const protocol = head.headers.get('upgrade')!.toLowerCase();
-      if (protocol !== 'h2c') {
-        // No upgrade is configured on this path yet: Envoy rejects it with 403.
+      if (protocol === 'websocket') {
+        // Istio enables WebSocket upgrades on every HTTP route: routed, authorized and
+        // forwarded like any request; a 101 from upstream makes it a tunnel.
+        stream.upgrade = protocol;
+      } else if (protocol === 'h2c') {
+        // An h2c upgrade offer is ignored and the request served over HTTP/1.1.
+        head.headers.remove('http2-settings');
+      } else {
+        // No other upgrade is configured: Envoy rejects it with 403.
         stream.sendLocalReply(403, '', { details: 'upgrade_failed', closeConnection: true });
         return;
       }
-      // An h2c upgrade offer is ignored and the request served over HTTP/1.1.
-      head.headers.remove('http2-settings');
     }
     const snapshot = this.#source.current();
     if (stream.method === 'CONNECT' && this.#direction === 'outbound') {

@@ -7,6 +7,7 @@
  * ended the stream; or `sendLocalReply` instead of all of these while no head has been sent; or
  * `reset` at any time. After the response ends or the stream resets, every method is a no-op.
  */
+import type { Socket } from 'node:net';
 import type { ResponseFlagCode } from '../core/response-flags.js';
 import type { HeaderMap } from './headers.js';
 
@@ -121,6 +122,17 @@ export interface DownstreamStream {
   /** The request carries a body (Content-Length > 0 or chunked). */
   readonly hasRequestBody: boolean;
   readonly info: StreamInfo;
+  /**
+   * The protocol a WebSocket upgrade asks for (`websocket`, lowercase) when the connection
+   * manager accepted it; null for every other request. Upgrade and Connection headers are then
+   * forwarded, and a 101 answer turns the exchange into a tunnel.
+   */
+  upgrade: string | null;
+  /**
+   * Sends the upstream's 101 head and hands over the downstream connection for the tunnel,
+   * with bytes the client already sent after its request.
+   */
+  acceptUpgrade(status: number, headers: HeaderMap, reason?: string): { socket: Socket; buffered: Buffer | null };
 
   /** Starts delivering request body bytes (those already received first). */
   setBodySink(sink: BodySink): void;

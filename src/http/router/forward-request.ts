@@ -77,7 +77,8 @@ export class ForwardRequest implements AttemptOwner, BodySink {
   start(first: Host): void {
     const stream = this.#stream;
     stream.onAbort = () => this.#onDownstreamAbort();
-    if (this.#options.mirrorHosts.length > 0) this.#mirror();
+    // An upgrade is a connection, not a request to copy: it is not mirrored.
+    if (this.#options.mirrorHosts.length > 0 && stream.upgrade === null) this.#mirror();
     this.#startAttempt(first);
     if (this.#requestComplete) this.#startTimer();
   }

@@ -81,8 +81,16 @@ export function prepareRequestHeaders(stream: DownstreamStream): void {
   if (!sawXff && remote !== '') h.append('x-forwarded-for', remote);
   if (!sawRequestId) h.append('x-request-id', randomUUID());
   h.append('x-envoy-attempt-count', '1');
+  // An accepted upgrade (WebSocket) keeps asking for it upstream.
+  if (stream.upgrade !== null) appendUpgrade(h, stream.upgrade);
   // A body of unknown length goes upstream chunked (the downstream framing header was hop-by-hop).
   if (stream.hasRequestBody && !h.has('content-length')) h.append('transfer-encoding', 'chunked');
+}
+
+/** `connection: upgrade` and `upgrade: <protocol>`, as an upgrade exchange carries them on each hop. */
+export function appendUpgrade(headers: HeaderMap, protocol: string): void {
+  headers.append('connection', 'upgrade');
+  headers.append('upgrade', protocol);
 }
 
 /** Rewrites response headers received from upstream before they go downstream. */

@@ -25,7 +25,8 @@ import { CHUNK_SUFFIX, chunkPrefix, lastChunk, requestHead } from '../codec/h1/e
 import type { ResponseHead } from '../codec/h1/head.js';
 import type { HeaderMap } from '../headers.js';
 import type { DownstreamStream } from '../stream.js';
-import { prepareResponseHeaders } from './headers.js';
+import { appendUpgrade, prepareResponseHeaders } from './headers.js';
+import { tunnelUpgrade } from './upgrade-tunnel.js';
 import type { AttemptFailure } from './retry-state.js';
 import { CONNECTION_TERMINATION, OVERFLOW_RESET, PROTOCOL_ERROR, connectFailure, type UpstreamReset } from './upstream-failure.js';
 
@@ -241,7 +242,8 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
   // === the response (DecoderCallbacks) ===
 
   onHead(head: ResponseHead): void {
-    if (head.status < 200) return; // informational: skipped in onComplete
+    // Informational heads are skipped in onComplete, except the 101 that accepts an upgrade.
+    if (head.status < 200 && !(head.status === 101 && this.#stream.upgrade !== null)) return;
     this.#responseHead = head;
     this.host.outlier?.putStatus(head.status);
     if (!this.#owner.onAttemptHeaders(this, head)) {
@@ -256,6 +258,10 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
     d.clusterResponseHeaders?.(headers);
     d.routeResponseHeaders?.(headers);
     if (d.setCookie !== undefined) headers.append('set-cookie', d.setCookie);
+    if (head.status === 101) {
+      appendUpgrade(headers, head.headers.get('upgrade')?.toLowerCase() ?? this.#stream.upgrade!);
+      return; // the tunnel starts in onComplete, once the decoder has set aside what follows
+    }
     // A response without body is relayed once complete, after the connection is back in the pool.
     if (this.#hasBody(head)) this.#stream.sendHead(head.status, head.headers, false, head.reason);
   }
@@ -276,12 +282,33 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
       return;
     }
     if (!this.#committed) return;
+    if (head.status === 101) {
+      this.#startTunnel(head);
+      return;
+    }
     // Bytes after the response are a protocol violation: such a connection is not reused.
     const clean = this.#decoder!.takeHeld() === null;
     this.#release(this.#requestSent && head.keepAlive && clean);
     this.#finish();
     if (this.#hasBody(head)) this.#stream.sendEnd(trailers);
     else this.#stream.sendHead(head.status, head.headers, true, head.reason);
+    this.#owner.onAttemptDone(this);
+  }
+
+  /**
+   * The upstream accepted the upgrade: its connection leaves HTTP for good (never back in the
+   * pool), the 101 goes downstream, and both connections become one tunnel.
+   */
+  #startTunnel(head: ResponseHead): void {
+    const conn = this.#conn!;
+    const fromUpstream = this.#decoder!.takeHeld();
+    this.#decoder!.stop();
+    conn.attachment = null;
+    this.#detachFrom(conn);
+    this.#conn = null;
+    this.#finish();
+    const { socket, buffered } = this.#stream.acceptUpgrade(head.status, head.headers, head.reason);
+    tunnelUpgrade(conn, socket, fromUpstream, buffered);
     this.#owner.onAttemptDone(this);
   }
 

@@ -385,6 +385,7 @@ export class H1ServerStream implements DownstreamStream {
   readonly hasRequestBody: boolean;
   readonly info: StreamInfo;
   readonly head: RequestHead;
+  upgrade: string | null = null;
   onWritable: (() => void) | null = null;
   onAbort: (() => void) | null = null;
   onResponseHeaders: ((headers: HeaderMap) => void) | null = null;
@@ -550,6 +551,17 @@ export class H1ServerStream implements DownstreamStream {
     this.#done = true;
     this.info.responseCode = 200;
     this.#conn.write('HTTP/1.1 200 OK\r\n\r\n');
+    return this.#conn.detach();
+  }
+
+  acceptUpgrade(status: number, headers: HeaderMap, reason?: string): { socket: Socket; buffered: Buffer | null } {
+    this.onResponseHeaders?.(headers);
+    this.#responseStarted = true;
+    this.#done = true;
+    this.info.responseCode = status;
+    this.info.endMs = performance.now();
+    this.#conn.write(responseHead(status, headers, reason));
+    this.#conn.requestDone(this.info);
     return this.#conn.detach();
   }
 

@@ -1,0 +1,72 @@
+/**
+ * The tunnel an accepted upgrade (WebSocket) becomes once the upstream answered 101: the
+ * upstream connection stays borrowed from its pool (it counts as an active connection and
+ * request until the tunnel ends) and its bytes flow to the downstream socket and back, with
+ * backpressure both ways. A half-close from the client is passed upstream; an upstream close,
+ * an error on either side, or STREAM_IDLE_TIMEOUT_MS without a byte either way ends both.
+ */
+import type { Socket } from 'node:net';
+import type { ConnectionUser, PooledConnection } from '../../upstream/pool/connection-pool.js';
+
+/** Envoy's default stream_idle_timeout (Istio keeps it): an upgraded stream idle this long is closed. */
+export const STREAM_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
+
+/** Bytes relayed by a tunnel, for telemetry once it ends. */
+export interface UpgradeTunnelStats {
+  received: number;
+  sent: number;
+}
+
+export function tunnelUpgrade(
+  conn: PooledConnection,
+  downstream: Socket,
+  fromUpstream: Buffer | null,
+  fromDownstream: Buffer | null,
+  onClose?: (stats: UpgradeTunnelStats) => void,
+): void {
+  const upstream = conn.socket;
+  const stats: UpgradeTunnelStats = { received: 0, sent: 0 };
+  let ended = false;
+  const end = (): void => {
+    if (ended) return;
+    ended = true;
+    downstream.destroy();
+    conn.destroy();
+    onClose?.(stats);
+  };
+  let upstreamPaused = false;
+  let downstreamPaused = false;
+  const toDownstream = (chunk: Buffer): void => {
+    stats.sent += chunk.length;
+    if (!downstream.write(chunk) && !upstreamPaused) {
+      upstreamPaused = true;
+      upstream.pause();
+      downstream.once('drain', () => {
+        upstreamPaused = false;
+        upstream.resume();
+      });
+    }
+  };
+  const toUpstream = (chunk: Buffer): void => {
+    stats.received += chunk.length;
+    if (!upstream.write(chunk) && !downstreamPaused) {
+      downstreamPaused = true;
+      downstream.pause();
+      upstream.once('drain', () => {
+        downstreamPaused = false;
+        downstream.resume();
+      });
+    }
+  };
+  const user: ConnectionUser = { onSocketData: toDownstream, onSocketClose: end };
+  conn.user = user;
+  if (fromUpstream !== null && fromUpstream.length > 0) toDownstream(fromUpstream);
+  if (fromDownstream !== null && fromDownstream.length > 0) toUpstream(fromDownstream);
+  downstream.on('data', toUpstream);
+  downstream.on('end', () => upstream.end());
+  downstream.on('error', end);
+  downstream.on('close', end);
+  // Every byte either way passes through the downstream socket, so its inactivity is the stream's.
+  downstream.setTimeout(STREAM_IDLE_TIMEOUT_MS, end);
+  downstream.resume();
+}
