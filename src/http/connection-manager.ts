@@ -9,6 +9,7 @@ import { plaintextRefused } from '../compile/peer-authentication.js';
 import type { RouteTables } from '../compile/route-table.js';
 import type { Snapshot } from '../compile/snapshot.js';
 import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
+import type { DownstreamStream } from './stream.js';
 import { authorizeRequest } from './authorization-check.js';
 import { authenticateRequest } from './request-authentication-check.js';
 import { setClientCertHeader, setGatewayClientCertHeader } from './client-cert-header.js';
@@ -66,9 +67,18 @@ export class HttpConnectionManager implements StreamHandler {
         return;
       }
     }
-    const snapshot = this.#source.current();
     if (stream.method === 'CONNECT' && this.#direction === 'outbound') {
-      this.#router.connect(stream, snapshot);
+      this.#router.connect(stream, this.#source.current());
+      return;
+    }
+    this.handle(stream);
+  }
+
+  handle(stream: DownstreamStream): void {
+    const snapshot = this.#source.current();
+    if (stream.method === 'CONNECT') {
+      // CONNECT is served on HTTP/1.1 outbound only; elsewhere no route takes it (Envoy's 404).
+      stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
       return;
     }
     // Policies and routes see the path the application will act on (Istio's BASE normalization).
@@ -92,7 +102,7 @@ export class HttpConnectionManager implements StreamHandler {
   }
 
   /** Inbound, before routing: the port's mTLS mode, XFCC, JWT authentication, then authorization. */
-  #inbound(stream: H1ServerStream, snapshot: Snapshot): void {
+  #inbound(stream: DownstreamStream, snapshot: Snapshot): void {
     // A port that became STRICT after this plaintext connection was accepted serves it no more.
     if (stream.info.downstreamPeer === null && plaintextRefused(snapshot.model.peerAuthentication, stream.info.downstreamLocalPort)) {
       stream.reset();
@@ -109,7 +119,7 @@ export class HttpConnectionManager implements StreamHandler {
    * connected over TLS sets x-forwarded-proto, XFCC is sanitized and set, then JWT and authorization
    * apply before the server's own routes.
    */
-  #gateway(stream: H1ServerStream, snapshot: Snapshot): void {
+  #gateway(stream: DownstreamStream, snapshot: Snapshot): void {
     const tables = this.#gatewayRoutes?.(snapshot);
     if (tables === undefined) {
       stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
@@ -124,7 +134,7 @@ export class HttpConnectionManager implements StreamHandler {
   }
 
   /** Route selection (404 NR), the route's filters, then the router. */
-  #route(stream: H1ServerStream, snapshot: Snapshot, tables: RouteTables): void {
+  #route(stream: DownstreamStream, snapshot: Snapshot, tables: RouteTables): void {
     const selection = this.#router.select(stream, tables);
     if (selection === undefined) return;
     const filters = selection.route.filters;

@@ -19,7 +19,7 @@ const TCP_BYTES: FirstBytes = { kind: 'tcp', alpn: [] };
  * Reads until the first bytes say what the protocol is, `timeoutMs` passes (0: no limit), the
  * client half-closes, or MAX_SNIFF_BYTES arrived. Then `done` runs exactly once, with the
  * socket paused and every byte read so far; never after the socket closed. HTTP/2 prior
- * knowledge is reported as TCP until skiff serves HTTP/2.
+ * knowledge counts as HTTP.
  */
 export function readFirstBytes(socket: Socket, timeoutMs: number, done: (bytes: Buffer | null, first: FirstBytes) => void): void {
   let buffered: Buffer | null = null;
@@ -38,7 +38,8 @@ export function readFirstBytes(socket: Socket, timeoutMs: number, done: (bytes: 
     buffered = buffered === null ? chunk : Buffer.concat([buffered, chunk]);
     const result = sniff(buffered);
     if (result !== undefined) {
-      if (result.kind === 'http1') finish(HTTP_BYTES);
+      // The HTTP/2 preface is HTTP too: the HTTP connection hands it to HTTP/2.
+      if (result.kind === 'http1' || result.kind === 'h2') finish(HTTP_BYTES);
       else if (result.kind === 'tls') finish({ kind: 'tls', sni: result.sni, alpn: result.alpn });
       else finish(TCP_BYTES);
     } else if (buffered.length >= MAX_SNIFF_BYTES) {

@@ -36,8 +36,8 @@ const CLIENT_HELLO_TIMEOUT_MS = 15_000;
 /** How long opaque connections of a removed port live on. */
 const DRAIN_MS = 5_000;
 
-/** What HTTP servers behind TLS negotiate: skiff serves HTTP/1.1. */
-const HTTP_ALPN = ['http/1.1'];
+/** What HTTP servers behind TLS negotiate: HTTP/2 first, as Envoy offers it, then HTTP/1.1. */
+const HTTP_ALPN = ['h2', 'http/1.1'];
 
 export interface GatewayListenerOptions extends ServerConnectionOptions {
   readonly tls: GatewayTlsContexts;

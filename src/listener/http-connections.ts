@@ -1,9 +1,12 @@
 /**
- * The HTTP/1.1 connections a listener serves: created from accepted sockets, swept for header
- * and idle timeouts once a second, and closed together on shutdown.
+ * The HTTP connections a listener serves: HTTP/1.1 from accepted sockets (swept for header and
+ * idle timeouts once a second), and HTTP/2 sessions for those that open with the h2 preface;
+ * closed together on shutdown (HTTP/2 with GOAWAY).
  */
 import type { Socket } from 'node:net';
 import { H1ServerConnection, type DownstreamContext, type ServerConnectionOptions, type StreamHandler } from '../http/codec/h1/server-connection.js';
+import { H2Connections } from '../http/codec/h2/server.js';
+import type { DownstreamConnectionInfo } from '../http/stream.js';
 
 export class HttpConnections {
   readonly #connections = new Set<H1ServerConnection>();
@@ -13,13 +16,18 @@ export class HttpConnections {
   /** Set by a graceful closeAll: connections adopted later (after sniffing) close after one response. */
   #closing = false;
 
+  /** HTTP/2 sessions, created with the first one; each is served by the handler of the connection it came from. */
+  readonly #h2 = new Map<StreamHandler, H2Connections>();
+
   constructor(handler: StreamHandler, options: ServerConnectionOptions) {
     this.#handler = handler;
     this.#options = options;
   }
 
   get size(): number {
-    return this.#connections.size;
+    let h2 = 0;
+    for (const c of this.#h2.values()) h2 += c.size;
+    return this.#connections.size + h2;
   }
 
   /**
@@ -31,11 +39,22 @@ export class HttpConnections {
       this.#sweeper = setInterval(() => this.#sweep(), 1000);
       this.#sweeper.unref();
     }
-    const conn = new H1ServerConnection(socket, handler, this.#options, context);
+    const http2 = (s: Socket, initial: Buffer, connection: DownstreamConnectionInfo): void => this.#adoptH2(handler, s, initial, connection);
+    const conn = new H1ServerConnection(socket, handler, { ...this.#options, http2 }, context);
     this.#connections.add(conn);
     conn.onClose = (c) => this.#connections.delete(c);
     // Its first request is already on the way (it was sniffed): serve it, then close.
     if (this.#closing) conn.markClose();
+  }
+
+  #adoptH2(handler: StreamHandler, socket: Socket, initial: Buffer, connection: DownstreamConnectionInfo): void {
+    let h2 = this.#h2.get(handler);
+    if (h2 === undefined) {
+      h2 = new H2Connections(handler, { idleTimeoutMs: this.#options.idleTimeoutMs, onRequestDone: this.#options.onRequestDone });
+      this.#h2.set(handler, h2);
+      if (this.#closing) h2.closeAll(false);
+    }
+    h2.adopt(socket, initial, connection);
   }
 
   #sweep(): void {
@@ -52,5 +71,6 @@ export class HttpConnections {
       if (force) c.socket.destroy();
       else c.close();
     }
+    for (const h2 of this.#h2.values()) h2.closeAll(force);
   }
 }

@@ -7,7 +7,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { Duplex } from 'node:stream';
+import { replayStream } from '../core/replay-stream.js';
 import { TLSSocket, type DetailedPeerCertificate, type TLSSocketOptions } from 'node:tls';
 
 /** Longest a client may take to complete the handshake. */
@@ -42,34 +42,6 @@ export function chainError(peer: DetailedPeerCertificate | undefined, roots: rea
   return 'certificate chain too long';
 }
 
-/** A stream that yields `initial` and then whatever `socket` receives, and writes to `socket`. */
-function replay(socket: Socket, initial: Buffer | null): Duplex {
-  const stream = new Duplex({
-    read() {
-      socket.resume();
-    },
-    write(chunk: Buffer, _encoding, cb) {
-      socket.write(chunk, cb);
-    },
-    final(cb) {
-      socket.end();
-      cb();
-    },
-    destroy(err, cb) {
-      socket.destroy();
-      cb(err);
-    },
-  });
-  if (initial !== null) stream.push(initial);
-  socket.on('data', (chunk: Buffer) => {
-    if (!stream.push(chunk)) socket.pause();
-  });
-  socket.on('end', () => stream.push(null));
-  socket.on('close', () => stream.destroy());
-  socket.on('error', (err) => stream.destroy(err));
-  return stream;
-}
-
 /** Whether the client presented a certificate at all. */
 export function hasClientCertificate(tls: TLSSocket): boolean {
   return tls.getPeerCertificate().raw !== undefined;
@@ -98,7 +70,7 @@ export function serverHandshake(
   check: (tls: TLSSocket) => string | undefined,
   done: (result: { socket: TLSSocket } | { error: string }) => void,
 ): void {
-  const tls = new TLSSocket(replay(socket, initial), { ...options, isServer: true });
+  const tls = new TLSSocket(replayStream(socket, initial), { ...options, isServer: true });
   let settled = false;
   const fail = (error: string): void => {
     if (settled) return;

@@ -382,6 +382,17 @@ ${extraDocs}`;
     expect(out).toContain('HTTP/1.1 200 OK');
   });
 
+  it('negotiates HTTP/2 by ALPN on HTTPS servers', async () => {
+    const r = await curl(`https://a.example.com:${ports.tls}/h2`, ['--http2', '--cacert', file('root-a.pem')]);
+    expect(r.exit, r.error).toBe(0);
+    expect(r.headers).toMatch(/^HTTP\/2 200/);
+    const seen = JSON.parse(r.body) as { server: string; headers: Record<string, string> };
+    expect(seen.server).toBe('a');
+    expect(seen.headers['x-forwarded-proto']).toBe('https');
+    const h1 = await curl(`https://a.example.com:${ports.tls}/h1`, ['--http1.1', '--cacert', file('root-a.pem')]);
+    expect(h1.headers).toMatch(/^HTTP\/1\.1 200/);
+  });
+
   it('routes a request by its server: the a.example.com certificate does not reach b.example.com routes', async () => {
     // SNI a.example.com, Host b.example.com: server a's route config has no such host.
     const out = await sClient(ports.tls, ['-servername', 'a.example.com'], 'GET / HTTP/1.1\r\nHost: b.example.com\r\nConnection: close\r\n\r\n');

@@ -29,7 +29,10 @@ import type { H1Error, RequestHead } from './head.js';
 
 /** Receives each new request stream; implemented by the connection manager. */
 export interface StreamHandler {
+  /** An HTTP/1.1 request: the checks only HTTP/1 needs, then `handle`. */
   onStream(stream: H1ServerStream): void;
+  /** A request of any protocol (HTTP/2 streams come here directly). */
+  handle(stream: DownstreamStream): void;
 }
 
 /** What the listener learned about a connection before HTTP started on it. */
@@ -61,7 +64,16 @@ export interface ServerConnectionOptions {
   readonly onRequestDone?: (info: StreamInfo) => void;
   /** The `server` header of responses (Envoy's server_name; default `envoy`). */
   readonly serverHeader?: string;
+  /**
+   * Takes over a connection that opened with the HTTP/2 preface (h2c with prior knowledge):
+   * the socket, its first bytes, and what is known about the connection. Without it such a
+   * connection is refused as malformed HTTP/1.
+   */
+  readonly http2?: (socket: Socket, initial: Buffer, connection: DownstreamConnectionInfo) => void;
 }
+
+/** The start of the HTTP/2 connection preface, `PRI * HTTP/2.0`. */
+const H2_PREFACE_START = Buffer.from('PRI * HTTP/2.0\r\n', 'latin1');
 
 /** Request body bytes held before the router attaches a sink; above this the socket pauses. */
 const BODY_BUFFER_LIMIT = 64 * 1024;
@@ -96,6 +108,8 @@ export class H1ServerConnection {
   /** performance.now() when the current head started arriving; 0 when not waiting for one. */
   #headStartedAt = 0;
   #lastActivity = performance.now();
+  /** No byte has arrived yet: the first ones may be the HTTP/2 preface. */
+  #firstData = true;
   /** Nesting depth of write batches; the socket is corked while it is above 0. */
   #batchDepth = 0;
   onClose: ((conn: H1ServerConnection) => void) | null = null;
@@ -189,6 +203,14 @@ export class H1ServerConnection {
   }
 
   #onData(chunk: Buffer): void {
+    if (this.#firstData) {
+      this.#firstData = false;
+      if (this.#options.http2 !== undefined && chunk.length >= H2_PREFACE_START.length && chunk.subarray(0, H2_PREFACE_START.length).equals(H2_PREFACE_START)) {
+        const { socket } = this.detach();
+        this.#options.http2(socket, chunk, this.info);
+        return;
+      }
+    }
     this.#lastActivity = performance.now();
     if (this.#stream === null && this.#headStartedAt === 0) this.#headStartedAt = this.#lastActivity;
     this.#dispatching = true;

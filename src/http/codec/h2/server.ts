@@ -1,0 +1,314 @@
+/**
+ * Downstream HTTP/2 (h2c with prior knowledge) on Node's http2 module: each accepted connection
+ * becomes a session, each request stream an H2ServerStream, which speaks the same
+ * DownstreamStream contract as HTTP/1.1 streams, so routing, policies and the router do not
+ * care which protocol the client used.
+ *
+ * Flow control is end to end: the request body is read only as fast as the upstream takes it
+ * (a paused stream stops returning window to the client), and a response write that does not
+ * fit the client's window reports backpressure until the stream drains.
+ *
+ * Envoy's HTTP/2 defaults apply: 2^31-1 concurrent streams advertised as Envoy does (Istio keeps
+ * it), a 60 KiB header list, and connection-specific headers removed from responses.
+ */
+import { constants, createServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
+import { replayStream } from '../../../core/replay-stream.js';
+import { ResponseFlag } from '../../../core/response-flags.js';
+import { httpDate } from '../../../core/http-date.js';
+import { HeaderMap } from '../../headers.js';
+import { StreamInfo, type BodySink, type DownstreamConnectionInfo, type DownstreamStream, type LocalReplyOptions } from '../../stream.js';
+
+/** Receives every new request stream of every session. */
+export interface H2StreamHandler {
+  handle(stream: DownstreamStream): void;
+}
+
+export interface H2ServerOptions {
+  /** A session without traffic this long is closed (GOAWAY). */
+  readonly idleTimeoutMs: number;
+  readonly onRequestDone?: (info: StreamInfo) => void;
+}
+
+/** Headers HTTP/2 forbids (RFC 9113 §8.2.2); dropped from responses. */
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+
+/** Envoy's max_request_headers_kb default. */
+const MAX_HEADER_LIST = 60 * 1024;
+
+function toHeaderMap(headers: IncomingHttpHeaders): HeaderMap {
+  const map = new HeaderMap();
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.startsWith(':') || value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) map.append(name, v);
+    else map.append(name, value);
+  }
+  return map;
+}
+
+function toOutgoing(status: number, headers: HeaderMap): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = { ':status': status };
+  const { names, values } = headers;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!.toLowerCase();
+    if (CONNECTION_SPECIFIC.has(name)) continue;
+    const existing = out[name];
+    if (existing === undefined) out[name] = values[i]!;
+    else out[name] = Array.isArray(existing) ? [...existing, values[i]!] : [String(existing), values[i]!];
+  }
+  return out;
+}
+
+function trailersOut(trailers: HeaderMap | null): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  if (trailers === null) return out;
+  for (let i = 0; i < trailers.names.length; i++) {
+    const name = trailers.names[i]!.toLowerCase();
+    if (name.startsWith(':') || CONNECTION_SPECIFIC.has(name)) continue;
+    out[name] = trailers.values[i]!;
+  }
+  return out;
+}
+
+export class H2ServerStream implements DownstreamStream {
+  readonly method: string;
+  path: string;
+  authority: string;
+  readonly scheme: string;
+  readonly headers: HeaderMap;
+  readonly hasRequestBody: boolean;
+  readonly info: StreamInfo;
+  upgrade: string | null = null;
+  onWritable: (() => void) | null = null;
+  onAbort: (() => void) | null = null;
+  onResponseHeaders: ((headers: HeaderMap) => void) | null = null;
+
+  readonly #h2: ServerHttp2Stream;
+  readonly #onDone: ((info: StreamInfo) => void) | undefined;
+  #sink: BodySink | null = null;
+  #held: Buffer[] | null = null;
+  #requestComplete: boolean;
+  #requestTrailers: HeaderMap | null = null;
+  #responseTrailers: HeaderMap | null = null;
+  #responseStarted = false;
+  #done = false;
+
+  constructor(h2: ServerHttp2Stream, headers: IncomingHttpHeaders, connection: DownstreamConnectionInfo, onDone?: (info: StreamInfo) => void) {
+    this.#h2 = h2;
+    this.#onDone = onDone;
+    this.method = String(headers[':method'] ?? 'GET');
+    this.path = String(headers[':path'] ?? '/');
+    this.authority = String(headers[':authority'] ?? headers['host'] ?? '');
+    this.scheme = String(headers[':scheme'] ?? (connection.tls ? 'https' : 'http'));
+    this.headers = toHeaderMap(headers);
+    // HTTP/1.1 upstreams need the authority as Host; h2 clients send :authority instead.
+    if (!this.headers.has('host') && this.authority !== '') this.headers.append('host', this.authority);
+    this.hasRequestBody = !h2.endAfterHeaders;
+    this.#requestComplete = !this.hasRequestBody;
+    this.info = new StreamInfo(connection);
+    h2.on('data', (chunk: Buffer) => this.#onRequestData(chunk));
+    h2.on('trailers', (t: IncomingHttpHeaders) => (this.#requestTrailers = toHeaderMap(t)));
+    h2.on('end', () => this.#onRequestEnd());
+    h2.on('drain', () => this.onWritable?.());
+    h2.on('wantTrailers', () => h2.sendTrailers(trailersOut(this.#responseTrailers)));
+    h2.on('error', () => undefined); // 'close' follows
+    h2.on('close', () => this.#onClose());
+    // Until a sink attaches, body bytes are held (bounded by the stream's flow-control window).
+    if (this.hasRequestBody) h2.pause();
+  }
+
+  get responseStarted(): boolean {
+    return this.#responseStarted;
+  }
+
+  // === request body ===
+
+  #onRequestData(chunk: Buffer): void {
+    this.info.bytesReceived += chunk.length;
+    if (this.#sink !== null && this.#held === null) this.#sink.onData(chunk);
+    else (this.#held ??= []).push(chunk);
+  }
+
+  #onRequestEnd(): void {
+    this.#requestComplete = true;
+    if (this.#sink !== null && this.#held === null) this.#sink.onEnd(this.#requestTrailers);
+  }
+
+  setBodySink(sink: BodySink): void {
+    this.#sink = sink;
+    const held = this.#held;
+    this.#held = null;
+    if (held !== null) for (const c of held) sink.onData(c);
+    if (this.#requestComplete && this.hasRequestBody) sink.onEnd(this.#requestTrailers);
+    else if (this.hasRequestBody) this.#h2.resume();
+  }
+
+  pauseRequestBody(): void {
+    this.#h2.pause();
+  }
+
+  resumeRequestBody(): void {
+    if (this.#sink !== null) this.#h2.resume();
+  }
+
+  // === response ===
+
+  sendHead(status: number, headers: HeaderMap, endStream: boolean): void {
+    if (this.#done || this.#responseStarted || this.#h2.destroyed) return;
+    this.#responseStarted = true;
+    this.info.responseCode = status;
+    this.onResponseHeaders?.(headers);
+    const bodyless = this.method === 'HEAD' || status === 204 || status === 304;
+    try {
+      this.#h2.respond(toOutgoing(status, headers), { endStream: endStream || bodyless, waitForTrailers: !(endStream || bodyless) });
+    } catch {
+      // Headers HTTP/2 cannot carry (e.g. invalid values): the stream cannot be answered.
+      this.reset();
+      return;
+    }
+    if (endStream || bodyless) this.#finish();
+  }
+
+  sendData(chunk: Buffer): boolean {
+    if (this.#done || chunk.length === 0) return true;
+    this.info.bytesSent += chunk.length;
+    return this.#h2.write(chunk);
+  }
+
+  sendEnd(trailers: HeaderMap | null): void {
+    if (this.#done) return;
+    this.#responseTrailers = trailers;
+    this.#h2.end();
+    this.#finish();
+  }
+
+  sendLocalReply(status: number, body: string | Buffer, options: LocalReplyOptions): void {
+    if (this.#done || this.#responseStarted) return;
+    this.info.responseCodeDetails = options.details;
+    if (options.flag !== undefined) this.info.setFlag(options.flag);
+    const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+    const headers = new HeaderMap();
+    if (bytes.length > 0) {
+      headers.append('content-length', String(bytes.length));
+      headers.append('content-type', options.contentType ?? 'text/plain');
+    }
+    for (const [n, v] of options.headers ?? []) headers.append(n, v);
+    headers.append('date', httpDate());
+    headers.append('server', this.info.connection.serverHeader);
+    this.sendHead(status, headers, bytes.length === 0);
+    if (bytes.length > 0) {
+      this.sendData(bytes);
+      this.sendEnd(null);
+    }
+  }
+
+  beginBatch(): void {}
+
+  endBatch(): void {}
+
+  reset(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.info.endMs = performance.now();
+    this.#h2.close(constants.NGHTTP2_INTERNAL_ERROR);
+    this.#onDone?.(this.info);
+  }
+
+  acceptUpgrade(): never {
+    throw new Error('HTTP/2 streams are never upgraded');
+  }
+
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.info.endMs = performance.now();
+    this.onAbort = null;
+    this.#onDone?.(this.info);
+  }
+
+  /** The stream closed: if the response had not ended, the client went away (or reset it). */
+  #onClose(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.info.setFlag(ResponseFlag.DownstreamConnectionTermination);
+    this.info.endMs = performance.now();
+    const onAbort = this.onAbort;
+    this.onAbort = null;
+    onAbort?.();
+    this.#onDone?.(this.info);
+  }
+}
+
+/** The HTTP/2 sessions of one listener. */
+export class H2Connections {
+  readonly #server: Http2Server;
+  readonly #sessions = new Map<Http2Session, DownstreamConnectionInfo>();
+  /** The connection being adopted: its session is created synchronously by `adopt`. */
+  #adopting: DownstreamConnectionInfo | null = null;
+  #closing = false;
+
+  constructor(handler: H2StreamHandler, options: H2ServerOptions) {
+    this.#server = createServer({
+      maxHeaderListPairs: 128,
+      settings: { maxHeaderListSize: MAX_HEADER_LIST, maxConcurrentStreams: 2 ** 31 - 1 },
+    });
+    this.#server.on('session', (session: Http2Session) => {
+      const info = this.#adopting;
+      this.#adopting = null;
+      if (info === null) {
+        session.destroy();
+        return;
+      }
+      this.#sessions.set(session, info);
+      session.on('close', () => this.#sessions.delete(session));
+      session.on('error', () => undefined);
+      // Envoy's connection idle timeout: a session without traffic this long is closed.
+      session.setTimeout(options.idleTimeoutMs, () => session.close());
+      if (this.#closing) session.close();
+    });
+    this.#server.on('stream', (h2: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      const info = this.#sessions.get(h2.session as Http2Session);
+      if (info === undefined) {
+        h2.close(constants.NGHTTP2_REFUSED_STREAM);
+        return;
+      }
+      handler.handle(new H2ServerStream(h2, headers, info, options.onRequestDone));
+    });
+  }
+
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  /**
+   * Serves HTTP/2 on `socket`, whose first bytes (`initial`, the connection preface) were
+   * already read from it.
+   */
+  adopt(socket: Socket, initial: Buffer | null, connection: DownstreamConnectionInfo): void {
+    let transport: Duplex = socket;
+    if (socket instanceof TLSSocket) {
+      // A session takes a TLS socket's handle, which never sees bytes put back on the JS side
+      // (and may sit on a JS stream itself): it gets a plain stream over the socket instead.
+      transport = replayStream(socket, initial);
+    } else {
+      // Paused, so the bytes put back wait for the session instead of flowing to no listener;
+      // the session reads them before its socket's handle.
+      socket.pause();
+      if (initial !== null && initial.length > 0) socket.unshift(initial);
+    }
+    this.#adopting = connection;
+    this.#server.emit('connection', transport);
+    this.#adopting = null;
+  }
+
+  /** GOAWAY on every session: open streams finish (graceful) or are cut (`force`). */
+  closeAll(force: boolean): void {
+    this.#closing = true;
+    for (const s of this.#sessions.keys()) {
+      if (force) s.destroy();
+      else s.close();
+    }
+  }
+}
