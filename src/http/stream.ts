@@ -109,6 +109,8 @@ export interface LocalReplyOptions {
   readonly contentType?: string;
   /** Close the downstream connection after the reply (protocol errors). */
   readonly closeConnection?: boolean;
+  /** For gRPC requests: the grpc-status to answer with (else the HTTP status mapped). */
+  readonly grpcStatus?: number;
 }
 
 export interface DownstreamStream {

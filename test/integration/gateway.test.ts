@@ -360,10 +360,15 @@ ${extraDocs}`;
     expect(withPort.headers['location']).toBe(`https://secure.example.com:${ports.http}/p`);
   });
 
-  it('enforces AuthorizationPolicy selecting the gateway: 403 RBAC: access denied', async () => {
+  it('enforces AuthorizationPolicy selecting the gateway: 403 RBAC: access denied, PERMISSION_DENIED for gRPC', async () => {
     const r = await get(ports.http, 'a.example.com', '/admin/users');
     expect(r.status).toBe(403);
     expect(r.text()).toBe('RBAC: access denied');
+    const grpc = await get(ports.http, 'a.example.com', '/admin/pkg.Admin/Delete', { 'content-type': 'application/grpc' });
+    expect(grpc.status).toBe(200);
+    expect(grpc.headers['grpc-status']).toBe('7');
+    expect(grpc.headers['grpc-message']).toBe('RBAC: access denied');
+    expect(grpc.headers['content-type']).toBe('application/grpc');
     expect(a.requests.some((q) => q.url.startsWith('/admin'))).toBe(false);
   });
 

@@ -103,6 +103,24 @@ spec:
     expect(passthrough.out).toContain('upstream connect error or disconnect/reset before headers. reset reason: remote connection failure');
   });
 
+  it('gRPC requests get trailers-only gRPC local replies: UNIMPLEMENTED for no route, UNAVAILABLE for a failed upstream', async () => {
+    const client = h2connect(`http://127.0.0.1:${p.port}`);
+    const call = async (authority: string, path: string): Promise<Record<string, unknown>> => {
+      const req = client.request({ ':method': 'POST', ':path': path, ':authority': authority, 'content-type': 'application/grpc', te: 'trailers' });
+      req.end(Buffer.from([0, 0, 0, 0, 0]));
+      const [headers, flags] = (await once(req, 'response')) as [Record<string, unknown>, number];
+      req.resume();
+      await once(req, 'close');
+      return { ...headers, endStream: (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0 };
+    };
+    const noRoute = await call('rooms.example.com', '/pkg.Svc/Method');
+    expect(noRoute).toMatchObject({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '12', endStream: true });
+    const failed = await call('127.0.0.1:1', '/pkg.Svc/Method');
+    expect(failed).toMatchObject({ ':status': 200, 'grpc-status': '14' });
+    expect(String(failed['grpc-message'])).toMatch(/^upstream connect error or disconnect\/reset before headers\. reset reason: remote connection failure/);
+    client.close();
+  });
+
   it('nghttp: the frames are a well-formed exchange (SETTINGS, HEADERS, DATA ending the stream)', async () => {
     const r = await run('nghttp', ['-nv', '-H', ':authority: svc.example.com', `http://127.0.0.1:${p.port}/frames`]);
     expect(r.code, r.out).toBe(0);

@@ -31,23 +31,8 @@ function abortOrContinue(stream: DownstreamStream, fault: CompiledFault, next: (
     return;
   }
   const options = { details: 'fault_filter_abort', flag: ResponseFlag.FaultInjected };
-  if (abort.httpStatus !== undefined) {
-    stream.sendLocalReply(abort.httpStatus, FAULT_ABORT_BODY, options);
-  } else if (isGrpcRequest(stream)) {
-    // A trailers-only gRPC response: the status travels in the headers.
-    stream.sendLocalReply(200, '', {
-      ...options,
-      headers: [
-        ['content-type', 'application/grpc'],
-        ['grpc-status', String(abort.grpcStatus ?? 2)],
-        ['grpc-message', FAULT_ABORT_BODY.replace(/ /g, '%20')],
-      ],
-    });
-  } else {
-    stream.sendLocalReply(200, FAULT_ABORT_BODY, options);
-  }
-}
-
-function isGrpcRequest(stream: DownstreamStream): boolean {
-  return stream.headers.get('content-type')?.startsWith('application/grpc') === true;
+  // A gRPC request gets a trailers-only gRPC response (the codec builds it): grpc-status is the
+  // abort's, or its HTTP status mapped as Envoy maps it.
+  if (abort.httpStatus !== undefined) stream.sendLocalReply(abort.httpStatus, FAULT_ABORT_BODY, options);
+  else stream.sendLocalReply(200, FAULT_ABORT_BODY, { ...options, grpcStatus: abort.grpcStatus ?? 2 });
 }

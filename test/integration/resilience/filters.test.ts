@@ -125,7 +125,7 @@ describe('route filters and mirroring', () => {
       const res = await request(proxy.port, '/grpc', { method: 'POST', headers: { host: 'app', 'content-type': 'application/grpc' }, body: '' });
       expect(res.status).toBe(200);
       expect(res.headers['grpc-status']).toBe('14');
-      expect(res.headers['grpc-message']).toBe('fault%20filter%20abort');
+      expect(res.headers['grpc-message']).toBe('fault filter abort');
       expect(res.headers['content-type']).toBe('application/grpc');
       expect(app.requests).toHaveLength(0);
     });

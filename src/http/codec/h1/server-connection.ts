@@ -22,6 +22,7 @@ import { httpDate } from '../../../core/http-date.js';
 import { reasonPhrase } from '../../../core/http-status.js';
 import { ResponseFlag } from '../../../core/response-flags.js';
 import { HeaderMap } from '../../headers.js';
+import { buildLocalReply } from '../local-reply.js';
 import { StreamInfo, type BodySink, type DownstreamConnectionInfo, type DownstreamPeer, type DownstreamStream, type LocalReplyOptions } from '../../stream.js';
 import { RequestDecoder } from './decoder.js';
 import { CHUNK_SUFFIX, chunkPrefix, lastChunk, responseHead } from './encoder.js';
@@ -540,12 +541,11 @@ export class H1ServerStream implements DownstreamStream {
     this.info.responseCodeDetails = options.details;
     if (options.flag !== undefined) this.info.setFlag(options.flag);
     if (options.closeConnection) this.#conn.markClose();
-    const bytes = typeof body === 'string' ? Buffer.from(body) : body;
-    const headers = localReplyHeaders(bytes.length, options, this.info.connection.serverHeader);
+    const reply = buildLocalReply(this.headers, status, body, options, this.info.connection.serverHeader);
     this.#conn.beginBatch();
-    this.sendHead(status, headers, bytes.length === 0);
-    if (bytes.length > 0) {
-      this.sendData(bytes);
+    this.sendHead(reply.status, reply.headers, reply.body.length === 0);
+    if (reply.body.length > 0) {
+      this.sendData(reply.body);
       this.sendEnd(null);
     }
     this.#conn.endBatch();
@@ -608,14 +608,3 @@ export class H1ServerStream implements DownstreamStream {
   }
 }
 
-function localReplyHeaders(length: number, options: LocalReplyOptions, server: string): HeaderMap {
-  const headers = new HeaderMap();
-  if (length > 0) {
-    headers.append('content-length', String(length));
-    headers.append('content-type', options.contentType ?? 'text/plain');
-  }
-  for (const [n, v] of options.headers ?? []) headers.append(n, v);
-  headers.append('date', httpDate());
-  headers.append('server', server);
-  return headers;
-}

@@ -17,8 +17,8 @@ import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { replayStream } from '../../../core/replay-stream.js';
 import { ResponseFlag } from '../../../core/response-flags.js';
-import { httpDate } from '../../../core/http-date.js';
 import { HeaderMap } from '../../headers.js';
+import { buildLocalReply } from '../local-reply.js';
 import { StreamInfo, type BodySink, type DownstreamConnectionInfo, type DownstreamStream, type LocalReplyOptions } from '../../stream.js';
 
 /** Receives every new request stream of every session. */
@@ -188,18 +188,10 @@ export class H2ServerStream implements DownstreamStream {
     if (this.#done || this.#responseStarted) return;
     this.info.responseCodeDetails = options.details;
     if (options.flag !== undefined) this.info.setFlag(options.flag);
-    const bytes = typeof body === 'string' ? Buffer.from(body) : body;
-    const headers = new HeaderMap();
-    if (bytes.length > 0) {
-      headers.append('content-length', String(bytes.length));
-      headers.append('content-type', options.contentType ?? 'text/plain');
-    }
-    for (const [n, v] of options.headers ?? []) headers.append(n, v);
-    headers.append('date', httpDate());
-    headers.append('server', this.info.connection.serverHeader);
-    this.sendHead(status, headers, bytes.length === 0);
-    if (bytes.length > 0) {
-      this.sendData(bytes);
+    const reply = buildLocalReply(this.headers, status, body, options, this.info.connection.serverHeader);
+    this.sendHead(reply.status, reply.headers, reply.body.length === 0);
+    if (reply.body.length > 0) {
+      this.sendData(reply.body);
       this.sendEnd(null);
     }
   }
