@@ -64,6 +64,11 @@ export interface Cluster {
   readonly sourceAddress?: { readonly ipv4: string; readonly ipv6: string };
   /** Undefined: plaintext. */
   readonly tls?: UpstreamTls;
+  /**
+   * HTTP/2 to the hosts (Istio: ports declared GRPC or HTTP2, or h2UpgradePolicy UPGRADE);
+   * undefined: HTTP/1.1.
+   */
+  readonly protocol?: 'http2';
   /** Where the cluster came from, for logs and admin output. */
   readonly service?: { readonly host: string; readonly port: number; readonly subset?: string };
 }

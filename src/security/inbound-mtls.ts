@@ -23,11 +23,11 @@ export interface MtlsPeer {
 }
 
 /**
- * What the server selects: HTTP/1.x or opaque TCP. Not `istio-peer-exchange` (it would oblige
- * us to speak Istio's metadata exchange) nor `istio-h2` (no HTTP/2 yet): an Envoy client that
- * offers those also offers `istio` and gets that.
+ * What the server selects: HTTP/2, HTTP/1.x or opaque TCP. Not `istio-peer-exchange` (it would
+ * oblige us to speak Istio's metadata exchange): an Envoy client that offers it also offers
+ * `istio` and gets that.
  */
-const SERVER_ALPN = ['istio-http/1.1', 'istio-http/1.0', 'istio'];
+const SERVER_ALPN = ['istio-h2', 'istio-http/1.1', 'istio-http/1.0', 'istio'];
 
 /**
  * Runs the server side of the handshake on `socket` (paused, `initial` already read from it).

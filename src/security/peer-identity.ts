@@ -6,7 +6,7 @@ import type { PeerCertificate } from 'node:tls';
 import { spiffeUriOf } from './cert-store.js';
 
 /** ALPN a client offers over ISTIO_MUTUAL, by what it carries (Istio's in-mesh values). */
-export const ISTIO_ALPN = { http: ['istio-http/1.1'], tcp: ['istio'] } as const;
+export const ISTIO_ALPN = { http: ['istio-http/1.1'], h2: ['istio-h2'], tcp: ['istio'] } as const;
 
 /** ALPN values that mark a connection as Istio mTLS, and which of them carry HTTP. */
 export const ISTIO_HTTP_ALPN: ReadonlySet<string> = new Set(['istio-http/1.0', 'istio-http/1.1', 'istio-h2']);

@@ -69,7 +69,10 @@ export class ClusterManager {
     clearInterval(this.#sweeper);
     for (const c of this.#live.values()) {
       c.retire();
-      for (const h of c.hosts) h.pool.destroy();
+      for (const h of c.hosts) {
+        h.pool.destroy();
+        h.h2?.destroy();
+      }
     }
     this.#live = new Map();
   }

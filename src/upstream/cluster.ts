@@ -18,6 +18,7 @@ import type { TargetTls } from './connect.js';
 import { Host, hostKey } from './host.js';
 import { createLoadBalancer, type LoadBalancer, type PickContext } from './lb/index.js';
 import { OutlierDetector } from './outlier-detector.js';
+import { H2Pool } from './pool/h2-pool.js';
 import { ConnectionPool, type PoolOptions } from './pool/connection-pool.js';
 import { ResourceManager } from './resource-manager.js';
 
@@ -94,7 +95,10 @@ export abstract class Cluster {
   retire(): void {
     this.#retired = true;
     this.outlier?.stop();
-    for (const h of this.hosts) h.pool.retire();
+    for (const h of this.hosts) {
+      h.pool.retire();
+      h.h2?.retire();
+    }
   }
 
   /**
@@ -123,8 +127,12 @@ export abstract class Cluster {
           ...this.#tlsFor(labels),
         };
     const pool = new ConnectionPool(target, this.poolOptions, this.resources);
-    if (this.#retired) pool.retire();
-    return new Host(address, port, weight, labels, pool, this.outlier?.monitor() ?? null);
+    const h2 = this.spec.protocol === 'http2' ? new H2Pool(target, this.poolOptions, this.resources) : null;
+    if (this.#retired) {
+      pool.retire();
+      h2?.retire();
+    }
+    return new Host(address, port, weight, labels, pool, this.outlier?.monitor() ?? null, h2);
   }
 }
 
@@ -177,6 +185,7 @@ class HostListCluster extends Cluster {
     });
     for (const gone of old.values()) {
       gone.pool.retire();
+      gone.h2?.retire();
       if (gone.outlier !== null) this.outlier?.remove(gone.outlier);
     }
     this.#hosts = hosts;
@@ -267,7 +276,7 @@ export class OriginalDstCluster extends Cluster {
   override sweep(now: number): void {
     super.sweep(now);
     for (const [key, h] of this.#hosts) {
-      if (h.activeRequests === 0 && h.pool.activeConnections === 0) this.#hosts.delete(key);
+      if (h.activeRequests === 0 && h.pool.activeConnections === 0 && (h.h2?.activeConnections ?? 0) === 0) this.#hosts.delete(key);
     }
   }
 }

@@ -71,7 +71,7 @@ export function connectUpstream(
   if (tls?.origination !== undefined) {
     const context = tls.context();
     if (typeof context === 'string') return fail(`TLS error: ${context}`);
-    options = originationOptions(target, tls, context, rejected);
+    options = originationOptions(target, tls, context, rejected, protocol);
   } else if (tls !== undefined) {
     const credentials = tls.credentials();
     if (credentials === null) return fail('TLS error: no workload certificate loaded');
@@ -126,11 +126,13 @@ function netOptions(target: ConnectTarget): ConnectionOptions {
  * against `subjectAltNames` (exact, any SAN type; a DNS SAN may be a `*.` wildcard), else
  * standard hostname verification of the SNI (of the connect address without one).
  */
-function originationOptions(target: ConnectTarget, tls: OriginatedTargetTls, context: SecureContext, rejected: (why: string) => void): ConnectionOptions {
+function originationOptions(target: ConnectTarget, tls: OriginatedTargetTls, context: SecureContext, rejected: (why: string) => void, protocol: UpstreamProtocol): ConnectionOptions {
   const sni = tls.sni !== undefined && tls.sni !== '' && isIP(tls.sni) === 0 ? tls.sni : undefined;
   return {
     ...netOptions(target),
     secureContext: context,
+    // An HTTP/2 cluster asks for h2; HTTP/1.1 and TCP send no ALPN.
+    ...(protocol === 'h2' ? { ALPNProtocols: ['h2'] } : {}),
     ...(sni !== undefined ? { servername: sni } : {}),
     rejectUnauthorized: true,
     checkServerIdentity: (host: string, cert: PeerCertificate) => {

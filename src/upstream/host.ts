@@ -4,6 +4,7 @@
  */
 import type { HostOutlierMonitor } from './outlier-detector.js';
 import type { ConnectionPool } from './pool/connection-pool.js';
+import type { H2Pool } from './pool/h2-pool.js';
 
 export class Host {
   /** `address:port`, or the unix socket path. */
@@ -19,6 +20,8 @@ export class Host {
     readonly pool: ConnectionPool,
     /** Null when the cluster has no outlier detection. */
     readonly outlier: HostOutlierMonitor | null = null,
+    /** HTTP/2 sessions, for clusters that speak HTTP/2 upstream; null otherwise. */
+    readonly h2: H2Pool | null = null,
   ) {
     this.key = hostKey(address, port);
   }

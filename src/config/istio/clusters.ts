@@ -146,6 +146,17 @@ function upstreamTls(service: Service, policy: PolicyBlocks | undefined, name: s
   };
 }
 
+/**
+ * Istio's upstream protocol: HTTP/2 for ports declared GRPC or HTTP2, and for other HTTP ports
+ * when the DestinationRule says UPGRADE (Istio's own default, h2UpgradePolicy DEFAULT, keeps
+ * HTTP/1.1).
+ */
+function speaksHttp2(port: ServicePort, policy: string | undefined): boolean {
+  const p = port.protocol;
+  if (p === 'GRPC' || p === 'HTTP2') return true;
+  return policy === 'UPGRADE' && port.http && p !== 'GRPC-WEB';
+}
+
 export function buildClusters(registry: ReadonlyMap<string, Service>, rules: DestinationRuleIndex, mesh: MeshSettings): Cluster[] {
   const clusters: Cluster[] = [];
   for (const service of registry.values()) {
@@ -165,6 +176,7 @@ export function buildClusters(registry: ReadonlyMap<string, Service>, rules: Des
           name,
           discovery,
           ...(tls !== undefined ? { tls } : {}),
+          ...(speaksHttp2(port, http?.h2UpgradePolicy) ? { protocol: 'http2' as const } : {}),
           lb: balancing.lb,
           ...(balancing.hashPolicy !== undefined ? { hashPolicy: balancing.hashPolicy } : {}),
           endpoints: endpointsFor(service, port, v.labels),

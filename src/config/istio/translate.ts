@@ -127,8 +127,8 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
             notYet([...at, 'outlierDetection'], 'splitting local-origin errors');
           }
           const http = b.connectionPool?.http;
-          if (http?.h2UpgradePolicy !== undefined || http?.useClientProtocol !== undefined || http?.maxConcurrentStreams !== undefined) {
-            notYet([...at, 'connectionPool', 'http'], 'HTTP/2 settings');
+          if (http?.useClientProtocol !== undefined || http?.maxConcurrentStreams !== undefined) {
+            notYet([...at, 'connectionPool', 'http'], 'useClientProtocol and maxConcurrentStreams');
           }
           if (b.connectionPool?.tcp?.tcpKeepalive !== undefined || b.connectionPool?.tcp?.maxConnectionDuration !== undefined) {
             notYet([...at, 'connectionPool', 'tcp'], 'TCP keepalive and connection duration');

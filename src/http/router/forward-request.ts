@@ -16,14 +16,14 @@ import type { Cluster, Destination } from '../../upstream/cluster.js';
 import type { Host } from '../../upstream/host.js';
 import type { PickContext } from '../../upstream/lb/index.js';
 import { ResponseFlag } from '../../core/response-flags.js';
-import type { ResponseHead } from '../codec/h1/head.js';
 import type { HeaderMap } from '../headers.js';
 import type { BodySink, DownstreamStream } from '../stream.js';
 import { mutatedHeaders } from './headers.js';
 import { sendShadow } from './mirror.js';
 import { RetryState, retriableFailure, retriableResponse, type AttemptFailure } from './retry-state.js';
 import { replyNoHealthyUpstream, replyTimeout, replyUpstreamReset, type UpstreamReset } from './upstream-failure.js';
-import { UpstreamRequest, type AttemptOwner, type ResponseDecoration } from './upstream-request.js';
+import { H2UpstreamRequest } from './h2-upstream-request.js';
+import { UpstreamRequest, type Attempt, type AttemptOwner, type AttemptResponse, type ResponseDecoration } from './upstream-request.js';
 
 /** Request bodies up to this size are kept for retries and mirrors (Envoy's default buffer limit). */
 export const BODY_REPLAY_LIMIT = 64 * 1024;
@@ -47,7 +47,7 @@ export class ForwardRequest implements AttemptOwner, BodySink {
   /** Created at the first retriable outcome (most requests never have one). */
   #retry: RetryState | null = null;
   #firstHost: Host | null = null;
-  #attempt: UpstreamRequest | null = null;
+  #attempt: Attempt | null = null;
   #attempts = 0;
   /** Hosts tried so far (only tracked when retries avoid them). */
   #tried: Host[] | null = null;
@@ -87,7 +87,8 @@ export class ForwardRequest implements AttemptOwner, BodySink {
     this.#attempts++;
     if (this.#firstHost === null) this.#firstHost = host;
     else this.#tried?.push(host);
-    const attempt = new UpstreamRequest(this, this.#stream, host, this.#options.decoration);
+    const attempt: Attempt =
+      host.h2 !== null ? new H2UpstreamRequest(this, this.#stream, host, this.#options.decoration) : new UpstreamRequest(this, this.#stream, host, this.#options.decoration);
     this.#attempt = attempt;
     attempt.start();
     if (this.#requestComplete && this.#policy !== null) attempt.armPerTryTimer(this.#policy.perTryTimeoutMs);
@@ -100,7 +101,7 @@ export class ForwardRequest implements AttemptOwner, BodySink {
 
   // === request body (BodySink, once the first attempt is connected) ===
 
-  onAttemptConnected(attempt: UpstreamRequest): void {
+  onAttemptConnected(attempt: Attempt): void {
     if (!this.#sinkSet) {
       // Delivers the body received so far through onData, to this attempt.
       this.#sinkSet = true;
@@ -152,7 +153,7 @@ export class ForwardRequest implements AttemptOwner, BodySink {
 
   // === attempt outcomes (AttemptOwner) ===
 
-  onAttemptHeaders(_attempt: UpstreamRequest, head: ResponseHead): boolean {
+  onAttemptHeaders(_attempt: Attempt, head: AttemptResponse): boolean {
     if (this.#canRetry && retriableResponse(this.#policy!, head.status, head.headers)) {
       if (this.#retryOrFlag()) return false;
     } else {
@@ -162,7 +163,7 @@ export class ForwardRequest implements AttemptOwner, BodySink {
     return true;
   }
 
-  onAttemptFailure(attempt: UpstreamRequest, failure: AttemptFailure, reset: UpstreamReset): void {
+  onAttemptFailure(attempt: Attempt, failure: AttemptFailure, reset: UpstreamReset): void {
     this.#attempt = null;
     if (this.#finished) return;
     if (this.#canRetry && retriableFailure(this.#policy!, failure, attempt.requestStarted) && this.#retryOrFlag()) return;

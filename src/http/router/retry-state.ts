@@ -12,7 +12,7 @@ import type { ResourceManager } from '../../upstream/resource-manager.js';
 import type { HeaderMap } from '../headers.js';
 
 /** How an attempt failed before a response head arrived. */
-export type AttemptFailure = 'connect-failure' | 'reset' | 'per-try-timeout' | 'overflow';
+export type AttemptFailure = 'connect-failure' | 'reset' | 'refused-stream' | 'per-try-timeout' | 'overflow';
 
 /** The verdict on an outcome that the policy would retry. */
 export type RetryVerdict = 'retry' | 'limit-exceeded' | 'overflow';
@@ -38,6 +38,8 @@ export function retriableResponse(p: CompiledRetryPolicy, status: number, header
 export function retriableFailure(p: CompiledRetryPolicy, failure: AttemptFailure, requestStarted: boolean): boolean {
   if (failure === 'overflow') return false;
   if (failure === 'connect-failure' && p.onConnectFailure) return true;
+  // An HTTP/2 stream the upstream refused (REFUSED_STREAM) never reached the application.
+  if (failure === 'refused-stream' && p.onRefusedStream) return true;
   if (p.onResetBeforeRequest && !requestStarted) return true;
   return p.on5xx || p.onGatewayError || p.onReset;
 }

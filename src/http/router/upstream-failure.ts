@@ -35,6 +35,13 @@ export const OVERFLOW_RESET: UpstreamReset = {
   reason: 'overflow',
 };
 
+/** A per-try timeout, as the router reports it when no retry follows (504 UT). */
+export const PER_TRY_TIMEOUT: UpstreamReset = {
+  status: 504,
+  flag: ResponseFlag.UpstreamRequestTimeout,
+  reason: 'per-try timeout',
+};
+
 export const PROTOCOL_ERROR: UpstreamReset = {
   status: 502,
   flag: ResponseFlag.UpstreamProtocolError,

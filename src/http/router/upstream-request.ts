@@ -28,7 +28,7 @@ import type { DownstreamStream } from '../stream.js';
 import { appendUpgrade, prepareResponseHeaders } from './headers.js';
 import { tunnelUpgrade } from './upgrade-tunnel.js';
 import type { AttemptFailure } from './retry-state.js';
-import { CONNECTION_TERMINATION, OVERFLOW_RESET, PROTOCOL_ERROR, connectFailure, type UpstreamReset } from './upstream-failure.js';
+import { CONNECTION_TERMINATION, OVERFLOW_RESET, PER_TRY_TIMEOUT, PROTOCOL_ERROR, connectFailure, type UpstreamReset } from './upstream-failure.js';
 
 export interface ResponseDecoration {
   /** Applied to the response headers in order: the weighted cluster's, then the route's. */
@@ -38,19 +38,43 @@ export interface ResponseDecoration {
   readonly setCookie: string | undefined;
 }
 
+/** A response head as an attempt's owner judges it (retry on status or headers). */
+export interface AttemptResponse {
+  readonly status: number;
+  readonly headers: HeaderMap;
+}
+
+/** One try of a request on one host, over HTTP/1.1 (UpstreamRequest) or HTTP/2 (H2UpstreamRequest). */
+export interface Attempt {
+  readonly host: Host;
+  /** Bytes of the request reached the upstream (a reset now may have been seen by it). */
+  readonly requestStarted: boolean;
+  readonly connected: boolean;
+  /** The upstream cannot take more body now: the body waits for it to drain. */
+  readonly awaitingDrain: boolean;
+  start(): void;
+  writeBody(chunk: Buffer): void;
+  endBody(trailers: HeaderMap | null): void;
+  armPerTryTimer(ms: number): void;
+  /** Stops the attempt silently (route timeout, downstream gone, or the owner retries). */
+  abort(): void;
+  /** Stops after the route timeout. */
+  timeOut(): void;
+}
+
 /** What an attempt tells the request it belongs to. */
 export interface AttemptOwner {
   /** The attempt holds a connection and has written the head: it wants the request body now. */
-  onAttemptConnected(attempt: UpstreamRequest): void;
+  onAttemptConnected(attempt: Attempt): void;
   /** A final response head arrived. True relays it downstream; false drops the attempt (retry). */
-  onAttemptHeaders(attempt: UpstreamRequest, head: ResponseHead): boolean;
+  onAttemptHeaders(attempt: Attempt, head: AttemptResponse): boolean;
   /** The attempt failed before any response head was relayed. */
-  onAttemptFailure(attempt: UpstreamRequest, failure: AttemptFailure, reset: UpstreamReset): void;
+  onAttemptFailure(attempt: Attempt, failure: AttemptFailure, reset: UpstreamReset): void;
   /** The response was relayed completely, or the downstream was reset after its head. */
-  onAttemptDone(attempt: UpstreamRequest): void;
+  onAttemptDone(attempt: Attempt): void;
 }
 
-export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<ResponseHead> {
+export class UpstreamRequest implements Attempt, ConnectionUser, DecoderCallbacks<ResponseHead> {
   readonly host: Host;
   readonly #owner: AttemptOwner;
   readonly #stream: DownstreamStream;
@@ -419,10 +443,3 @@ export class UpstreamRequest implements ConnectionUser, DecoderCallbacks<Respons
     if (this.#committed) this.#stream.onWritable = null;
   }
 }
-
-/** A per-try timeout, as the router reports it when no retry follows (504 UT). */
-const PER_TRY_TIMEOUT: UpstreamReset = {
-  status: 504,
-  flag: ResponseFlag.UpstreamRequestTimeout,
-  reason: 'per-try timeout',
-};

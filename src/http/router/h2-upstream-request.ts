@@ -1,0 +1,286 @@
+/**
+ * One attempt of a request on one upstream host over HTTP/2: a stream on the host's session,
+ * whatever protocol the client used. The request head is translated (Host becomes :authority,
+ * connection-specific headers are dropped), the body is streamed under the stream's flow
+ * control, and the response, trailers included, is relayed downstream as it arrives.
+ *
+ * The same invariants as the HTTP/1.1 attempt hold: `host.activeRequests` is counted once each
+ * way, every outcome reaches the owner once, a failure before the response head goes to the
+ * owner (retry or local reply) and one after it resets the downstream stream. A stream the
+ * upstream refused (REFUSED_STREAM) is the retryable `refused-stream` failure.
+ */
+import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { ResponseFlag } from '../../core/response-flags.js';
+import type { Host } from '../../upstream/host.js';
+import type { ConnectFailure } from '../../upstream/pool/connection-pool.js';
+import { OVERFLOW } from '../../upstream/pool/connection-pool.js';
+import { HeaderMap } from '../headers.js';
+import type { DownstreamStream } from '../stream.js';
+import { prepareResponseHeaders } from './headers.js';
+import type { AttemptFailure } from './retry-state.js';
+import { CONNECTION_TERMINATION, OVERFLOW_RESET, PER_TRY_TIMEOUT, connectFailure, type UpstreamReset } from './upstream-failure.js';
+import type { Attempt, AttemptOwner, ResponseDecoration } from './upstream-request.js';
+
+/** Request headers HTTP/2 forbids or carries as pseudo-headers. */
+const NOT_FORWARDED = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings']);
+
+function requestHeaders(stream: DownstreamStream): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {
+    ':method': stream.method,
+    ':path': stream.path,
+    ':authority': stream.authority,
+    ':scheme': 'http',
+  };
+  const { names, values } = stream.headers;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    if (NOT_FORWARDED.has(name)) continue;
+    // `te` may only say trailers over HTTP/2.
+    if (name === 'te' && values[i]!.toLowerCase() !== 'trailers') continue;
+    const existing = out[name];
+    out[name] = existing === undefined ? values[i]! : Array.isArray(existing) ? [...existing, values[i]!] : [String(existing), values[i]!];
+  }
+  return out;
+}
+
+function toHeaderMap(headers: IncomingHttpHeaders): HeaderMap {
+  const map = new HeaderMap();
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.startsWith(':') || value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) map.append(name, v);
+    else map.append(name, String(value));
+  }
+  return map;
+}
+
+export class H2UpstreamRequest implements Attempt {
+  readonly host: Host;
+  readonly #owner: AttemptOwner;
+  readonly #stream: DownstreamStream;
+  readonly #decoration: ResponseDecoration;
+  #req: ClientHttp2Stream | null = null;
+  #startMs = 0;
+  #started = false;
+  #committed = false;
+  #finished = false;
+  #trailers: HeaderMap | null = null;
+  #perTryMs = 0;
+  #perTryTimer: NodeJS.Timeout | null = null;
+  #awaitingDrain = false;
+  /** The pool granted a stream: it is given back in #finish. */
+  #granted = false;
+
+  constructor(owner: AttemptOwner, stream: DownstreamStream, host: Host, decoration: ResponseDecoration) {
+    this.#owner = owner;
+    this.#stream = stream;
+    this.host = host;
+    this.#decoration = decoration;
+  }
+
+  get requestStarted(): boolean {
+    return this.#started;
+  }
+
+  get connected(): boolean {
+    return this.#req !== null;
+  }
+
+  get awaitingDrain(): boolean {
+    return this.#awaitingDrain;
+  }
+
+  start(): void {
+    this.host.activeRequests++;
+    this.#stream.info.upstreamHost = this.host.key;
+    this.#startMs = performance.now();
+    this.host.h2!.acquire((err, session) => this.#acquired(err, session));
+  }
+
+  #acquired(err: ConnectFailure | null, session: ClientHttp2Session | null): void {
+    if (this.#finished) return;
+    if (err !== null) {
+      if (err === OVERFLOW) {
+        this.#fail('overflow', OVERFLOW_RESET);
+        return;
+      }
+      this.host.outlier?.putConnectFailure();
+      this.#fail('connect-failure', connectFailure(err.reason, err.transport));
+      return;
+    }
+    this.#granted = true;
+    let req: ClientHttp2Stream;
+    try {
+      req = session!.request(requestHeaders(this.#stream), { endStream: !this.#stream.hasRequestBody });
+    } catch {
+      // The session went away between acquire and request (GOAWAY): as if it was refused.
+      this.#fail('refused-stream', CONNECTION_TERMINATION);
+      return;
+    }
+    this.#req = req;
+    this.#started = true;
+    this.#startPerTryTimer();
+    req.on('response', (headers: IncomingHttpHeaders, flags: number) => this.#onResponse(headers, flags));
+    req.on('data', (chunk: Buffer) => this.#onData(chunk));
+    req.on('trailers', (t: IncomingHttpHeaders) => (this.#trailers = toHeaderMap(t)));
+    req.on('end', () => this.#onEnd());
+    req.on('error', () => undefined); // 'close' follows
+    req.on('close', () => this.#onClose(req));
+    if (this.#stream.hasRequestBody) this.#owner.onAttemptConnected(this);
+  }
+
+  // === request body ===
+
+  writeBody(chunk: Buffer): void {
+    const req = this.#req;
+    if (req === null || this.#finished) return;
+    if (!req.write(chunk) && !this.#awaitingDrain) {
+      this.#awaitingDrain = true;
+      this.#stream.pauseRequestBody();
+      req.once('drain', () => {
+        this.#awaitingDrain = false;
+        this.#stream.resumeRequestBody();
+      });
+    }
+  }
+
+  endBody(): void {
+    if (this.#req === null || this.#finished) return;
+    this.#req.end();
+  }
+
+  // === response ===
+
+  #onResponse(headers: IncomingHttpHeaders, flags: number): void {
+    if (this.#finished) return;
+    const status = Number(headers[':status']);
+    // Informational heads (100-continue) are not relayed.
+    if (status < 200) return;
+    const map = toHeaderMap(headers);
+    this.host.outlier?.putStatus(status);
+    if (!this.#owner.onAttemptHeaders(this, { status, headers: map })) {
+      this.abort();
+      return;
+    }
+    this.#committed = true;
+    this.#stopPerTryTimer();
+    prepareResponseHeaders(map, performance.now() - this.#startMs, this.#stream.info.connection.serverHeader);
+    const d = this.#decoration;
+    d.clusterResponseHeaders?.(map);
+    d.routeResponseHeaders?.(map);
+    if (d.setCookie !== undefined) map.append('set-cookie', d.setCookie);
+    // A response that ends with its head (gRPC trailers-only) is sent whole.
+    const endStream = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    this.#stream.sendHead(status, map, endStream);
+    if (endStream) this.#done();
+  }
+
+  #onData(chunk: Buffer): void {
+    if (!this.#committed || this.#finished) return;
+    if (this.#stream.sendData(chunk)) return;
+    // The client reads slower than the upstream sends: stop reading, so the window closes.
+    const req = this.#req!;
+    req.pause();
+    this.#stream.onWritable = () => {
+      this.#stream.onWritable = null;
+      req.resume();
+    };
+  }
+
+  #onEnd(): void {
+    if (!this.#committed || this.#finished) return;
+    this.#stream.sendEnd(this.#trailers);
+    this.#done();
+  }
+
+  #onClose(req: ClientHttp2Stream): void {
+    if (this.#finished) return;
+    if (this.#committed) {
+      // Closed before the response ended.
+      this.#stream.info.setFlag(ResponseFlag.UpstreamConnectionTermination);
+      this.#finish();
+      this.#stream.reset();
+      this.#owner.onAttemptDone(this);
+      return;
+    }
+    if (req.rstCode === constants.NGHTTP2_REFUSED_STREAM) {
+      this.#fail('refused-stream', CONNECTION_TERMINATION);
+      return;
+    }
+    this.host.outlier?.putReset();
+    this.#fail('reset', CONNECTION_TERMINATION);
+  }
+
+  // === timers ===
+
+  armPerTryTimer(ms: number): void {
+    this.#perTryMs = ms;
+    if (this.#req !== null) this.#startPerTryTimer();
+  }
+
+  #startPerTryTimer(): void {
+    if (this.#perTryMs > 0 && this.#perTryTimer === null && !this.#finished && !this.#committed) {
+      this.#perTryTimer = setTimeout(() => {
+        this.#perTryTimer = null;
+        if (this.#finished || this.#committed) return;
+        this.host.outlier?.putTimeout();
+        this.#fail('per-try-timeout', PER_TRY_TIMEOUT);
+      }, this.#perTryMs);
+    }
+  }
+
+  #stopPerTryTimer(): void {
+    if (this.#perTryTimer !== null) {
+      clearTimeout(this.#perTryTimer);
+      this.#perTryTimer = null;
+    }
+  }
+
+  // === endings ===
+
+  abort(): void {
+    if (this.#finished) return;
+    this.#cancel();
+    this.#finish();
+  }
+
+  timeOut(): void {
+    if (this.#finished) return;
+    if (this.#committed) {
+      this.#stream.info.setFlag(ResponseFlag.UpstreamRequestTimeout);
+      this.#cancel();
+      this.#finish();
+      this.#stream.reset();
+      this.#owner.onAttemptDone(this);
+      return;
+    }
+    if (this.#started) this.host.outlier?.putTimeout();
+    this.abort();
+  }
+
+  #fail(failure: AttemptFailure, reset: UpstreamReset): void {
+    if (this.#finished) return;
+    this.#cancel();
+    this.#finish();
+    this.#owner.onAttemptFailure(this, failure, reset);
+  }
+
+  #done(): void {
+    this.#finish();
+    this.#owner.onAttemptDone(this);
+  }
+
+  /** RST_STREAM(CANCEL) on a stream still open. */
+  #cancel(): void {
+    const req = this.#req;
+    if (req !== null && !req.closed && !req.destroyed) req.close(constants.NGHTTP2_CANCEL);
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#stopPerTryTimer();
+    this.host.activeRequests--;
+    if (this.#granted) this.host.h2!.release();
+    if (this.#committed) this.#stream.onWritable = null;
+  }
+}
