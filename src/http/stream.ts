@@ -120,6 +120,8 @@ export interface DownstreamStream {
   /** Host / :authority; rewrites replace it. */
   authority: string;
   readonly scheme: string;
+  /** The protocol the client used: `1.0`, `1.1` or `2`. */
+  readonly httpVersion: '1.0' | '1.1' | '2';
   readonly headers: HeaderMap;
   /** The request carries a body (Content-Length > 0 or chunked). */
   readonly hasRequestBody: boolean;

@@ -65,10 +65,11 @@ export interface Cluster {
   /** Undefined: plaintext. */
   readonly tls?: UpstreamTls;
   /**
-   * HTTP/2 to the hosts (Istio: ports declared GRPC or HTTP2, or h2UpgradePolicy UPGRADE);
-   * undefined: HTTP/1.1.
+   * `http2`: HTTP/2 to the hosts (Istio: ports declared GRPC or HTTP2, or h2UpgradePolicy
+   * UPGRADE); `client`: the protocol the client used (useClientProtocol, and Istio's inbound
+   * passthrough); undefined: HTTP/1.1.
    */
-  readonly protocol?: 'http2';
+  readonly protocol?: 'http2' | 'client';
   /** Where the cluster came from, for logs and admin output. */
   readonly service?: { readonly host: string; readonly port: number; readonly subset?: string };
 }

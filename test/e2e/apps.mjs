@@ -13,6 +13,7 @@
 //   original-dst PORT        prints each accepted connection's original destination as JSON
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttp2Server } from 'node:http2';
 import { connect, createServer } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 
@@ -27,6 +28,18 @@ switch (mode) {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ name, peer: req.socket.remoteAddress?.replace(/^::ffff:(?=\d)/, ''), host: req.headers.host, xfcc: req.headers['x-forwarded-client-cert'], authorization: req.headers.authorization !== undefined }));
     }).listen(Number(port), '::', () => ready(port));
+    break;
+  }
+  case 'h2': {
+    // An HTTP/2-only (h2c prior knowledge) server: answers with what it saw.
+    const [name, port] = args;
+    const server = createHttp2Server();
+    server.on('stream', (stream, headers) => {
+      stream.resume();
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.end(JSON.stringify({ name, protocol: 'h2', path: headers[':path'], xfcc: headers['x-forwarded-client-cert'] }));
+    });
+    server.listen(Number(port), '::', () => ready(port));
     break;
   }
   case 'echo': {

@@ -25,6 +25,7 @@ const INIT_ARGS = ['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT',
 const POD_B = '10.102.0.3';
 const VIP = '10.96.2.10';
 const ECHO_VIP = '10.96.2.20';
+const GREETER_VIP = '10.96.2.30';
 
 const peerAuthentication = (mode: string): string => `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
@@ -50,6 +51,17 @@ spec:
   hosts: [echo]
   addresses: [${ECHO_VIP}]
   ports: [{number: 7000, name: tcp, protocol: TCP}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints: [{address: ${POD_B}, serviceAccount: reviews, labels: {security.istio.io/tlsMode: istio}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: greeter}
+spec:
+  hosts: [greeter]
+  addresses: [${GREETER_VIP}]
+  ports: [{number: 9090, name: grpc, protocol: GRPC}]
   location: MESH_INTERNAL
   resolution: STATIC
   endpoints: [{address: ${POD_B}, serviceAccount: reviews, labels: {security.istio.io/tlsMode: istio}}]
@@ -114,10 +126,14 @@ describe.skipIf(SKIP !== undefined)(`mTLS between sidecars${SKIP === undefined ?
     writeFileSync(join(cfg(), 'peer-authentication.yaml'), peerAuthentication('STRICT'));
 
     net = new PodNetwork('10.102.0', 'fd00:102::');
-    const hosts = { reviews: VIP, echo: ECHO_VIP };
+    const hosts = { reviews: VIP, echo: ECHO_VIP, greeter: GREETER_VIP };
     net.addPod('a', 2, hosts);
     net.addPod('b', 3, hosts);
-    const apps = [net.start('b', NODE, [APPS, 'http', 'reviews', '9080']), net.start('b', NODE, [APPS, 'echo', 'echo', '7000'])];
+    const apps = [
+      net.start('b', NODE, [APPS, 'http', 'reviews', '9080']),
+      net.start('b', NODE, [APPS, 'echo', 'echo', '7000']),
+      net.start('b', NODE, [APPS, 'h2', 'greeter', '9090']),
+    ];
     await Promise.all(apps.map((a) => a.waitFor(/listening/)));
     const sidecars = [];
     for (const [pod, certs] of [['a', 'a'], ['b', 'b']] as const) {
@@ -161,6 +177,21 @@ describe.skipIf(SKIP !== undefined)(`mTLS between sidecars${SKIP === undefined ?
     const body = JSON.parse(r.stdout) as { name: string; xfcc: string };
     expect(body.name).toBe('reviews');
     expect(body.xfcc).toMatch(/^By=spiffe:\/\/cluster\.local\/ns\/default\/sa\/reviews;Hash=[0-9a-f]{64};Subject="";URI=spiffe:\/\/cluster\.local\/ns\/default\/sa\/productpage$/);
+  });
+
+  it('HTTP/2 (a GRPC port) between the pods: h2 over istio-h2 mTLS, and HTTP/2 to the application', async () => {
+    const pcap = join(dir, 'capture-h2.pcap');
+    const capture = net.start('b', 'tcpdump', ['-i', 'eth0', '--immediate-mode', '-U', '-w', pcap, 'tcp port 9090']);
+    await capture.waitFor(/listening on eth0/);
+    const r = await net.exec('a', 'curl', ['-s', '--max-time', '5', '--http2-prior-knowledge', 'http://greeter:9090/hello']);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    capture.child.kill('SIGINT');
+    await new Promise((resolve) => capture.child.once('exit', resolve));
+    expect(r.code, r.stderr).toBe(0);
+    const body = JSON.parse(r.stdout) as { name: string; protocol: string; path: string; xfcc: string };
+    expect(body).toMatchObject({ name: 'greeter', protocol: 'h2', path: '/hello' });
+    expect(body.xfcc).toMatch(/URI=spiffe:\/\/cluster\.local\/ns\/default\/sa\/productpage$/);
+    expect(readFileSync(pcap).includes(Buffer.from('istio-h2'))).toBe(true);
   });
 
   it('TCP between the pods is mTLS too (STRICT would refuse it otherwise)', async () => {

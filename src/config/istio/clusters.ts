@@ -176,7 +176,7 @@ export function buildClusters(registry: ReadonlyMap<string, Service>, rules: Des
           name,
           discovery,
           ...(tls !== undefined ? { tls } : {}),
-          ...(speaksHttp2(port, http?.h2UpgradePolicy) ? { protocol: 'http2' as const } : {}),
+          ...(http?.useClientProtocol === true ? { protocol: 'client' as const } : speaksHttp2(port, http?.h2UpgradePolicy) ? { protocol: 'http2' as const } : {}),
           lb: balancing.lb,
           ...(balancing.hashPolicy !== undefined ? { hashPolicy: balancing.hashPolicy } : {}),
           endpoints: endpointsFor(service, port, v.labels),
@@ -206,6 +206,8 @@ export function buildClusters(registry: ReadonlyMap<string, Service>, rules: Des
   };
   clusters.push({ ...base, name: PASSTHROUGH_CLUSTER, discovery: 'ORIGINAL_DST' });
   clusters.push({ ...base, name: BLACKHOLE_CLUSTER, discovery: 'STATIC' });
-  clusters.push({ ...base, name: INBOUND_PASSTHROUGH_CLUSTER, discovery: 'ORIGINAL_DST', sourceAddress: INBOUND_SOURCE_ADDRESS });
+  // Istio's inbound cluster speaks to the application in the protocol the client used, so gRPC
+  // and HTTP/2 reach it as HTTP/2.
+  clusters.push({ ...base, name: INBOUND_PASSTHROUGH_CLUSTER, discovery: 'ORIGINAL_DST', sourceAddress: INBOUND_SOURCE_ADDRESS, protocol: 'client' });
   return clusters;
 }

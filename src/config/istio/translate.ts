@@ -127,9 +127,7 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
             notYet([...at, 'outlierDetection'], 'splitting local-origin errors');
           }
           const http = b.connectionPool?.http;
-          if (http?.useClientProtocol !== undefined || http?.maxConcurrentStreams !== undefined) {
-            notYet([...at, 'connectionPool', 'http'], 'useClientProtocol and maxConcurrentStreams');
-          }
+          if (http?.maxConcurrentStreams !== undefined) notYet([...at, 'connectionPool', 'http', 'maxConcurrentStreams'], 'maxConcurrentStreams');
           if (b.connectionPool?.tcp?.tcpKeepalive !== undefined || b.connectionPool?.tcp?.maxConnectionDuration !== undefined) {
             notYet([...at, 'connectionPool', 'tcp'], 'TCP keepalive and connection duration');
           }

@@ -87,11 +87,22 @@ export class ForwardRequest implements AttemptOwner, BodySink {
     this.#attempts++;
     if (this.#firstHost === null) this.#firstHost = host;
     else this.#tried?.push(host);
-    const attempt: Attempt =
-      host.h2 !== null ? new H2UpstreamRequest(this, this.#stream, host, this.#options.decoration) : new UpstreamRequest(this, this.#stream, host, this.#options.decoration);
+    const attempt: Attempt = this.#http2Upstream(host)
+      ? new H2UpstreamRequest(this, this.#stream, host, this.#options.decoration)
+      : new UpstreamRequest(this, this.#stream, host, this.#options.decoration);
     this.#attempt = attempt;
     attempt.start();
     if (this.#requestComplete && this.#policy !== null) attempt.armPerTryTimer(this.#policy.perTryTimeoutMs);
+  }
+
+  /**
+   * Whether this request goes upstream over HTTP/2: always for an HTTP/2 cluster, and for a
+   * client-protocol one when the client spoke HTTP/2 (a WebSocket upgrade stays HTTP/1.1).
+   */
+  #http2Upstream(host: Host): boolean {
+    const protocol = this.#options.cluster.spec.protocol;
+    if (host.h2 === null || protocol === undefined || this.#stream.upgrade !== null) return false;
+    return protocol === 'http2' || this.#stream.httpVersion === '2';
   }
 
   /** Retries are possible while the whole body so far is kept (or there is none). */

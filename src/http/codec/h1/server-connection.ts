@@ -404,6 +404,7 @@ export class H1ServerStream implements DownstreamStream {
   path: string;
   authority: string;
   readonly scheme: string;
+  readonly httpVersion: '1.0' | '1.1';
   readonly headers: HeaderMap;
   readonly hasRequestBody: boolean;
   readonly info: StreamInfo;
@@ -431,6 +432,7 @@ export class H1ServerStream implements DownstreamStream {
     this.path = head.path;
     this.authority = head.authority;
     this.scheme = head.scheme ?? (conn.info.tls ? 'https' : 'http');
+    this.httpVersion = head.minorVersion === 0 ? '1.0' : '1.1';
     this.headers = head.headers;
     this.hasRequestBody = head.chunked || head.contentLength > 0;
     this.#requestComplete = !this.hasRequestBody;

@@ -77,6 +77,7 @@ export class H2ServerStream implements DownstreamStream {
   path: string;
   authority: string;
   readonly scheme: string;
+  readonly httpVersion = '2' as const;
   readonly headers: HeaderMap;
   readonly hasRequestBody: boolean;
   readonly info: StreamInfo;
