@@ -75,3 +75,18 @@ spec:
   endpoints:
 ${eps}`;
 }
+
+/**
+ * A service on 127.0.0.1:`endpointPort` whose VirtualService routes only paths under `prefix`:
+ * any other path has no route (404 NR).
+ */
+export function prefixOnlyService(host: string, port: number, endpointPort: number, prefix: string): string {
+  return `${serviceEntry(host, port, [{ port: endpointPort }])}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ${host.replace(/[^a-z0-9-]/g, '-')}}
+spec:
+  hosts: [${host}]
+  http: [{match: [{uri: {prefix: ${prefix}}}], route: [{destination: {host: ${host}}}]}]
+`;
+}

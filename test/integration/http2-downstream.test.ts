@@ -12,7 +12,7 @@ import { connect as h2connect, constants } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serviceEntry, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { prefixOnlyService, serviceEntry, startProxy, type TestProxy } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
 function run(command: string, args: readonly string[]): Promise<{ code: number; out: string }> {
@@ -51,14 +51,7 @@ describe('HTTP/2 downstream (h2c prior knowledge) to HTTP/1.1 upstreams', () => 
     p = await startProxy({
       'se.yaml': serviceEntry('svc.example.com', 80, [{ port: up.port }]),
       // rooms.example.com serves /rooms only: anything else has no route.
-      'rooms.yaml': `${serviceEntry('rooms.example.com', 80, [{ port: up.port }])}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: rooms}
-spec:
-  hosts: [rooms.example.com]
-  http: [{match: [{uri: {prefix: /rooms}}], route: [{destination: {host: rooms.example.com}}]}]
-`,
+      'rooms.yaml': prefixOnlyService('rooms.example.com', 80, up.port, '/rooms'),
     });
   });
 

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { rawExchange, statusOf } from '../helpers/client.js';
-import { serviceEntry, startProxy, type TestProxy } from '../helpers/proxy.js';
+import { prefixOnlyService, serviceEntry, startProxy, type TestProxy } from '../helpers/proxy.js';
 
 interface Upstream {
   readonly port: number;
@@ -64,14 +64,7 @@ describe('WebSocket', () => {
     p = await startProxy({
       'se.yaml': serviceEntry('chat.example.com', 80, [{ port: up.port }]),
       // rooms.example.com serves /rooms only: anything else has no route.
-      'rooms.yaml': `${serviceEntry('rooms.example.com', 80, [{ port: up.port }])}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: rooms}
-spec:
-  hosts: [rooms.example.com]
-  http: [{match: [{uri: {prefix: /rooms}}], route: [{destination: {host: rooms.example.com}}]}]
-`,
+      'rooms.yaml': prefixOnlyService('rooms.example.com', 80, up.port, '/rooms'),
     });
   });
 
