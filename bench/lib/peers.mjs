@@ -1,7 +1,8 @@
 /**
  * Starting the processes a benchmark compares: the upstream (nginx, else a Node server), the
- * peer proxies (HAProxy with nbthread 1, nginx proxy_pass with one worker) and skiff. Every
- * process runs in its own process group so stopping it also stops its workers.
+ * HTTP/2 upstreams of P8 (nginx h2c, else node:http2) and P9 (@grpc/grpc-js), the peer proxies
+ * (HAProxy with nbthread 1, nginx proxy_pass with one worker) and skiff. Every process runs in
+ * its own process group so stopping it also stops its workers.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -88,12 +89,61 @@ createServer((q, s) => { q.resume(); q.on('end', () => { const b = q.url === '/1
   return { kind: 'node:http (nginx is not installed)', port, proc };
 }
 
+/** Whether the installed nginx has the HTTP/2 module (`listen … http2` without TLS is h2c). */
+export const nginxHasH2 = () => has('nginx') && /--with-http_v2_module/.test(spawnSync('nginx', ['-V'], { encoding: 'utf8' }).stderr ?? '');
+
+/**
+ * The P8 upstream: HTTP/2 over cleartext with prior knowledge (h2c) only, answering "hello\n".
+ * nginx with one worker when it has the HTTP/2 module, else a node:http2 server.
+ */
+export async function startH2Upstream(work) {
+  const port = await freePort();
+  if (nginxHasH2()) {
+    const conf = join(work, 'upstream-h2.conf');
+    // keepalive_requests also caps the requests of an HTTP/2 connection (nginx ≥ 1.19.7).
+    writeFileSync(
+      conf,
+      `worker_processes 1; daemon off; pid ${work}/upstream-h2.pid; error_log ${work}/upstream-h2-error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; http2_max_concurrent_streams 256;
+  server { listen 127.0.0.1:${port} http2;
+    location / { return 200 "hello\\n"; } } }
+`,
+    );
+    const proc = launch('nginx', ['-c', conf, '-p', work]);
+    await waitForPort(port);
+    return { kind: 'nginx 1 worker (h2c)', port, proc };
+  }
+  const script = join(work, 'upstream-h2.mjs');
+  writeFileSync(
+    script,
+    `import { createServer } from 'node:http2';
+createServer((q, s) => { q.resume(); q.on('end', () => { s.writeHead(200, { 'content-type': 'text/plain', 'content-length': 6 }); s.end('hello\\n'); }); })
+  .listen(${port}, '127.0.0.1');`,
+  );
+  const proc = launch(process.execPath, [script]);
+  await waitForPort(port);
+  return { kind: 'node:http2 (h2c; nginx has no HTTP/2)', port, proc };
+}
+
+/** The P9 upstream: bench/lib/grpc-echo.mjs, a @grpc/grpc-js server with one unary echo method. */
+export async function startGrpcUpstream() {
+  const port = await freePort();
+  const proc = launch(process.execPath, [join(ROOT, 'bench/lib/grpc-echo.mjs'), String(port)]);
+  await waitForPort(port);
+  return { kind: '@grpc/grpc-js echo server', port, proc };
+}
+
 export function haproxyVersion() {
   return /version (\S+)/.exec(execFileSync('haproxy', ['-v'], { encoding: 'utf8' }))?.[1] ?? '?';
 }
 
-/** HAProxy config: one frontend and `backends` backends chosen by Host (svc0 … svcN-1). */
-export function haproxyConfig(port, upstreamPort, backends = 1) {
+/**
+ * HAProxy config: one frontend and `backends` backends chosen by Host (svc0 … svcN-1). With
+ * `h2`, the frontend takes h2c with prior knowledge and the servers are reached over h2c.
+ */
+export function haproxyConfig(port, upstreamPort, backends = 1, { h2 = false } = {}) {
+  const proto = h2 ? ' proto h2' : '';
   const lines = [
     'global',
     '  nbthread 1',
@@ -105,26 +155,26 @@ export function haproxyConfig(port, upstreamPort, backends = 1) {
     '  timeout server 30s',
     '  option http-keep-alive',
     'frontend fe',
-    `  bind 127.0.0.1:${port}`,
+    `  bind 127.0.0.1:${port}${proto}`,
   ];
   if (backends > 1) {
     for (let i = 0; i < backends; i++) lines.push(`  use_backend svc${i} if { hdr(host) -i svc${i} svc${i}:80 }`);
   }
   lines.push('  default_backend svc0');
-  for (let i = 0; i < backends; i++) lines.push(`backend svc${i}`, '  http-reuse always', `  server s1 127.0.0.1:${upstreamPort}`);
+  for (let i = 0; i < backends; i++) lines.push(`backend svc${i}`, '  http-reuse always', `  server s1 127.0.0.1:${upstreamPort}${proto}`);
   return lines.join('\n') + '\n';
 }
 
-/** HAProxy in master-worker mode (so SIGUSR2 reloads it), nbthread 1. */
-export async function startHaproxy(work, upstreamPort, { backends = 1, name = 'haproxy.cfg' } = {}) {
+/** HAProxy in master-worker mode (so SIGUSR2 reloads it), nbthread 1; `h2` as in haproxyConfig. */
+export async function startHaproxy(work, upstreamPort, { backends = 1, name = 'haproxy.cfg', h2 = false } = {}) {
   const port = await freePort();
   const cfg = join(work, name);
-  writeFileSync(cfg, haproxyConfig(port, upstreamPort, backends));
+  writeFileSync(cfg, haproxyConfig(port, upstreamPort, backends, { h2 }));
   const proc = launch('haproxy', ['-W', '-db', '-f', cfg]);
   await waitForPort(port);
   return {
     key: 'haproxy',
-    name: `HAProxy ${haproxyVersion()} (nbthread 1)`,
+    name: `HAProxy ${haproxyVersion()} (nbthread 1${h2 ? ', h2c both sides' : ''})`,
     port,
     proc,
     reload: () => process.kill(proc.pid, 'SIGUSR2'),
@@ -156,26 +206,31 @@ http { access_log off; keepalive_requests 1000000;
   };
 }
 
-/** The mesh skiff routes with in the benchmarks: a ServiceEntry and a VirtualService for `hello`. */
-export function helloMesh(upstreamPort, variant = 0) {
+/**
+ * The mesh skiff routes with in the benchmarks: a ServiceEntry and a VirtualService for `host`
+ * (default `hello`). The ServiceEntry port's `protocol` is what skiff speaks to the upstream:
+ * HTTP is HTTP/1.1, HTTP2 and GRPC are HTTP/2 (P8, P9).
+ */
+export function helloMesh(upstreamPort, variant = 0, { host = 'hello', protocol = 'HTTP' } = {}) {
+  const portName = protocol.toLowerCase();
   return `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {name: hello}
+metadata: {name: ${host}}
 spec:
-  hosts: [hello]
-  ports: [{number: 80, name: http, protocol: HTTP}]
+  hosts: [${host}]
+  ports: [{number: 80, name: ${portName}, protocol: ${protocol}}]
   resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: ${upstreamPort}}}]
+  endpoints: [{address: 127.0.0.1, ports: {${portName}: ${upstreamPort}}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {name: hello}
+metadata: {name: ${host}}
 spec:
-  hosts: [hello]
+  hosts: [${host}]
   http:
   - name: all
     match: [{uri: {prefix: /}}]
-    route: [{destination: {host: hello}}]
+    route: [{destination: {host: ${host}}}]
     headers: {response: {set: {x-config-variant: "${variant}"}}}
 `;
 }

@@ -70,7 +70,25 @@ export function buildRows(r) {
     add('P7', 'failed requests during 20 reloads (wrk)', '', v('failures'), 0, { text: '0', check: (s) => s === 0 });
     add('P7', 'reloads applied', '', v('reloadsApplied'), 0);
   }
+  if (r.http2) h2loadRows(add, 'P8', r.http2, `HTTP/2 throughput, h2load -c4 -m100 (skiff → upstream: ${r.http2.skiffUpstreamProtocol})`);
+  if (r.grpc) {
+    const p9 = r.grpc;
+    h2loadRows(add, 'P9', p9, `gRPC unary throughput, ${p9.payloadBytes} B echo (skiff → upstream: ${p9.skiffUpstreamProtocol})`);
+    const v = Object.fromEntries(TARGETS.map((t) => [t, p9[t]?.grpcStatus]));
+    add('P9', 'grpc-status of check calls (grpc-js, h2load request)', '', v, 0, { text: '0', check: (s) => s === 0 });
+  }
   return rows;
+}
+
+/** The rows of an h2load scenario (P8, P9): throughput, latency, CPU, failures, skiff ÷ direct. */
+function h2loadRows(add, id, p, title) {
+  const v = (k) => Object.fromEntries(TARGETS.map((t) => [t, p[t]?.[k]]));
+  add(id, title, 'req/s', v('rps'), 0);
+  add(id, 'p50 time for request at full load', 'ms', v('p50Ms'), 2);
+  add(id, 'p99 time for request at full load', 'ms', v('p99Ms'), 2);
+  add(id, 'proxy CPU per request at full load', 'µs', v('cpuUsPerRequest'), 1);
+  add(id, 'failed requests (non-2xx, stream errors)', '', v('failures'), 0, { text: '0', check: (s) => s === 0 });
+  add(id, 'throughput, skiff ÷ direct', '×', { skiff: p.skiff?.vsDirect }, 2);
 }
 
 function cellsOf(row) {
@@ -145,6 +163,8 @@ export function svgChart(results, rows, meta) {
     panel('P3 · proxy CPU at 1000 req/s (lower is better)', 'vCPU', pick(results.latency, 'vcpu'), 3);
     panel('P4 · proxy RSS at 1000 req/s (lower is better)', 'MB', pick(results.latency, 'rssMb'), 1);
   }
+  if (results.http2) panel('P8 · HTTP/2 throughput, h2load -c4 -m100 (higher is better)', 'req/s', pick(results.http2, 'rps'), 0);
+  if (results.grpc) panel('P9 · gRPC unary throughput, h2load -c4 -m100 (higher is better)', 'req/s', pick(results.grpc, 'rps'), 0);
   // Budget scorecard.
   const budgeted = rows.filter((r) => r.budget !== '');
   parts.push(`<text x="20" y="${y + 18}" class="title">Budget (reference/performance.md), skiff</text>`);
