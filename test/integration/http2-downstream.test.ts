@@ -8,7 +8,8 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect as h2connect, constants } from 'node:http2';
+import { connect as h2connect, constants, createServer as createH2Server, type Http2Server, type IncomingHttpHeaders } from 'node:http2';
+import { createConnection, createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +22,36 @@ function run(command: string, args: readonly string[]): Promise<{ code: number; 
       resolve({ code: err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1, out: stdout + stderr });
     });
   });
+}
+
+/** An h2c upstream that records each request's headers and trailers, and answers what it saw. */
+async function startH2Upstream(): Promise<{ port: number; seen: Array<{ headers: IncomingHttpHeaders; trailers?: IncomingHttpHeaders }>; close(): Promise<void> }> {
+  const seen: Array<{ headers: IncomingHttpHeaders; trailers?: IncomingHttpHeaders }> = [];
+  const server: Http2Server = createH2Server();
+  server.on('stream', (stream, headers) => {
+    const record: { headers: IncomingHttpHeaders; trailers?: IncomingHttpHeaders } = { headers };
+    seen.push(record);
+    stream.on('trailers', (t: IncomingHttpHeaders) => (record.trailers = t));
+    stream.resume();
+    stream.on('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.end(JSON.stringify({ authority: headers[':authority'], ifNoneMatch: headers['if-none-match'] ?? null }));
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { port: (server.address() as AddressInfo).port, seen, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** A raw HTTP/1.1 upstream answering every request with `response` verbatim. */
+async function startRawUpstream(response: string): Promise<{ port: number; close(): Promise<void> }> {
+  const server: NetServer = createNetServer((s) => {
+    s.on('error', () => undefined);
+    s.once('data', () => s.end(response));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(() => r())) };
 }
 
 describe('HTTP/2 downstream (h2c prior knowledge) to HTTP/1.1 upstreams', () => {
@@ -146,6 +177,82 @@ describe('HTTP/2 downstream (h2c prior knowledge) to HTTP/1.1 upstreams', () => 
     await once(req, 'end');
     expect(received).toBe(64 * 1024 * 1024);
     client.close();
+  });
+
+  it('what HTTP/2 cannot carry is dropped or folded, never a crash: trailer te, repeated single-value headers', async () => {
+    const odd = await startRawUpstream(
+      'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-type: text/html\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n' +
+        '5\r\nhello\r\n0\r\nte: gzip\r\nx-checksum: abc\r\n\r\n',
+    );
+    const q = await startProxy({ 'se.yaml': serviceEntry('odd.example.com', 80, [{ port: odd.port }]) });
+    const client = h2connect(`http://127.0.0.1:${q.port}`);
+    const req = client.request({ ':path': '/', ':authority': 'odd.example.com' });
+    const [headers] = (await once(req, 'response')) as [IncomingHttpHeaders];
+    const trailers = once(req, 'trailers');
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    await once(req, 'end');
+    expect(headers[':status']).toBe(200);
+    expect(headers['content-type']).toBe('text/plain');
+    expect(body).toBe('hello');
+    const [t] = (await trailers) as [IncomingHttpHeaders];
+    expect(t['x-checksum']).toBe('abc');
+    expect(t['te']).toBeUndefined();
+    client.close();
+    await q.close();
+    await odd.close();
+  });
+
+  it('a response that ends before the request body closes the client stream (RST_STREAM NO_ERROR)', async () => {
+    const client = h2connect(`http://127.0.0.1:${p.port}`);
+    const req = client.request({ ':method': 'POST', ':path': '/', ':authority': '127.0.0.1:1' });
+    req.write(Buffer.alloc(64 * 1024));
+    const [headers] = (await once(req, 'response')) as [IncomingHttpHeaders];
+    expect(headers[':status']).toBe(503);
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    await once(req, 'close');
+    expect(req.rstCode).toBe(constants.NGHTTP2_NO_ERROR);
+    // The whole reply arrived before the reset.
+    expect(body).toBe(`upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: delayed connect error: 111`);
+    client.close();
+  });
+
+  it('to an HTTP/2 upstream: Host is the :authority, repeated list headers are joined, request trailers arrive', async () => {
+    const h2up = await startH2Upstream();
+    const q = await startProxy({
+      'se.yaml': `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: h2}
+spec:
+  hosts: [h2.example.com]
+  ports: [{number: 80, name: http2, protocol: HTTP2}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http2: ${h2up.port}}}]
+`,
+    });
+    // An HTTP/1.1 client with a repeated If-None-Match and a chunked body with a trailer.
+    const raw = await new Promise<string>((resolve) => {
+      const s = createConnection(q.port);
+      let got = '';
+      s.on('data', (c: Buffer) => (got += c.toString()));
+      s.on('close', () => resolve(got));
+      s.write('POST /up HTTP/1.1\r\nHost: h2.example.com\r\nIf-None-Match: "a"\r\nIf-None-Match: "b"\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nx-sum: 42\r\n\r\n');
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 200/);
+    const body = JSON.parse(raw.slice(raw.indexOf('{'), raw.lastIndexOf('}') + 1)) as { authority: string; ifNoneMatch: string };
+    expect(body).toEqual({ authority: 'h2.example.com', ifNoneMatch: '"a", "b"' });
+    expect(h2up.seen[0]!.headers['host']).toBeUndefined();
+    expect(h2up.seen[0]!.trailers?.['x-sum']).toBe('42');
+    // An HTTP/2 client's own Host header cannot disagree with its :authority.
+    const client = h2connect(`http://127.0.0.1:${q.port}`);
+    const req = client.request({ ':path': '/h2', ':authority': 'h2.example.com', host: 'other.example.com' });
+    req.resume();
+    await once(req, 'end');
+    expect(h2up.seen[1]!.headers[':authority']).toBe('h2.example.com');
+    client.close();
+    await q.close();
+    await h2up.close();
   });
 
   it('a graceful shutdown sends GOAWAY and lets the open stream finish', async () => {

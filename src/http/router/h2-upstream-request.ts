@@ -9,39 +9,18 @@
  * owner (retry or local reply) and one after it resets the downstream stream. A stream the
  * upstream refused (REFUSED_STREAM) is the retryable `refused-stream` failure.
  */
-import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { ResponseFlag } from '../../core/response-flags.js';
 import type { Host } from '../../upstream/host.js';
 import type { ConnectFailure } from '../../upstream/pool/connection-pool.js';
 import { OVERFLOW } from '../../upstream/pool/connection-pool.js';
 import { HeaderMap } from '../headers.js';
 import type { DownstreamStream } from '../stream.js';
+import { toH2Headers } from '../codec/h2/headers.js';
 import { prepareResponseHeaders } from './headers.js';
 import type { AttemptFailure } from './retry-state.js';
 import { CONNECTION_TERMINATION, OVERFLOW_RESET, PER_TRY_TIMEOUT, connectFailure, type UpstreamReset } from './upstream-failure.js';
 import type { Attempt, AttemptOwner, ResponseDecoration } from './upstream-request.js';
-
-/** Request headers HTTP/2 forbids or carries as pseudo-headers. */
-const NOT_FORWARDED = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings']);
-
-function requestHeaders(stream: DownstreamStream): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {
-    ':method': stream.method,
-    ':path': stream.path,
-    ':authority': stream.authority,
-    ':scheme': 'http',
-  };
-  const { names, values } = stream.headers;
-  for (let i = 0; i < names.length; i++) {
-    const name = names[i]!;
-    if (NOT_FORWARDED.has(name)) continue;
-    // `te` may only say trailers over HTTP/2.
-    if (name === 'te' && values[i]!.toLowerCase() !== 'trailers') continue;
-    const existing = out[name];
-    out[name] = existing === undefined ? values[i]! : Array.isArray(existing) ? [...existing, values[i]!] : [String(existing), values[i]!];
-  }
-  return out;
-}
 
 function toHeaderMap(headers: IncomingHttpHeaders): HeaderMap {
   const map = new HeaderMap();
@@ -69,6 +48,8 @@ export class H2UpstreamRequest implements Attempt {
   #awaitingDrain = false;
   /** The pool granted a stream: it is given back in #finish. */
   #granted = false;
+  #bodyEnded = false;
+  #requestTrailers: HeaderMap | null = null;
 
   constructor(owner: AttemptOwner, stream: DownstreamStream, host: Host, decoration: ResponseDecoration) {
     this.#owner = owner;
@@ -97,7 +78,11 @@ export class H2UpstreamRequest implements Attempt {
   }
 
   #acquired(err: ConnectFailure | null, session: ClientHttp2Session | null): void {
-    if (this.#finished) return;
+    if (this.#finished) {
+      // Ended while the session was coming (route timeout, client gone): give the slot back.
+      if (err === null) this.host.h2!.release();
+      return;
+    }
     if (err !== null) {
       if (err === OVERFLOW) {
         this.#fail('overflow', OVERFLOW_RESET);
@@ -108,14 +93,25 @@ export class H2UpstreamRequest implements Attempt {
       return;
     }
     this.#granted = true;
+    const stream = this.#stream;
+    const pseudo = { ':method': stream.method, ':path': stream.path, ':authority': stream.authority, ':scheme': this.host.pool.target.tls !== undefined ? 'https' : 'http' };
     let req: ClientHttp2Stream;
     try {
-      req = session!.request(requestHeaders(this.#stream), { endStream: !this.#stream.hasRequestBody });
-    } catch {
-      // The session went away between acquire and request (GOAWAY): as if it was refused.
-      this.#fail('refused-stream', CONNECTION_TERMINATION);
+      req = session!.request(toH2Headers(stream.headers, pseudo, true), { endStream: !stream.hasRequestBody, waitForTrailers: stream.hasRequestBody });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // The session went away between acquire and request (GOAWAY): as if the stream was refused.
+      if (code === 'ERR_HTTP2_GOAWAY_SESSION' || code === 'ERR_HTTP2_INVALID_SESSION') this.#fail('refused-stream', CONNECTION_TERMINATION);
+      else this.#fail('reset', CONNECTION_TERMINATION);
       return;
     }
+    req.on('wantTrailers', () => {
+      try {
+        req.sendTrailers(this.#requestTrailers === null ? {} : toH2Headers(this.#requestTrailers, {}));
+      } catch {
+        req.close(constants.NGHTTP2_INTERNAL_ERROR);
+      }
+    });
     this.#req = req;
     this.#started = true;
     this.#startPerTryTimer();
@@ -143,8 +139,10 @@ export class H2UpstreamRequest implements Attempt {
     }
   }
 
-  endBody(): void {
+  endBody(trailers: HeaderMap | null): void {
     if (this.#req === null || this.#finished) return;
+    this.#requestTrailers = trailers;
+    this.#bodyEnded = true;
     this.#req.end();
   }
 
@@ -265,6 +263,8 @@ export class H2UpstreamRequest implements Attempt {
   }
 
   #done(): void {
+    // The response ended before the request body did: Envoy resets the upstream stream.
+    if (!this.#bodyEnded && this.#stream.hasRequestBody) this.#cancel();
     this.#finish();
     this.#owner.onAttemptDone(this);
   }

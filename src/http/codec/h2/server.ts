@@ -11,7 +11,7 @@
  * Envoy's HTTP/2 defaults apply: 2^31-1 concurrent streams advertised as Envoy does (Istio keeps
  * it), a 60 KiB header list, and connection-specific headers removed from responses.
  */
-import { constants, createServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { constants, createServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
@@ -19,6 +19,7 @@ import { replayStream } from '../../../core/replay-stream.js';
 import { ResponseFlag } from '../../../core/response-flags.js';
 import { HeaderMap } from '../../headers.js';
 import { buildLocalReply } from '../local-reply.js';
+import { toH2Headers } from './headers.js';
 import { StreamInfo, type BodySink, type DownstreamConnectionInfo, type DownstreamStream, type LocalReplyOptions } from '../../stream.js';
 
 /** Receives every new request stream of every session. */
@@ -31,9 +32,6 @@ export interface H2ServerOptions {
   readonly idleTimeoutMs: number;
   readonly onRequestDone?: (info: StreamInfo) => void;
 }
-
-/** Headers HTTP/2 forbids (RFC 9113 §8.2.2); dropped from responses. */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
 /** Envoy's max_request_headers_kb default. */
 const MAX_HEADER_LIST = 60 * 1024;
@@ -48,29 +46,8 @@ function toHeaderMap(headers: IncomingHttpHeaders): HeaderMap {
   return map;
 }
 
-function toOutgoing(status: number, headers: HeaderMap): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = { ':status': status };
-  const { names, values } = headers;
-  for (let i = 0; i < names.length; i++) {
-    const name = names[i]!.toLowerCase();
-    if (CONNECTION_SPECIFIC.has(name)) continue;
-    const existing = out[name];
-    if (existing === undefined) out[name] = values[i]!;
-    else out[name] = Array.isArray(existing) ? [...existing, values[i]!] : [String(existing), values[i]!];
-  }
-  return out;
-}
-
-function trailersOut(trailers: HeaderMap | null): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  if (trailers === null) return out;
-  for (let i = 0; i < trailers.names.length; i++) {
-    const name = trailers.names[i]!.toLowerCase();
-    if (name.startsWith(':') || CONNECTION_SPECIFIC.has(name)) continue;
-    out[name] = trailers.values[i]!;
-  }
-  return out;
-}
+/** Envoy's default stream_idle_timeout: a stream without a frame either way this long is reset. */
+const STREAM_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
 
 export class H2ServerStream implements DownstreamStream {
   readonly method: string;
@@ -104,8 +81,9 @@ export class H2ServerStream implements DownstreamStream {
     this.authority = String(headers[':authority'] ?? headers['host'] ?? '');
     this.scheme = String(headers[':scheme'] ?? (connection.tls ? 'https' : 'http'));
     this.headers = toHeaderMap(headers);
-    // HTTP/1.1 upstreams need the authority as Host; h2 clients send :authority instead.
-    if (!this.headers.has('host') && this.authority !== '') this.headers.append('host', this.authority);
+    // :authority is the request's host: a Host header the client added cannot say otherwise
+    // (policies read `host`), and HTTP/1.1 upstreams get it as Host.
+    if (this.authority !== '') this.headers.set('host', this.authority);
     this.hasRequestBody = !h2.endAfterHeaders;
     this.#requestComplete = !this.hasRequestBody;
     this.info = new StreamInfo(connection);
@@ -113,11 +91,21 @@ export class H2ServerStream implements DownstreamStream {
     h2.on('trailers', (t: IncomingHttpHeaders) => (this.#requestTrailers = toHeaderMap(t)));
     h2.on('end', () => this.#onRequestEnd());
     h2.on('drain', () => this.onWritable?.());
-    h2.on('wantTrailers', () => h2.sendTrailers(trailersOut(this.#responseTrailers)));
+    h2.on('wantTrailers', () => this.#sendTrailers());
     h2.on('error', () => undefined); // 'close' follows
     h2.on('close', () => this.#onClose());
     // Until a sink attaches, body bytes are held (bounded by the stream's flow-control window).
     if (this.hasRequestBody) h2.pause();
+    h2.setTimeout(STREAM_IDLE_TIMEOUT_MS, () => this.#abort());
+  }
+
+  #sendTrailers(): void {
+    try {
+      this.#h2.sendTrailers(this.#responseTrailers === null ? {} : toH2Headers(this.#responseTrailers, {}));
+    } catch {
+      // Trailers HTTP/2 cannot carry: the stream ends in error rather than the process.
+      this.#h2.close(constants.NGHTTP2_INTERNAL_ERROR);
+    }
   }
 
   get responseStarted(): boolean {
@@ -163,10 +151,11 @@ export class H2ServerStream implements DownstreamStream {
     this.onResponseHeaders?.(headers);
     const bodyless = this.method === 'HEAD' || status === 204 || status === 304;
     try {
-      this.#h2.respond(toOutgoing(status, headers), { endStream: endStream || bodyless, waitForTrailers: !(endStream || bodyless) });
+      this.#h2.respond(toH2Headers(headers, { ':status': status }), { endStream: endStream || bodyless, waitForTrailers: !(endStream || bodyless) });
     } catch {
-      // Headers HTTP/2 cannot carry (e.g. invalid values): the stream cannot be answered.
-      this.reset();
+      // Headers HTTP/2 cannot carry (invalid values): the stream cannot be answered, and
+      // whoever produces the response must stop.
+      this.#abort();
       return;
     }
     if (endStream || bodyless) this.#finish();
@@ -218,15 +207,29 @@ export class H2ServerStream implements DownstreamStream {
     this.#done = true;
     this.info.endMs = performance.now();
     this.onAbort = null;
+    // The response is complete but the request is not: RST_STREAM(NO_ERROR) once the response
+    // is flushed tells the client to stop sending (RFC 9113 §8.1), as Envoy does.
+    if (!this.#requestComplete) {
+      const h2 = this.#h2;
+      const rst = (): void => void (h2.closed || h2.close(constants.NGHTTP2_NO_ERROR));
+      if (h2.writableFinished) setImmediate(rst);
+      else h2.once('finish', () => setImmediate(rst));
+    }
     this.#onDone?.(this.info);
   }
 
   /** The stream closed: if the response had not ended, the client went away (or reset it). */
   #onClose(): void {
+    this.#abort();
+  }
+
+  /** Ends the exchange before its response did: the producer stops, the stream is reset. */
+  #abort(): void {
     if (this.#done) return;
     this.#done = true;
     this.info.setFlag(ResponseFlag.DownstreamConnectionTermination);
     this.info.endMs = performance.now();
+    if (!this.#h2.closed) this.#h2.close(constants.NGHTTP2_INTERNAL_ERROR);
     const onAbort = this.onAbort;
     this.onAbort = null;
     onAbort?.();
