@@ -50,6 +50,8 @@ export class HttpConnections {
   #adoptH2(handler: StreamHandler, socket: Socket, initial: Buffer, connection: DownstreamConnectionInfo): void {
     let h2 = this.#h2.get(handler);
     if (h2 === undefined) {
+      // Handlers come and go with a gateway's servers: forget those without sessions left.
+      for (const [k, c] of this.#h2) if (c.size === 0) this.#h2.delete(k);
       h2 = new H2Connections(handler, { idleTimeoutMs: this.#options.idleTimeoutMs, onRequestDone: this.#options.onRequestDone });
       this.#h2.set(handler, h2);
       if (this.#closing) h2.closeAll(false);
