@@ -11,6 +11,12 @@ import type { Socket } from 'node:net';
 import type { ResponseFlagCode } from '../core/response-flags.js';
 import type { HeaderMap } from './headers.js';
 
+/**
+ * Envoy's default stream_idle_timeout (Istio keeps it): a stream (an HTTP/2 stream, an upgraded
+ * WebSocket) without a byte either way this long is closed.
+ */
+export const STREAM_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
+
 /** Receives request body bytes. `onEnd` fires once, after the last byte. */
 export interface BodySink {
   onData(chunk: Buffer): void;

@@ -14,23 +14,13 @@ import { ResponseFlag } from '../../core/response-flags.js';
 import type { Host } from '../../upstream/host.js';
 import type { ConnectFailure } from '../../upstream/pool/connection-pool.js';
 import { OVERFLOW } from '../../upstream/pool/connection-pool.js';
-import { HeaderMap } from '../headers.js';
+import type { HeaderMap } from '../headers.js';
 import type { DownstreamStream } from '../stream.js';
-import { toH2Headers } from '../codec/h2/headers.js';
+import { fromH2Headers, toH2Headers } from '../codec/h2/headers.js';
 import { prepareResponseHeaders } from './headers.js';
 import type { AttemptFailure } from './retry-state.js';
 import { CONNECTION_TERMINATION, OVERFLOW_RESET, PER_TRY_TIMEOUT, connectFailure, type UpstreamReset } from './upstream-failure.js';
 import type { Attempt, AttemptOwner, ResponseDecoration } from './upstream-request.js';
-
-function toHeaderMap(headers: IncomingHttpHeaders): HeaderMap {
-  const map = new HeaderMap();
-  for (const [name, value] of Object.entries(headers)) {
-    if (name.startsWith(':') || value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) map.append(name, v);
-    else map.append(name, String(value));
-  }
-  return map;
-}
 
 export class H2UpstreamRequest implements Attempt {
   readonly host: Host;
@@ -117,7 +107,7 @@ export class H2UpstreamRequest implements Attempt {
     this.#startPerTryTimer();
     req.on('response', (headers: IncomingHttpHeaders, flags: number) => this.#onResponse(headers, flags));
     req.on('data', (chunk: Buffer) => this.#onData(chunk));
-    req.on('trailers', (t: IncomingHttpHeaders) => (this.#trailers = toHeaderMap(t)));
+    req.on('trailers', (t: IncomingHttpHeaders) => (this.#trailers = fromH2Headers(t)));
     req.on('end', () => this.#onEnd());
     req.on('error', () => undefined); // 'close' follows
     req.on('close', () => this.#onClose(req));
@@ -153,7 +143,7 @@ export class H2UpstreamRequest implements Attempt {
     const status = Number(headers[':status']);
     // Informational heads (100-continue) are not relayed.
     if (status < 200) return;
-    const map = toHeaderMap(headers);
+    const map = fromH2Headers(headers);
     this.host.outlier?.putStatus(status);
     if (!this.#owner.onAttemptHeaders(this, { status, headers: map })) {
       this.abort();

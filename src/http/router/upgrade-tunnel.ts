@@ -7,9 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import type { ConnectionUser, PooledConnection } from '../../upstream/pool/connection-pool.js';
-
-/** Envoy's default stream_idle_timeout (Istio keeps it): an upgraded stream idle this long is closed. */
-export const STREAM_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
+import { STREAM_IDLE_TIMEOUT_MS } from '../stream.js';
 
 /** Bytes relayed by a tunnel, for telemetry once it ends. */
 export interface UpgradeTunnelStats {

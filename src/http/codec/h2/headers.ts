@@ -1,12 +1,12 @@
 /**
- * HeaderMap → Node's HTTP/2 header objects, for requests, responses and trailers alike.
+ * HeaderMap ↔ Node's HTTP/2 header objects, for requests, responses and trailers alike.
  * Connection-specific headers (RFC 9113 §8.2.2) are dropped, `te` is kept only as `trailers`
  * on requests, and repeats of the headers Node allows once are folded (list headers joined,
  * others keeping the first value), so a message HTTP/1.1 carried is never refused by the
  * HTTP/2 encoder.
  */
-import type { OutgoingHttpHeaders } from 'node:http2';
-import type { HeaderMap } from '../../headers.js';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import { HeaderMap } from '../../headers.js';
 
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 
@@ -39,4 +39,15 @@ export function toH2Headers(headers: HeaderMap, pseudo: OutgoingHttpHeaders, req
     else out[name] = Array.isArray(existing) ? [...existing, value] : [String(existing), value];
   }
   return out;
+}
+
+/** A received HTTP/2 header object as a HeaderMap, without its pseudo-headers. */
+export function fromH2Headers(headers: IncomingHttpHeaders): HeaderMap {
+  const map = new HeaderMap();
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.startsWith(':') || value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) map.append(name, v);
+    else map.append(name, String(value));
+  }
+  return map;
 }

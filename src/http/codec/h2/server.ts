@@ -1,5 +1,6 @@
 /**
- * Downstream HTTP/2 (h2c with prior knowledge) on Node's http2 module: each accepted connection
+ * Downstream HTTP/2 (h2c with prior knowledge, h2 and istio-h2 by ALPN) on Node's http2 module:
+ * each accepted connection
  * becomes a session, each request stream an H2ServerStream, which speaks the same
  * DownstreamStream contract as HTTP/1.1 streams, so routing, policies and the router do not
  * care which protocol the client used.
@@ -17,10 +18,10 @@ import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { replayStream } from '../../../core/replay-stream.js';
 import { ResponseFlag } from '../../../core/response-flags.js';
-import { HeaderMap } from '../../headers.js';
+import type { HeaderMap } from '../../headers.js';
 import { buildLocalReply } from '../local-reply.js';
-import { toH2Headers } from './headers.js';
-import { StreamInfo, type BodySink, type DownstreamConnectionInfo, type DownstreamStream, type LocalReplyOptions } from '../../stream.js';
+import { fromH2Headers, toH2Headers } from './headers.js';
+import { STREAM_IDLE_TIMEOUT_MS, StreamInfo, type BodySink, type DownstreamConnectionInfo, type DownstreamStream, type LocalReplyOptions } from '../../stream.js';
 
 /** Receives every new request stream of every session. */
 export interface H2StreamHandler {
@@ -35,19 +36,6 @@ export interface H2ServerOptions {
 
 /** Envoy's max_request_headers_kb default. */
 const MAX_HEADER_LIST = 60 * 1024;
-
-function toHeaderMap(headers: IncomingHttpHeaders): HeaderMap {
-  const map = new HeaderMap();
-  for (const [name, value] of Object.entries(headers)) {
-    if (name.startsWith(':') || value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) map.append(name, v);
-    else map.append(name, value);
-  }
-  return map;
-}
-
-/** Envoy's default stream_idle_timeout: a stream without a frame either way this long is reset. */
-const STREAM_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
 
 export class H2ServerStream implements DownstreamStream {
   readonly method: string;
@@ -80,7 +68,7 @@ export class H2ServerStream implements DownstreamStream {
     this.path = String(headers[':path'] ?? '/');
     this.authority = String(headers[':authority'] ?? headers['host'] ?? '');
     this.scheme = String(headers[':scheme'] ?? (connection.tls ? 'https' : 'http'));
-    this.headers = toHeaderMap(headers);
+    this.headers = fromH2Headers(headers);
     // :authority is the request's host: a Host header the client added cannot say otherwise
     // (policies read `host`), and HTTP/1.1 upstreams get it as Host.
     if (this.authority !== '') this.headers.set('host', this.authority);
@@ -88,7 +76,7 @@ export class H2ServerStream implements DownstreamStream {
     this.#requestComplete = !this.hasRequestBody;
     this.info = new StreamInfo(connection);
     h2.on('data', (chunk: Buffer) => this.#onRequestData(chunk));
-    h2.on('trailers', (t: IncomingHttpHeaders) => (this.#requestTrailers = toHeaderMap(t)));
+    h2.on('trailers', (t: IncomingHttpHeaders) => (this.#requestTrailers = fromH2Headers(t)));
     h2.on('end', () => this.#onRequestEnd());
     h2.on('drain', () => this.onWritable?.());
     h2.on('wantTrailers', () => this.#sendTrailers());
