@@ -127,7 +127,7 @@ export abstract class Cluster {
           ...this.#tlsFor(labels),
         };
     const pool = new ConnectionPool(target, this.poolOptions, this.resources);
-    const h2 = this.spec.protocol !== undefined ? new H2Pool(target, this.poolOptions, this.resources) : null;
+    const h2 = this.spec.protocol !== undefined ? new H2Pool(target, { ...this.poolOptions, clientProtocol: this.spec.protocol === 'client' }, this.resources) : null;
     if (this.#retired) {
       pool.retire();
       h2?.retire();

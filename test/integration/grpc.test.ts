@@ -23,6 +23,9 @@ type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 describe('gRPC through skiff', () => {
   let server: grpc.Server;
   let serverPort = 0;
+  let shadow: grpc.Server;
+  /** :authority of each call the shadow server received. */
+  const shadowCalls: string[] = [];
   let p: TestProxy;
   let client: Client;
   /** Calls to /test.Echo/Echo with metadata `fail-first: n` fail with UNAVAILABLE n times. */
@@ -67,6 +70,19 @@ describe('gRPC through skiff', () => {
     serverPort = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
     );
+    shadow = new grpc.Server();
+    shadow.addService(SERVICE, {
+      Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        shadowCalls.push(`${call.getPath()} ${call.getHost()}`);
+        cb(null, Buffer.from('shadow'));
+      },
+      Count: () => undefined,
+      Sum: () => undefined,
+      Chat: () => undefined,
+    });
+    const shadowPort = await new Promise<number>((resolve, reject) =>
+      shadow.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+    );
     p = await startProxy({
       'grpc.yaml': `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -78,6 +94,15 @@ spec:
   endpoints: [{address: 127.0.0.1, ports: {grpc: ${serverPort}}}]
 ---
 apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shadow}
+spec:
+  hosts: [shadow.example.com]
+  ports: [{number: 50051, name: grpc, protocol: GRPC}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {grpc: ${shadowPort}}}]
+---
+apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: echo}
 spec:
@@ -86,6 +111,9 @@ spec:
   - match: [{headers: {x-fault: {exact: abort}}}]
     fault: {abort: {grpcStatus: RESOURCE_EXHAUSTED, percentage: {value: 100}}}
     route: [{destination: {host: echo.example.com}}]
+  - match: [{headers: {x-mirror: {exact: yes}}}]
+    route: [{destination: {host: echo.example.com}}]
+    mirror: {host: shadow.example.com}
   - match: [{uri: {prefix: /test.Echo/}}]
     route: [{destination: {host: echo.example.com}}]
     retries: {attempts: 3, retryOn: unavailable, perTryTimeout: 2s}
@@ -99,6 +127,7 @@ spec:
     client?.close();
     await p?.close();
     server?.forceShutdown();
+    shadow?.forceShutdown();
   });
 
   const unary = (text: string, metadata = new grpc.Metadata(), deadlineMs?: number): Promise<{ err: grpc.ServiceError | null; value?: Buffer; trailers?: grpc.Metadata }> =>
@@ -186,6 +215,16 @@ spec:
     const r = await unary('again', md);
     expect(r.err).toBeNull();
     expect(failures.get('retry-1')).toBe(3);
+  });
+
+  it('a mirrored call reaches the shadow cluster over HTTP/2 too, and only the primary answers', async () => {
+    const md = new grpc.Metadata();
+    md.set('x-mirror', 'yes');
+    const r = await unary('mirrored', md);
+    expect(r.value!.toString()).toBe('echo:mirrored:');
+    await expect.poll(() => shadowCalls.length).toBe(1);
+    // Envoy's shadow authority: the host name with -shadow appended.
+    expect(shadowCalls[0]).toBe('/test.Echo/Echo echo.example.com-shadow:50051');
   });
 
   it('a host skiff does not know gets UNAVAILABLE as a local reply (503 mapped)', async () => {

@@ -20,6 +20,7 @@ import type { HeaderMap } from '../headers.js';
 import type { BodySink, DownstreamStream } from '../stream.js';
 import { mutatedHeaders } from './headers.js';
 import { sendShadow } from './mirror.js';
+import { usesHttp2 } from './upstream-protocol.js';
 import { RetryState, retriableFailure, retriableResponse, type AttemptFailure } from './retry-state.js';
 import { replyNoHealthyUpstream, replyTimeout, replyUpstreamReset, type UpstreamReset } from './upstream-failure.js';
 import { H2UpstreamRequest } from './h2-upstream-request.js';
@@ -87,22 +88,12 @@ export class ForwardRequest implements AttemptOwner, BodySink {
     this.#attempts++;
     if (this.#firstHost === null) this.#firstHost = host;
     else this.#tried?.push(host);
-    const attempt: Attempt = this.#http2Upstream(host)
+    const attempt: Attempt = usesHttp2(host, this.#stream)
       ? new H2UpstreamRequest(this, this.#stream, host, this.#options.decoration)
       : new UpstreamRequest(this, this.#stream, host, this.#options.decoration);
     this.#attempt = attempt;
     attempt.start();
     if (this.#requestComplete && this.#policy !== null) attempt.armPerTryTimer(this.#policy.perTryTimeoutMs);
-  }
-
-  /**
-   * Whether this request goes upstream over HTTP/2: always for an HTTP/2 cluster, and for a
-   * client-protocol one when the client spoke HTTP/2 (a WebSocket upgrade stays HTTP/1.1).
-   */
-  #http2Upstream(host: Host): boolean {
-    const protocol = this.#options.cluster.spec.protocol;
-    if (host.h2 === null || protocol === undefined || this.#stream.upgrade !== null) return false;
-    return protocol === 'http2' || this.#stream.httpVersion === '2';
   }
 
   /** Retries are possible while the whole body so far is kept (or there is none). */
@@ -241,7 +232,7 @@ export class ForwardRequest implements AttemptOwner, BodySink {
     const stream = this.#stream;
     for (let i = 0; i < hosts.length; i++) {
       const copy = i === hosts.length - 1 ? headers : headers.clone();
-      sendShadow(hosts[i]!, stream.method, stream.path, copy, this.#body, this.#options.timeoutMs);
+      sendShadow(hosts[i]!, stream.method, stream.path, copy, this.#body, this.#options.timeoutMs, usesHttp2(hosts[i]!, stream));
     }
   }
 

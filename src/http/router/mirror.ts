@@ -1,9 +1,11 @@
 /**
  * Request mirroring (Envoy request_mirror_policies): a copy of the request goes to another
  * cluster, fire-and-forget. The copy's Host gets `-shadow` appended to its name; its response
- * is read and dropped; its failures are ignored. It shares the cluster's pools and breakers, so
- * it can never hold the primary up: nothing on the primary path waits for it.
+ * is read and dropped; its failures are ignored. It shares the cluster's pools and breakers
+ * (HTTP/2 for an HTTP/2 cluster), so it can never hold the primary up: nothing on the primary
+ * path waits for it.
  */
+import { constants, type ClientHttp2Stream } from 'node:http2';
 import type { Host } from '../../upstream/host.js';
 import type { ConnectFailure, ConnectionUser, PendingAcquire, PooledConnection } from '../../upstream/pool/connection-pool.js';
 import type { DecoderCallbacks, ResponseDecoder } from '../codec/h1/decoder.js';
@@ -11,6 +13,7 @@ import { takeDecoder } from './connection-decoder.js';
 import { requestHead } from '../codec/h1/encoder.js';
 import type { ResponseHead } from '../codec/h1/head.js';
 import type { HeaderMap } from '../headers.js';
+import { toH2Headers } from '../codec/h2/headers.js';
 
 /** `name:port` → `name-shadow:port` (Envoy's shadow host suffix). */
 export function shadowAuthority(authority: string): string {
@@ -23,12 +26,43 @@ export function shadowAuthority(authority: string): string {
  * Sends one shadow request. `headers` is the shadow's own copy of the upstream request headers;
  * `body` the whole request body (or null). Gives up silently after `timeoutMs` (0: never).
  */
-export function sendShadow(host: Host, method: string, path: string, headers: HeaderMap, body: readonly Buffer[] | null, timeoutMs: number): void {
+export function sendShadow(host: Host, method: string, path: string, headers: HeaderMap, body: readonly Buffer[] | null, timeoutMs: number, http2: boolean): void {
   headers.set('host', shadowAuthority(headers.get('host') ?? ''));
   headers.remove('transfer-encoding');
   if (body !== null) headers.set('content-length', String(body.reduce((n, c) => n + c.length, 0)));
+  if (http2) {
+    sendHttp2Shadow(host, method, path, headers, body, timeoutMs);
+    return;
+  }
   const shadow = new ShadowRequest(host, requestHead(method, path, headers), body, method === 'HEAD');
   shadow.start(timeoutMs);
+}
+
+/** The shadow as a stream on the host's HTTP/2 session: response read and dropped, failures ignored. */
+function sendHttp2Shadow(host: Host, method: string, path: string, headers: HeaderMap, body: readonly Buffer[] | null, timeoutMs: number): void {
+  const pool = host.h2!;
+  pool.acquire((err, session) => {
+    if (err !== null) return;
+    let req: ClientHttp2Stream;
+    try {
+      const pseudo = { ':method': method, ':path': path, ':authority': headers.get('host') ?? '', ':scheme': host.pool.target.tls !== undefined ? 'https' : 'http' };
+      req = session!.request(toH2Headers(headers, pseudo, true), { endStream: body === null });
+    } catch {
+      pool.release();
+      return;
+    }
+    const timer = timeoutMs > 0 ? setTimeout(() => req.close(constants.NGHTTP2_CANCEL), timeoutMs) : null;
+    req.on('error', () => undefined);
+    req.once('close', () => {
+      if (timer !== null) clearTimeout(timer);
+      pool.release();
+    });
+    req.resume();
+    if (body !== null) {
+      for (const chunk of body) req.write(chunk);
+      req.end();
+    }
+  });
 }
 
 class ShadowRequest implements ConnectionUser, DecoderCallbacks<ResponseHead> {

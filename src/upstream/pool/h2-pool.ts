@@ -14,6 +14,8 @@ import { OVERFLOW } from './connection-pool.js';
 export type SessionCallback = (err: ConnectFailure | null, session: ClientHttp2Session | null) => void;
 
 export interface H2PoolOptions {
+  /** Used only for clients that spoke HTTP/2 (useClientProtocol, the inbound passthrough). */
+  readonly clientProtocol?: boolean;
   readonly connectTimeoutMs: number;
   /** Streams per session; 0 = unlimited. */
   readonly maxRequestsPerConnection: number;
@@ -22,6 +24,8 @@ export interface H2PoolOptions {
 }
 
 export class H2Pool {
+  /** HTTP/2 only for requests whose client spoke HTTP/2; HTTP/1.1 for the others. */
+  readonly clientProtocol: boolean;
   readonly #target: ConnectTarget;
   readonly #options: H2PoolOptions;
   readonly #resources: ResourceManager;
@@ -32,6 +36,7 @@ export class H2Pool {
   #closed = false;
 
   constructor(target: ConnectTarget, options: H2PoolOptions, resources: ResourceManager) {
+    this.clientProtocol = options.clientProtocol === true;
     this.#target = target;
     this.#options = options;
     this.#resources = resources;
