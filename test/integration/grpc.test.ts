@@ -5,8 +5,10 @@
  * trailers, trailers-only errors, deadlines, a fault abort with grpcStatus, retries on
  * UNAVAILABLE, and PERMISSION_DENIED-style local replies.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { once } from 'node:events';
+import { connect as h2connect } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 
 const identity = { serialize: (b: Buffer): Buffer => b, deserialize: (b: Buffer): Buffer => b };
@@ -198,6 +200,29 @@ spec:
   it('a deadline shorter than the server takes ends the call with DEADLINE_EXCEEDED', async () => {
     const r = await unary('sleep:1000', new grpc.Metadata(), 200);
     expect(r.err?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+  });
+
+  it('grpc-timeout bounds the call at the proxy: past the deadline the upstream is cancelled (504 UT, UNAVAILABLE)', async () => {
+    // A raw HTTP/2 client that sends grpc-timeout but does not enforce it itself.
+    const session = h2connect(`http://127.0.0.1:${p.port}`);
+    const call = async (deadline: string, text: string): Promise<Record<string, unknown>> => {
+      const payload = Buffer.from(text);
+      const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, payload.length]), payload]);
+      const req = session.request({ ':method': 'POST', ':path': '/test.Echo/Echo', ':authority': 'echo.example.com:50051', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': deadline });
+      req.end(frame);
+      const result: Record<string, unknown> = {};
+      req.on('response', (h: Record<string, unknown>) => Object.assign(result, h));
+      req.on('trailers', (t: Record<string, unknown>) => Object.assign(result, t));
+      req.resume();
+      await once(req, 'close');
+      return result;
+    };
+    const late = await call('200m', 'sleep:1500');
+    expect(late).toMatchObject({ ':status': 200, 'grpc-status': '14', 'grpc-message': 'upstream request timeout' });
+    expect(p.records[p.records.length - 1]!.responseFlags).toContain('UT');
+    const inTime = await call('5S', 'sleep:50');
+    expect(inTime['grpc-status']).toBe('0');
+    session.close();
   });
 
   it('a fault abort with grpcStatus answers with that status', async () => {

@@ -21,6 +21,7 @@ import type { BodySink, DownstreamStream } from '../stream.js';
 import { mutatedHeaders } from './headers.js';
 import { sendShadow } from './mirror.js';
 import { usesHttp2 } from './upstream-protocol.js';
+import { routeTimeoutFor } from './grpc-timeout.js';
 import { RetryState, retriableFailure, retriableResponse, type AttemptFailure } from './retry-state.js';
 import { replyNoHealthyUpstream, replyTimeout, replyUpstreamReset, type UpstreamReset } from './upstream-failure.js';
 import { H2UpstreamRequest } from './h2-upstream-request.js';
@@ -239,8 +240,9 @@ export class ForwardRequest implements AttemptOwner, BodySink {
   // === timeouts and endings ===
 
   #startTimer(): void {
-    if (this.#options.timeoutMs > 0 && this.#timer === null && !this.#finished) {
-      this.#timer = setTimeout(() => this.#onTimeout(), this.#options.timeoutMs);
+    const ms = routeTimeoutFor(this.#stream, this.#options.timeoutMs);
+    if (ms > 0 && this.#timer === null && !this.#finished) {
+      this.#timer = setTimeout(() => this.#onTimeout(), ms);
     }
   }
 

@@ -1,0 +1,32 @@
+/** grpc-timeout parsing and the timeout a gRPC call gets under a route timeout. */
+import { describe, expect, it } from 'vitest';
+import { HeaderMap } from '../../src/http/headers.js';
+import { parseGrpcTimeout, routeTimeoutFor } from '../../src/http/router/grpc-timeout.js';
+
+const grpcCall = (timeout?: string, contentType = 'application/grpc'): { headers: HeaderMap } => {
+  const headers = new HeaderMap(['content-type'], [contentType]);
+  if (timeout !== undefined) headers.append('grpc-timeout', timeout);
+  return { headers };
+};
+
+describe('grpc-timeout', () => {
+  it('parses every unit, rounding up to whole milliseconds, and refuses what is not a timeout', () => {
+    expect(parseGrpcTimeout('1H')).toBe(3_600_000);
+    expect(parseGrpcTimeout('2M')).toBe(120_000);
+    expect(parseGrpcTimeout('3S')).toBe(3000);
+    expect(parseGrpcTimeout('250m')).toBe(250);
+    expect(parseGrpcTimeout('1500u')).toBe(2);
+    expect(parseGrpcTimeout('1n')).toBe(1);
+    for (const bad of ['', '5', 'm', '123456789S', '1.5S', '-1S', '10s ']) expect(parseGrpcTimeout(bad), bad).toBeUndefined();
+  });
+
+  it('is capped by the route timeout, uncapped when the route has none, and ignored for non-gRPC requests', () => {
+    expect(routeTimeoutFor(grpcCall('250m'), 1000)).toBe(250);
+    expect(routeTimeoutFor(grpcCall('5S'), 1000)).toBe(1000);
+    expect(routeTimeoutFor(grpcCall('5S'), 0)).toBe(5000);
+    expect(routeTimeoutFor(grpcCall(), 1000)).toBe(1000);
+    expect(routeTimeoutFor(grpcCall('bogus'), 0)).toBe(0);
+    expect(routeTimeoutFor(grpcCall('250m', 'application/json'), 1000)).toBe(1000);
+    expect(routeTimeoutFor(grpcCall('250m', 'application/grpc+proto'), 0)).toBe(250);
+  });
+});
