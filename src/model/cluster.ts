@@ -70,6 +70,8 @@ export interface Cluster {
    * passthrough); undefined: HTTP/1.1.
    */
   readonly protocol?: 'http2' | 'client';
+  /** HTTP/2: streams open at once per connection before another is opened; undefined: no limit. */
+  readonly maxConcurrentStreams?: number;
   /** Where the cluster came from, for logs and admin output. */
   readonly service?: { readonly host: string; readonly port: number; readonly subset?: string };
 }

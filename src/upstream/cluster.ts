@@ -127,7 +127,8 @@ export abstract class Cluster {
           ...this.#tlsFor(labels),
         };
     const pool = new ConnectionPool(target, this.poolOptions, this.resources);
-    const h2 = this.spec.protocol !== undefined ? new H2Pool(target, { ...this.poolOptions, clientProtocol: this.spec.protocol === 'client' }, this.resources) : null;
+    const h2Options = { ...this.poolOptions, clientProtocol: this.spec.protocol === 'client', maxConcurrentStreams: this.spec.maxConcurrentStreams ?? 0 };
+    const h2 = this.spec.protocol !== undefined ? new H2Pool(target, h2Options, this.resources) : null;
     if (this.#retired) {
       pool.retire();
       h2?.retire();

@@ -25,22 +25,30 @@ function run(command: string, args: readonly string[]): Promise<{ code: number; 
 }
 
 /** An h2c upstream that records each request's headers and trailers, and answers what it saw. */
-async function startH2Upstream(): Promise<{ port: number; seen: Array<{ headers: IncomingHttpHeaders; trailers?: IncomingHttpHeaders }>; close(): Promise<void> }> {
+async function startH2Upstream(): Promise<{ port: number; sessions: () => number; seen: Array<{ headers: IncomingHttpHeaders; trailers?: IncomingHttpHeaders }>; close(): Promise<void> }> {
   const seen: Array<{ headers: IncomingHttpHeaders; trailers?: IncomingHttpHeaders }> = [];
   const server: Http2Server = createH2Server();
+  let sessions = 0;
+  server.on('session', () => sessions++);
   server.on('stream', (stream, headers) => {
     const record: { headers: IncomingHttpHeaders; trailers?: IncomingHttpHeaders } = { headers };
     seen.push(record);
     stream.on('trailers', (t: IncomingHttpHeaders) => (record.trailers = t));
     stream.resume();
     stream.on('end', () => {
-      stream.respond({ ':status': 200, 'content-type': 'application/json' });
-      stream.end(JSON.stringify({ authority: headers[':authority'], ifNoneMatch: headers['if-none-match'] ?? null }));
+      const answer = (): void => {
+        if (stream.destroyed) return;
+        stream.respond({ ':status': 200, 'content-type': 'application/json' });
+        stream.end(JSON.stringify({ authority: headers[':authority'], ifNoneMatch: headers['if-none-match'] ?? null }));
+      };
+      // /slow answers after the test has opened all its streams.
+      if (headers[':path'] === '/slow') setTimeout(answer, 200);
+      else answer();
     });
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  return { port: (server.address() as AddressInfo).port, seen, close: () => new Promise((r) => server.close(() => r())) };
+  return { port: (server.address() as AddressInfo).port, sessions: () => sessions, seen, close: () => new Promise((r) => server.close(() => r())) };
 }
 
 /** A raw HTTP/1.1 upstream answering every request with `response` verbatim. */
@@ -250,6 +258,43 @@ spec:
     req.resume();
     await once(req, 'end');
     expect(h2up.seen[1]!.headers[':authority']).toBe('h2.example.com');
+    client.close();
+    await q.close();
+    await h2up.close();
+  });
+
+  it('maxConcurrentStreams: a session takes that many streams at once, then another session is opened', async () => {
+    const h2up = await startH2Upstream();
+    const q = await startProxy({
+      'se.yaml': `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: h2}
+spec:
+  hosts: [h2.example.com]
+  ports: [{number: 80, name: http2, protocol: HTTP2}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http2: ${h2up.port}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: h2}
+spec:
+  host: h2.example.com
+  trafficPolicy: {connectionPool: {http: {maxConcurrentStreams: 2}}}
+`,
+    });
+    const client = h2connect(`http://127.0.0.1:${q.port}`);
+    const statuses = await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        const req = client.request({ ':path': '/slow', ':authority': 'h2.example.com' });
+        const [headers] = (await once(req, 'response')) as [IncomingHttpHeaders];
+        req.resume();
+        await once(req, 'end');
+        return headers[':status'];
+      }),
+    );
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(h2up.sessions()).toBe(3);
     client.close();
     await q.close();
     await h2up.close();

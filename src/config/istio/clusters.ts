@@ -177,6 +177,7 @@ export function buildClusters(registry: ReadonlyMap<string, Service>, rules: Des
           discovery,
           ...(tls !== undefined ? { tls } : {}),
           ...(http?.useClientProtocol === true ? { protocol: 'client' as const } : speaksHttp2(port, http?.h2UpgradePolicy) ? { protocol: 'http2' as const } : {}),
+          ...(http?.maxConcurrentStreams !== undefined && http.maxConcurrentStreams > 0 ? { maxConcurrentStreams: http.maxConcurrentStreams } : {}),
           lb: balancing.lb,
           ...(balancing.hashPolicy !== undefined ? { hashPolicy: balancing.hashPolicy } : {}),
           endpoints: endpointsFor(service, port, v.labels),

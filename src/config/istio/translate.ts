@@ -126,8 +126,6 @@ function checkSupport(r: IstioResource, d: Diagnostic[]): void {
           if (od?.splitExternalLocalOriginErrors !== undefined || od?.consecutiveLocalOriginFailures !== undefined) {
             notYet([...at, 'outlierDetection'], 'splitting local-origin errors');
           }
-          const http = b.connectionPool?.http;
-          if (http?.maxConcurrentStreams !== undefined) notYet([...at, 'connectionPool', 'http', 'maxConcurrentStreams'], 'maxConcurrentStreams');
           if (b.connectionPool?.tcp?.tcpKeepalive !== undefined || b.connectionPool?.tcp?.maxConnectionDuration !== undefined) {
             notYet([...at, 'connectionPool', 'tcp'], 'TCP keepalive and connection duration');
           }

@@ -36,8 +36,8 @@ export class H2UpstreamRequest implements Attempt {
   #perTryMs = 0;
   #perTryTimer: NodeJS.Timeout | null = null;
   #awaitingDrain = false;
-  /** The pool granted a stream: it is given back in #finish. */
-  #granted = false;
+  /** The session the pool granted a stream on: the stream is given back in #finish. */
+  #session: ClientHttp2Session | null = null;
   #bodyEnded = false;
   #requestTrailers: HeaderMap | null = null;
 
@@ -70,7 +70,7 @@ export class H2UpstreamRequest implements Attempt {
   #acquired(err: ConnectFailure | null, session: ClientHttp2Session | null): void {
     if (this.#finished) {
       // Ended while the session was coming (route timeout, client gone): give the slot back.
-      if (err === null) this.host.h2!.release();
+      if (session !== null) this.host.h2!.release(session);
       return;
     }
     if (err !== null) {
@@ -82,7 +82,7 @@ export class H2UpstreamRequest implements Attempt {
       this.#fail('connect-failure', connectFailure(err.reason, err.transport));
       return;
     }
-    this.#granted = true;
+    this.#session = session;
     const stream = this.#stream;
     const pseudo = { ':method': stream.method, ':path': stream.path, ':authority': stream.authority, ':scheme': this.host.pool.target.tls !== undefined ? 'https' : 'http' };
     let req: ClientHttp2Stream;
@@ -270,7 +270,7 @@ export class H2UpstreamRequest implements Attempt {
     this.#finished = true;
     this.#stopPerTryTimer();
     this.host.activeRequests--;
-    if (this.#granted) this.host.h2!.release();
+    if (this.#session !== null) this.host.h2!.release(this.#session);
     if (this.#committed) this.#stream.onWritable = null;
   }
 }

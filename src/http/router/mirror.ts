@@ -48,14 +48,14 @@ function sendHttp2Shadow(host: Host, method: string, path: string, headers: Head
       const pseudo = { ':method': method, ':path': path, ':authority': headers.get('host') ?? '', ':scheme': host.pool.target.tls !== undefined ? 'https' : 'http' };
       req = session!.request(toH2Headers(headers, pseudo, true), { endStream: body === null });
     } catch {
-      pool.release();
+      pool.release(session!);
       return;
     }
     const timer = timeoutMs > 0 ? setTimeout(() => req.close(constants.NGHTTP2_CANCEL), timeoutMs) : null;
     req.on('error', () => undefined);
     req.once('close', () => {
       if (timer !== null) clearTimeout(timer);
-      pool.release();
+      pool.release(session!);
     });
     req.resume();
     if (body !== null) {

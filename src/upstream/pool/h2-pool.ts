@@ -1,9 +1,11 @@
 /**
- * HTTP/2 connections to one upstream host: one session carries many streams. A session is
- * opened on first use (concurrent first requests share the connect), reused until the peer
- * sends GOAWAY, it closes, or it has carried `maxRequestsPerConnection` streams; then the next
- * request opens a fresh one while the old one finishes its streams. Each open session counts
- * as one connection against the cluster's circuit breaker.
+ * HTTP/2 connections to one upstream host: each session carries many streams. A request gets
+ * the first session with room (fewer than `maxConcurrentStreams` streams open, not draining);
+ * when none has room a new one is opened, and requests that arrive meanwhile wait for it
+ * (counted as pending requests, bounded by the cluster's maxPendingRequests). A session stops
+ * taking streams after the peer's GOAWAY, a close, or `maxRequestsPerConnection` streams, and
+ * closes once its last stream ends. Each open session counts as one connection, each granted
+ * stream as one request, against the cluster's circuit breakers.
  */
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
 import type { Socket } from 'node:net';
@@ -17,10 +19,21 @@ export interface H2PoolOptions {
   /** Used only for clients that spoke HTTP/2 (useClientProtocol, the inbound passthrough). */
   readonly clientProtocol?: boolean;
   readonly connectTimeoutMs: number;
-  /** Streams per session; 0 = unlimited. */
+  /** Streams per session over its life; 0 = unlimited. */
   readonly maxRequestsPerConnection: number;
-  /** A session without streams this long is closed. */
+  /** Streams open at once per session (DestinationRule maxConcurrentStreams); 0 = unlimited. */
+  readonly maxConcurrentStreams?: number;
+  /** A session without traffic this long is closed. */
   readonly idleTimeoutMs: number;
+}
+
+interface SessionState {
+  /** Streams granted and not yet released. */
+  active: number;
+  /** Streams granted over the session's life. */
+  total: number;
+  /** Takes no new streams (GOAWAY, closing, or its stream budget is spent). */
+  draining: boolean;
 }
 
 export class H2Pool {
@@ -29,10 +42,9 @@ export class H2Pool {
   readonly #target: ConnectTarget;
   readonly #options: H2PoolOptions;
   readonly #resources: ResourceManager;
-  #session: ClientHttp2Session | null = null;
-  #streams = 0;
+  readonly #sessions = new Map<ClientHttp2Session, SessionState>();
+  /** Requests waiting for the session being opened; null while none is. */
   #waiting: SessionCallback[] | null = null;
-  readonly #all = new Set<ClientHttp2Session>();
   #closed = false;
 
   constructor(target: ConnectTarget, options: H2PoolOptions, resources: ResourceManager) {
@@ -43,104 +55,108 @@ export class H2Pool {
   }
 
   get activeConnections(): number {
-    return this.#all.size;
+    return this.#sessions.size;
   }
 
   /**
-   * A session ready for one more stream (`cb` may run synchronously), or why there is none.
-   * A granted stream counts against the cluster's maxRequests until `release`.
+   * A session with room for one more stream (`cb` may run synchronously), or why there is none.
+   * A granted stream counts against the cluster's maxRequests until `release(session)`.
    */
   acquire(cb: SessionCallback): void {
-    if (!this.#resources.canStartRequest()) {
-      this.#resources.overflows++;
-      queueMicrotask(() => cb(OVERFLOW, null));
-      return;
-    }
-    const session = this.#session;
-    if (session !== null && !session.closed && !session.destroyed) {
-      this.#countStream(session);
+    if (this.#closed || !this.#resources.canStartRequest()) return this.#overflow(cb);
+    const session = this.#withRoom();
+    if (session !== undefined) {
+      this.#grant(session);
       cb(null, session);
       return;
     }
     if (this.#waiting !== null) {
+      if (!this.#resources.canQueueRequest()) return this.#overflow(cb);
+      this.#resources.pendingRequests++;
       this.#waiting.push(cb);
       return;
     }
-    if (this.#closed || !this.#resources.canOpenConnection()) {
-      if (!this.#closed) this.#resources.overflows++;
-      queueMicrotask(() => cb(OVERFLOW, null));
-      return;
-    }
+    if (!this.#resources.canOpenConnection()) return this.#overflow(cb);
+    this.#resources.pendingRequests++;
     this.#waiting = [cb];
     this.#resources.connections++;
-    connectUpstream(
-      this.#target,
-      this.#options.connectTimeoutMs,
-      (err, socket) => {
-        const waiting = this.#waiting ?? [];
-        this.#waiting = null;
-        if (err !== null || this.#closed) {
-          this.#resources.connections--;
-          socket?.destroy();
-          for (const w of waiting) w(err ?? OVERFLOW, null);
-          return;
-        }
-        const opened = this.#open(socket!);
-        for (const w of waiting) {
-          this.#countStream(opened);
-          w(null, opened);
-        }
-      },
-      'h2',
-    );
+    connectUpstream(this.#target, this.#options.connectTimeoutMs, (err, socket) => this.#connected(err, socket), 'h2');
+  }
+
+  /** A stream granted by `acquire` on `session` ended. */
+  release(session: ClientHttp2Session): void {
+    this.#resources.requests--;
+    const state = this.#sessions.get(session);
+    if (state === undefined) return;
+    state.active--;
+    if (state.draining && state.active === 0) session.close();
+  }
+
+  #overflow(cb: SessionCallback): void {
+    if (!this.#closed) this.#resources.overflows++;
+    queueMicrotask(() => cb(OVERFLOW, null));
+  }
+
+  #withRoom(): ClientHttp2Session | undefined {
+    const max = this.#options.maxConcurrentStreams ?? 0;
+    for (const [session, state] of this.#sessions) {
+      if (state.draining || session.closed || session.destroyed) continue;
+      if (max === 0 || state.active < max) return session;
+    }
+    return undefined;
+  }
+
+  #connected(err: ConnectFailure | null, socket: Socket | null): void {
+    const waiting = this.#waiting ?? [];
+    this.#waiting = null;
+    this.#resources.pendingRequests -= waiting.length;
+    if (err !== null || this.#closed) {
+      this.#resources.connections--;
+      socket?.destroy();
+      for (const w of waiting) w(err ?? OVERFLOW, null);
+      return;
+    }
+    this.#open(socket!);
+    // The new session takes what it has room for; the rest ask again (maybe opening another).
+    for (const w of waiting) this.acquire(w);
   }
 
   #open(socket: Socket): ClientHttp2Session {
     const authority = `http://${this.#target.host || 'localhost'}`;
     const session = http2Connect(authority, { createConnection: () => socket, settings: { enablePush: false } });
-    this.#session = session;
-    this.#streams = 0;
-    this.#all.add(session);
-    const retire = (): void => {
-      if (this.#session === session) this.#session = null;
-    };
-    session.on('goaway', retire);
+    const state: SessionState = { active: 0, total: 0, draining: false };
+    this.#sessions.set(session, state);
+    session.on('goaway', () => (state.draining = true));
     session.on('error', () => undefined); // 'close' follows
     session.once('close', () => {
-      retire();
-      if (this.#all.delete(session)) this.#resources.connections--;
+      if (this.#sessions.delete(session)) this.#resources.connections--;
     });
     session.setTimeout(this.#options.idleTimeoutMs, () => session.close());
     return session;
   }
 
-  /** A stream granted by `acquire` ended. */
-  release(): void {
-    this.#resources.requests--;
-  }
-
-  #countStream(session: ClientHttp2Session): void {
+  #grant(session: ClientHttp2Session): void {
+    const state = this.#sessions.get(session)!;
     this.#resources.requests++;
-    this.#streams++;
+    state.active++;
+    state.total++;
     const max = this.#options.maxRequestsPerConnection;
-    // The last stream this session may carry: later requests open a new one.
-    if (max > 0 && this.#streams >= max && this.#session === session) {
-      this.#session = null;
-      // After the caller opened its stream: a closing session takes no new ones.
-      queueMicrotask(() => session.close());
-    }
+    // The last stream this session may carry: it closes once its streams are done.
+    if (max > 0 && state.total >= max) state.draining = true;
   }
 
   /** Stops taking requests; sessions close once their streams finish. */
   retire(): void {
     this.#closed = true;
-    this.#session = null;
-    for (const s of this.#all) s.close();
+    for (const [session, state] of this.#sessions) {
+      state.draining = true;
+      if (state.active === 0) session.close();
+    }
   }
 
   /** Closes every session; open streams are cut. */
   destroy(): void {
     this.#closed = true;
-    for (const s of this.#all) s.destroy();
+    for (const s of this.#sessions.keys()) s.destroy();
   }
 }
