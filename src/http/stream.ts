@@ -140,9 +140,10 @@ export interface DownstreamStream {
   upgrade: string | null;
   /**
    * Sends the upstream's 101 head and hands over the downstream connection for the tunnel,
-   * with bytes the client already sent after its request.
+   * with bytes the client already sent after its request. `finish` completes the request's
+   * record once the tunnel closed, with the bytes it carried each way.
    */
-  acceptUpgrade(status: number, headers: HeaderMap, reason?: string): { socket: Socket; buffered: Buffer | null };
+  acceptUpgrade(status: number, headers: HeaderMap, reason?: string): { socket: Socket; buffered: Buffer | null; finish(received: number, sent: number): void };
 
   /** Starts delivering request body bytes (those already received first). */
   setBodySink(sink: BodySink): void;

@@ -153,6 +153,33 @@ describe('HTTP/2 downstream (h2c prior knowledge) to HTTP/1.1 upstreams', () => 
     client.close();
   });
 
+  it('a connection preface that arrives in pieces is still HTTP/2', async () => {
+    // A relay that cuts the client's first bytes in two, with a pause in between.
+    const relay = createNetServer((client) => {
+      const upstream = createConnection(p.port, '127.0.0.1');
+      let first = true;
+      client.on('data', (c: Buffer) => {
+        if (!first) return void upstream.write(c);
+        first = false;
+        client.pause();
+        upstream.write(c.subarray(0, 5));
+        setTimeout(() => {
+          upstream.write(c.subarray(5));
+          client.resume();
+        }, 50);
+      });
+      upstream.pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+      client.on('close', () => upstream.destroy());
+    });
+    relay.listen(0, '127.0.0.1');
+    await once(relay, 'listening');
+    const r = await run('curl', ['-sS', '-i', '--http2-prior-knowledge', '-H', 'Host: svc.example.com', `http://127.0.0.1:${(relay.address() as AddressInfo).port}/split`]);
+    expect(r.out).toMatch(/^HTTP\/2 200/);
+    await new Promise((resolve) => relay.close(resolve));
+  });
+
   it('nghttp: the frames are a well-formed exchange (SETTINGS, HEADERS, DATA ending the stream)', async () => {
     const r = await run('nghttp', ['-nv', '-H', ':authority: svc.example.com', `http://127.0.0.1:${p.port}/frames`]);
     expect(r.code, r.out).toBe(0);

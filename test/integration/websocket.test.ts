@@ -98,8 +98,14 @@ describe('WebSocket', () => {
     expect(req.headers['x-forwarded-proto']).toBe('http');
     expect(req.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
     expect(req.headers['sec-websocket-key']).toBeDefined();
-    const record = p.records.find((r) => r.responseCode === 101);
-    expect(record?.upstreamCluster).toBe('outbound|80||chat.example.com');
+    // The request's record is complete once the tunnel closed: with every byte it carried.
+    await expect.poll(() => p.records.find((r) => r.responseCode === 101)).toBeDefined();
+    const record = p.records.find((r) => r.responseCode === 101)!;
+    expect(record.upstreamCluster).toBe('outbound|80||chat.example.com');
+    // 10k client frames (masked, 6-byte headers) up, 10k server frames (2-byte headers) down.
+    expect(record.bytesReceived).toBeGreaterThan(10_000 * 'message 0'.length);
+    expect(record.bytesSent).toBeGreaterThan(10_000 * 'message 0'.length);
+    expect(record.endMs).toBeGreaterThan(record.startMs);
   });
 
   it('carries binary frames and the server close code and reason', async () => {

@@ -331,8 +331,8 @@ export class UpstreamRequest implements Attempt, ConnectionUser, DecoderCallback
     this.#detachFrom(conn);
     this.#conn = null;
     this.#finish();
-    const { socket, buffered } = this.#stream.acceptUpgrade(head.status, head.headers, head.reason);
-    tunnelUpgrade(conn, socket, fromUpstream, buffered);
+    const { socket, buffered, finish } = this.#stream.acceptUpgrade(head.status, head.headers, head.reason);
+    tunnelUpgrade(conn, socket, fromUpstream, buffered, (stats) => finish(stats.received, stats.sent));
     this.#owner.onAttemptDone(this);
   }
 

@@ -111,6 +111,8 @@ export class H1ServerConnection {
   #lastActivity = performance.now();
   /** No byte has arrived yet: the first ones may be the HTTP/2 preface. */
   #firstData = true;
+  /** The start of the HTTP/2 preface, when it came in pieces. */
+  #prefaceHeld: Buffer | null = null;
   /** Nesting depth of write batches; the socket is corked while it is above 0. */
   #batchDepth = 0;
   onClose: ((conn: H1ServerConnection) => void) | null = null;
@@ -204,14 +206,26 @@ export class H1ServerConnection {
   }
 
   #onData(chunk: Buffer): void {
-    if (this.#firstData) {
-      this.#firstData = false;
-      if (this.#options.http2 !== undefined && chunk.length >= H2_PREFACE_START.length && chunk.subarray(0, H2_PREFACE_START.length).equals(H2_PREFACE_START)) {
-        const { socket } = this.detach();
-        this.#options.http2(socket, chunk, this.info);
+    if (this.#firstData && this.#options.http2 !== undefined) {
+      if (this.#prefaceHeld !== null) {
+        chunk = Buffer.concat([this.#prefaceHeld, chunk]);
+        this.#prefaceHeld = null;
+      }
+      const n = Math.min(chunk.length, H2_PREFACE_START.length);
+      if (chunk.subarray(0, n).equals(H2_PREFACE_START.subarray(0, n))) {
+        if (n === H2_PREFACE_START.length) {
+          this.#firstData = false;
+          const { socket } = this.detach();
+          this.#options.http2(socket, chunk, this.info);
+          return;
+        }
+        // The preface so far, split across reads: wait for the rest (under the headers timeout).
+        this.#prefaceHeld = chunk;
+        if (this.#headStartedAt === 0) this.#headStartedAt = performance.now();
         return;
       }
     }
+    this.#firstData = false;
     this.#lastActivity = performance.now();
     if (this.#stream === null && this.#headStartedAt === 0) this.#headStartedAt = this.#lastActivity;
     this.#dispatching = true;
@@ -578,15 +592,21 @@ export class H1ServerStream implements DownstreamStream {
     return this.#conn.detach();
   }
 
-  acceptUpgrade(status: number, headers: HeaderMap, reason?: string): { socket: Socket; buffered: Buffer | null } {
+  acceptUpgrade(status: number, headers: HeaderMap, reason?: string): { socket: Socket; buffered: Buffer | null; finish(received: number, sent: number): void } {
     this.onResponseHeaders?.(headers);
     this.#responseStarted = true;
     this.#done = true;
     this.info.responseCode = status;
-    this.info.endMs = performance.now();
     this.#conn.write(responseHead(status, headers, reason));
-    this.#conn.requestDone(this.info);
-    return this.#conn.detach();
+    const info = this.info;
+    const conn = this.#conn;
+    const finish = (received: number, sent: number): void => {
+      info.bytesReceived += received;
+      info.bytesSent += sent;
+      info.endMs = performance.now();
+      conn.requestDone(info);
+    };
+    return { ...this.#conn.detach(), finish };
   }
 
   /** The client went away (or sent garbage) before the response ended. */
