@@ -59,7 +59,9 @@ export class HttpConnectionManager implements StreamHandler {
         // forwarded like any request; a 101 from upstream makes it a tunnel.
         stream.upgrade = protocol;
       } else if (protocol === 'h2c') {
-        // An h2c upgrade offer is ignored and the request served over HTTP/1.1.
+        // The connection becomes HTTP/2 and this request its stream 1 (handled from there);
+        // an offer that cannot be taken is ignored and the request served over HTTP/1.1.
+        if (stream.acceptH2cUpgrade()) return;
         head.headers.remove('http2-settings');
       } else {
         // No other upgrade is configured: Envoy rejects it with 403.

@@ -4,6 +4,7 @@
  * closed together on shutdown (HTTP/2 with GOAWAY).
  */
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { H1ServerConnection, type DownstreamContext, type ServerConnectionOptions, type StreamHandler } from '../http/codec/h1/server-connection.js';
 import { H2Connections } from '../http/codec/h2/server.js';
 import type { DownstreamConnectionInfo } from '../http/stream.js';
@@ -39,7 +40,7 @@ export class HttpConnections {
       this.#sweeper = setInterval(() => this.#sweep(), 1000);
       this.#sweeper.unref();
     }
-    const http2 = (s: Socket, initial: Buffer, connection: DownstreamConnectionInfo): void => this.#adoptH2(handler, s, initial, connection);
+    const http2 = (transport: Socket | Duplex, initial: Buffer | null, connection: DownstreamConnectionInfo): void => this.#adoptH2(handler, transport, initial, connection);
     const conn = new H1ServerConnection(socket, handler, { ...this.#options, http2 }, context);
     this.#connections.add(conn);
     conn.onClose = (c) => this.#connections.delete(c);
@@ -47,7 +48,7 @@ export class HttpConnections {
     if (this.#closing) conn.markClose();
   }
 
-  #adoptH2(handler: StreamHandler, socket: Socket, initial: Buffer, connection: DownstreamConnectionInfo): void {
+  #adoptH2(handler: StreamHandler, socket: Socket | Duplex, initial: Buffer | null, connection: DownstreamConnectionInfo): void {
     let h2 = this.#h2.get(handler);
     if (h2 === undefined) {
       // Handlers come and go with a gateway's servers: forget those without sessions left.

@@ -180,6 +180,27 @@ describe('HTTP/2 downstream (h2c prior knowledge) to HTTP/1.1 upstreams', () => 
     await new Promise((resolve) => relay.close(resolve));
   });
 
+  it('HTTP/1.1 Upgrade: h2c: a 101, then the request is answered as HTTP/2 stream 1 and the connection stays HTTP/2', async () => {
+    const curl = await run('curl', ['-sS', '-i', '--http2', '-H', 'Host: svc.example.com', `http://127.0.0.1:${p.port}/upgraded`, `http://127.0.0.1:${p.port}/second`]);
+    expect(curl.code, curl.out).toBe(0);
+    expect(curl.out).toMatch(/^HTTP\/1\.1 101 Switching Protocols/);
+    expect(curl.out.match(/HTTP\/2 200/g)).toHaveLength(2);
+    expect(curl.out).toContain('"url":"/upgraded"');
+    expect(curl.out).toContain('"url":"/second"');
+    // nghttp's upgrade request names the proxy itself as Host: the answer on stream 1 is skiff's
+    // loop refusal (508), which is enough to show the upgraded stream is served as HTTP/2.
+    const nghttp = await run('nghttp', ['-nvu', `http://127.0.0.1:${p.port}/nghttp`]);
+    expect(nghttp.code, nghttp.out).toBe(0);
+    expect(nghttp.out).toContain('HTTP Upgrade success');
+    expect(nghttp.out).toMatch(/recv \(stream_id=1\) :status: 508/);
+    expect(nghttp.out).toMatch(/recv DATA frame <length=0, flags=0x01, stream_id=1>/);
+    expect(nghttp.out).toContain('error_code=NO_ERROR');
+    // A request with a body cannot be upgraded: it is served over HTTP/1.1.
+    const withBody = await run('curl', ['-sS', '-i', '--http2', '-H', 'Host: svc.example.com', '--data-binary', 'abc', `http://127.0.0.1:${p.port}/echo`]);
+    expect(withBody.out).toMatch(/^HTTP\/1\.1 200/);
+    expect(withBody.out.endsWith('abc')).toBe(true);
+  });
+
   it('nghttp: the frames are a well-formed exchange (SETTINGS, HEADERS, DATA ending the stream)', async () => {
     const r = await run('nghttp', ['-nv', '-H', ':authority: svc.example.com', `http://127.0.0.1:${p.port}/frames`]);
     expect(r.code, r.out).toBe(0);

@@ -17,12 +17,14 @@
  *   `CLOSE_LINGER_MS` (Envoy's delayed close), so the client reads the whole reply.
  */
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { unmappedAddress } from '../../../core/addresses.js';
 import { httpDate } from '../../../core/http-date.js';
 import { reasonPhrase } from '../../../core/http-status.js';
 import { ResponseFlag } from '../../../core/response-flags.js';
 import { HeaderMap } from '../../headers.js';
 import { buildLocalReply } from '../local-reply.js';
+import { upgradeRequestFrame, upgradedStream } from '../h2/upgrade.js';
 import { StreamInfo, type BodySink, type DownstreamConnectionInfo, type DownstreamPeer, type DownstreamStream, type LocalReplyOptions } from '../../stream.js';
 import { RequestDecoder } from './decoder.js';
 import { CHUNK_SUFFIX, chunkPrefix, lastChunk, responseHead } from './encoder.js';
@@ -70,7 +72,7 @@ export interface ServerConnectionOptions {
    * the socket, its first bytes, and what is known about the connection. Without it such a
    * connection is refused as malformed HTTP/1.
    */
-  readonly http2?: (socket: Socket, initial: Buffer, connection: DownstreamConnectionInfo) => void;
+  readonly http2?: (transport: Socket | Duplex, initial: Buffer | null, connection: DownstreamConnectionInfo) => void;
 }
 
 /** The start of the HTTP/2 connection preface, `PRI * HTTP/2.0`. */
@@ -91,6 +93,8 @@ export class H1ServerConnection {
   readonly socket: Socket;
   /** What every request on this connection records about it. */
   readonly info: DownstreamConnectionInfo;
+  /** Where HTTP/2 goes (prior knowledge, or an accepted h2c upgrade); undefined: no HTTP/2. */
+  readonly http2: ServerConnectionOptions['http2'];
   readonly #handler: StreamHandler;
   readonly #options: ServerConnectionOptions;
   readonly #decoder: RequestDecoder;
@@ -121,6 +125,7 @@ export class H1ServerConnection {
     this.socket = socket;
     this.#handler = handler;
     this.#options = options;
+    this.http2 = options.http2;
     const remote = context.remote;
     const local = context.originalDestination ?? context.local;
     this.info = {
@@ -590,6 +595,26 @@ export class H1ServerStream implements DownstreamStream {
     this.info.responseCode = 200;
     this.#conn.write('HTTP/1.1 200 OK\r\n\r\n');
     return this.#conn.detach();
+  }
+
+  /**
+   * Takes an `Upgrade: h2c` offer (a request without a body, with HTTP2-Settings): answers 101
+   * and serves the connection as HTTP/2, this request becoming its stream 1. False when the
+   * offer cannot be taken; the request is then served over HTTP/1.1.
+   */
+  acceptH2cUpgrade(): boolean {
+    const settings = this.headers.get('http2-settings');
+    const http2 = this.#conn.http2;
+    // h2c is cleartext only (RFC 9113 §3.1): over TLS the offer is ignored.
+    if (http2 === undefined || settings === undefined || this.hasRequestBody || this.#conn.info.tls || this.headers.count('http2-settings') !== 1) return false;
+    const requestFrame = upgradeRequestFrame(this, settings);
+    if (requestFrame === undefined) return false;
+    this.#responseStarted = true;
+    this.#done = true;
+    this.#conn.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
+    const { socket, buffered } = this.#conn.detach();
+    http2(upgradedStream(socket, requestFrame, buffered), null, this.#conn.info);
+    return true;
   }
 
   acceptUpgrade(status: number, headers: HeaderMap, reason?: string): { socket: Socket; buffered: Buffer | null; finish(received: number, sent: number): void } {

@@ -13,7 +13,7 @@
  * it), a 60 KiB header list, and connection-specific headers removed from responses.
  */
 import { constants, createServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { replayStream } from '../../../core/replay-stream.js';
@@ -268,11 +268,13 @@ export class H2Connections {
 
   /**
    * Serves HTTP/2 on `socket`, whose first bytes (`initial`, the connection preface) were
-   * already read from it.
+   * already read from it; or on a stream that yields everything itself (`initial` null).
    */
-  adopt(socket: Socket, initial: Buffer | null, connection: DownstreamConnectionInfo): void {
+  adopt(socket: Socket | Duplex, initial: Buffer | null, connection: DownstreamConnectionInfo): void {
     let transport: Duplex = socket;
-    if (socket instanceof TLSSocket) {
+    if (!(socket instanceof Socket)) {
+      // A stream that already yields everything the session must read (an h2c upgrade).
+    } else if (socket instanceof TLSSocket) {
       // A session takes a TLS socket's handle, which never sees bytes put back on the JS side
       // (and may sit on a JS stream itself): it gets a plain stream over the socket instead.
       transport = replayStream(socket, initial);
