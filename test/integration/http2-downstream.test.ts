@@ -13,6 +13,8 @@ import { createConnection, createServer as createNetServer, type AddressInfo, ty
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { upgradeRequestFrame } from '../../src/http/codec/h2/upgrade.js';
+import { HeaderMap } from '../../src/http/headers.js';
 import { prefixOnlyService, serviceEntry, startProxy, type TestProxy } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
@@ -41,8 +43,9 @@ async function startH2Upstream(): Promise<{ port: number; sessions: () => number
         stream.respond({ ':status': 200, 'content-type': 'application/json' });
         stream.end(JSON.stringify({ authority: headers[':authority'], ifNoneMatch: headers['if-none-match'] ?? null }));
       };
-      // /slow answers after the test has opened all its streams.
+      // /slow answers after the test has opened all its streams; /die drops the connection.
       if (headers[':path'] === '/slow') setTimeout(answer, 200);
+      else if (headers[':path'] === '/die') stream.session?.destroy();
       else answer();
     });
   });
@@ -343,6 +346,52 @@ spec:
     );
     expect(statuses).toEqual([200, 200, 200, 200, 200, 200]);
     expect(h2up.sessions()).toBe(3);
+    client.close();
+    await q.close();
+    await h2up.close();
+  });
+
+  it('a stream broken before it was handled does not bring the proxy down', async () => {
+    // Preface, SETTINGS, then two HEADERS frames on stream 1 in one write: nghttp2 refuses the
+    // second and tears the session down while the first is still queued for the handler.
+    const headers = upgradeRequestFrame({ method: 'GET', path: '/', authority: 'svc.example.com', headers: new HeaderMap() }, '')!;
+    const s = createConnection(p.port, '127.0.0.1');
+    await once(s, 'connect');
+    s.on('error', () => undefined);
+    s.resume();
+    s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]), headers, headers]));
+    await once(s, 'close');
+    const after = await run('curl', ['-sS', '-i', '--http2-prior-knowledge', '-H', 'Host: svc.example.com', `http://127.0.0.1:${p.port}/still-here`]);
+    expect(after.out).toMatch(/^HTTP\/2 200/);
+  });
+
+  it('an HTTP/2 upstream that drops its connection mid-call fails the call, and the next call gets a new session', async () => {
+    const h2up = await startH2Upstream();
+    const q = await startProxy({
+      'se.yaml': `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: h2}
+spec:
+  hosts: [h2.example.com]
+  ports: [{number: 80, name: http2, protocol: HTTP2}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http2: ${h2up.port}}}]
+`,
+    });
+    const client = h2connect(`http://127.0.0.1:${q.port}`);
+    const call = async (path: string): Promise<unknown> => {
+      const req = client.request({ ':path': path, ':authority': 'h2.example.com' });
+      req.on('error', () => undefined);
+      const status = new Promise((resolve) => {
+        req.on('response', (h: IncomingHttpHeaders) => resolve(h[':status']));
+        req.on('close', () => resolve(`closed ${req.rstCode}`));
+      });
+      req.resume();
+      return status;
+    };
+    expect(await call('/die')).toBe(503);
+    expect(await call('/after')).toBe(200);
+    expect(h2up.sessions()).toBe(2);
     client.close();
     await q.close();
     await h2up.close();

@@ -17,6 +17,9 @@ describe('grpc-timeout', () => {
     expect(parseGrpcTimeout('250m')).toBe(250);
     expect(parseGrpcTimeout('1500u')).toBe(2);
     expect(parseGrpcTimeout('1n')).toBe(1);
+    // Zero, and deadlines beyond what a timer holds, are no deadline (Envoy's infinity).
+    expect(parseGrpcTimeout('0S')).toBe(0);
+    expect(parseGrpcTimeout('99999999H')).toBe(0);
     for (const bad of ['', '5', 'm', '123456789S', '1.5S', '-1S', '10s ']) expect(parseGrpcTimeout(bad), bad).toBeUndefined();
   });
 
@@ -28,5 +31,8 @@ describe('grpc-timeout', () => {
     expect(routeTimeoutFor(grpcCall('bogus'), 0)).toBe(0);
     expect(routeTimeoutFor(grpcCall('250m', 'application/json'), 1000)).toBe(1000);
     expect(routeTimeoutFor(grpcCall('250m', 'application/grpc+proto'), 0)).toBe(250);
+    expect(routeTimeoutFor(grpcCall('250m', 'application/grpc-web'), 0)).toBe(0);
+    expect(routeTimeoutFor(grpcCall('0S'), 1000)).toBe(1000);
+    expect(routeTimeoutFor(grpcCall('600H'), 0)).toBe(0);
   });
 });

@@ -33,11 +33,11 @@ export function grpcStatusForHttp(status: number): number {
   }
 }
 
-/** Whether a request is gRPC (Envoy's Grpc::Common::isGrpcRequestHeaders). */
+/** Whether a request is gRPC (Envoy's Grpc::Common: `application/grpc` or `application/grpc+…`). */
 export function isGrpcRequest(headers: HeaderMap): boolean {
   const type = headers.get('content-type');
   if (type === undefined || !type.startsWith('application/grpc')) return false;
-  return type.length === 16 || type[16] === '+' || type[16] === ';';
+  return type.length === 16 || type[16] === '+';
 }
 
 /** Envoy's PercentEncoding::encode for grpc-message: bytes below space or from `~` up, and `%`. */

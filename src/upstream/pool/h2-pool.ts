@@ -116,14 +116,24 @@ export class H2Pool {
       for (const w of waiting) w(err ?? OVERFLOW, null);
       return;
     }
-    this.#open(socket!);
+    try {
+      this.#open(socket!);
+    } catch {
+      this.#resources.connections--;
+      socket!.destroy();
+      for (const w of waiting) w({ reason: 'remote connection failure', transport: 'HTTP/2 session setup failed' }, null);
+      return;
+    }
     // The new session takes what it has room for; the rest ask again (maybe opening another).
     for (const w of waiting) this.acquire(w);
   }
 
   #open(socket: Socket): ClientHttp2Session {
-    const authority = `http://${this.#target.host || 'localhost'}`;
-    const session = http2Connect(authority, { createConnection: () => socket, settings: { enablePush: false } });
+    // Each stream names its own :authority; this one only satisfies the API (any host, IPv6 too).
+    const session = http2Connect('http://upstream', { createConnection: () => socket, settings: { enablePush: false } });
+    // Upstream sockets allow half-open; a session would never notice the peer's FIN, so an
+    // upstream that went away would keep taking streams that never end.
+    socket.once('end', () => session.destroy());
     const state: SessionState = { active: 0, total: 0, draining: false };
     this.#sessions.set(session, state);
     session.on('goaway', () => (state.draining = true));

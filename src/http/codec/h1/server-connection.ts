@@ -95,6 +95,7 @@ export class H1ServerConnection {
   readonly info: DownstreamConnectionInfo;
   /** Where HTTP/2 goes (prior knowledge, or an accepted h2c upgrade); undefined: no HTTP/2. */
   readonly http2: ServerConnectionOptions['http2'];
+  readonly requestHeadersTimeoutMs: number;
   readonly #handler: StreamHandler;
   readonly #options: ServerConnectionOptions;
   readonly #decoder: RequestDecoder;
@@ -126,6 +127,7 @@ export class H1ServerConnection {
     this.#handler = handler;
     this.#options = options;
     this.http2 = options.http2;
+    this.requestHeadersTimeoutMs = options.requestHeadersTimeoutMs;
     const remote = context.remote;
     const local = context.originalDestination ?? context.local;
     this.info = {
@@ -613,7 +615,7 @@ export class H1ServerStream implements DownstreamStream {
     this.#done = true;
     this.#conn.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
     const { socket, buffered } = this.#conn.detach();
-    http2(upgradedStream(socket, requestFrame, buffered), null, this.#conn.info);
+    http2(upgradedStream(socket, requestFrame, buffered, this.#conn.requestHeadersTimeoutMs), null, this.#conn.info);
     return true;
   }
 

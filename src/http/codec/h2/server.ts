@@ -253,6 +253,9 @@ export class H2Connections {
       if (this.#closing) session.close();
     });
     this.#server.on('stream', (h2: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      // First, so a stream that failed before it got here cannot throw an unheard 'error'.
+      h2.on('error', () => undefined);
+      if (h2.destroyed) return;
       const info = this.#sessions.get(h2.session as Http2Session);
       if (info === undefined) {
         h2.close(constants.NGHTTP2_REFUSED_STREAM);

@@ -82,9 +82,12 @@ export function upgradeRequestFrame(request: UpgradedRequest, http2Settings: str
  * first: bytes that arrived with the upgrade request). A client that does not start with the
  * preface and SETTINGS is cut off.
  */
-export function upgradedStream(socket: Socket, requestFrame: Buffer, buffered: Buffer | null): Duplex {
+export function upgradedStream(socket: Socket, requestFrame: Buffer, buffered: Buffer | null, headersTimeoutMs: number): Duplex {
   /** The client's bytes until its first frame is complete; null once the request frame went in. */
   let head: Buffer | null = Buffer.alloc(0);
+  // The preface and SETTINGS are part of the request's head: they come within its timeout.
+  const timer = setTimeout(() => stream.destroy(), headersTimeoutMs);
+  timer.unref();
   const stream = new Duplex({
     read() {
       socket.resume();
@@ -97,6 +100,7 @@ export function upgradedStream(socket: Socket, requestFrame: Buffer, buffered: B
       cb();
     },
     destroy(err, cb) {
+      clearTimeout(timer);
       socket.destroy();
       cb(err);
     },
@@ -106,12 +110,15 @@ export function upgradedStream(socket: Socket, requestFrame: Buffer, buffered: B
       head = Buffer.concat([head, chunk]);
       const settingsEnd = PREFACE.length + 9;
       if (head.length < settingsEnd) return;
-      if (!head.subarray(0, PREFACE.length).equals(PREFACE) || head[PREFACE.length + 3] !== 4) {
+      const length = head.readUIntBE(PREFACE.length, 3);
+      // A SETTINGS frame larger than the default frame size is a FRAME_SIZE_ERROR anyway.
+      if (!head.subarray(0, PREFACE.length).equals(PREFACE) || head[PREFACE.length + 3] !== 4 || length > MAX_FRAME) {
         stream.destroy();
         return;
       }
-      const end = settingsEnd + head.readUIntBE(PREFACE.length, 3);
+      const end = settingsEnd + length;
       if (head.length < end) return;
+      clearTimeout(timer);
       stream.push(head.subarray(0, end));
       stream.push(requestFrame);
       chunk = head.subarray(end);
