@@ -54,6 +54,19 @@ async function startH2Upstream(): Promise<{ port: number; sessions: () => number
   return { port: (server.address() as AddressInfo).port, sessions: () => sessions, seen, close: () => new Promise((r) => server.close(() => r())) };
 }
 
+/** h2.example.com on 127.0.0.1:`port`, a port declared HTTP2 (skiff speaks HTTP/2 to it). */
+function h2Service(port: number): string {
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: h2}
+spec:
+  hosts: [h2.example.com]
+  ports: [{number: 80, name: http2, protocol: HTTP2}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http2: ${port}}}]
+`;
+}
+
 /** A raw HTTP/1.1 upstream answering every request with `response` verbatim. */
 async function startRawUpstream(response: string): Promise<{ port: number; close(): Promise<void> }> {
   const server: NetServer = createNetServer((s) => {
@@ -280,15 +293,7 @@ describe('HTTP/2 downstream (h2c prior knowledge) to HTTP/1.1 upstreams', () => 
   it('to an HTTP/2 upstream: Host is the :authority, repeated list headers are joined, request trailers arrive', async () => {
     const h2up = await startH2Upstream();
     const q = await startProxy({
-      'se.yaml': `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: h2}
-spec:
-  hosts: [h2.example.com]
-  ports: [{number: 80, name: http2, protocol: HTTP2}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http2: ${h2up.port}}}]
-`,
+      'se.yaml': h2Service(h2up.port),
     });
     // An HTTP/1.1 client with a repeated If-None-Match and a chunked body with a trailer.
     const raw = await new Promise<string>((resolve) => {
@@ -317,15 +322,7 @@ spec:
   it('maxConcurrentStreams: a session takes that many streams at once, then another session is opened', async () => {
     const h2up = await startH2Upstream();
     const q = await startProxy({
-      'se.yaml': `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: h2}
-spec:
-  hosts: [h2.example.com]
-  ports: [{number: 80, name: http2, protocol: HTTP2}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http2: ${h2up.port}}}]
----
+      'se.yaml': `${h2Service(h2up.port)}---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: h2}
@@ -368,15 +365,7 @@ spec:
   it('an HTTP/2 upstream that drops its connection mid-call fails the call, and the next call gets a new session', async () => {
     const h2up = await startH2Upstream();
     const q = await startProxy({
-      'se.yaml': `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: h2}
-spec:
-  hosts: [h2.example.com]
-  ports: [{number: 80, name: http2, protocol: HTTP2}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http2: ${h2up.port}}}]
-`,
+      'se.yaml': h2Service(h2up.port),
     });
     const client = h2connect(`http://127.0.0.1:${q.port}`);
     const call = async (path: string): Promise<unknown> => {

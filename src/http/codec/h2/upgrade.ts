@@ -8,7 +8,8 @@
  * (the 101 acknowledges it); its own SETTINGS frame carries the same values.
  */
 import type { Socket } from 'node:net';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
+import { replayStream } from '../../../core/replay-stream.js';
 import type { HeaderMap } from '../../headers.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -80,57 +81,33 @@ export function upgradeRequestFrame(request: UpgradedRequest, http2Settings: str
  * A stream over the upgraded socket that yields the client's preface and first frame (which
  * must be SETTINGS), then `requestFrame`, then the rest of the client's bytes (`buffered`
  * first: bytes that arrived with the upgrade request). A client that does not start with the
- * preface and SETTINGS is cut off.
+ * preface and SETTINGS, or not within `headersTimeoutMs`, is cut off.
  */
 export function upgradedStream(socket: Socket, requestFrame: Buffer, buffered: Buffer | null, headersTimeoutMs: number): Duplex {
   /** The client's bytes until its first frame is complete; null once the request frame went in. */
   let head: Buffer | null = Buffer.alloc(0);
   // The preface and SETTINGS are part of the request's head: they come within its timeout.
-  const timer = setTimeout(() => stream.destroy(), headersTimeoutMs);
+  const timer = setTimeout(() => socket.destroy(), headersTimeoutMs);
   timer.unref();
-  const stream = new Duplex({
-    read() {
-      socket.resume();
-    },
-    write(chunk: Buffer, _encoding, cb) {
-      socket.write(chunk, cb);
-    },
-    final(cb) {
-      socket.end();
-      cb();
-    },
-    destroy(err, cb) {
-      clearTimeout(timer);
+  socket.once('close', () => clearTimeout(timer));
+  const fromClient = (chunk: Buffer): Buffer | null => {
+    if (head === null) return chunk;
+    head = Buffer.concat([head, chunk]);
+    const settingsEnd = PREFACE.length + 9;
+    if (head.length < settingsEnd) return null;
+    const length = head.readUIntBE(PREFACE.length, 3);
+    // A SETTINGS frame larger than the default frame size is a FRAME_SIZE_ERROR anyway.
+    if (!head.subarray(0, PREFACE.length).equals(PREFACE) || head[PREFACE.length + 3] !== 4 || length > MAX_FRAME) {
       socket.destroy();
-      cb(err);
-    },
-  });
-  const fromClient = (chunk: Buffer): void => {
-    if (head !== null) {
-      head = Buffer.concat([head, chunk]);
-      const settingsEnd = PREFACE.length + 9;
-      if (head.length < settingsEnd) return;
-      const length = head.readUIntBE(PREFACE.length, 3);
-      // A SETTINGS frame larger than the default frame size is a FRAME_SIZE_ERROR anyway.
-      if (!head.subarray(0, PREFACE.length).equals(PREFACE) || head[PREFACE.length + 3] !== 4 || length > MAX_FRAME) {
-        stream.destroy();
-        return;
-      }
-      const end = settingsEnd + length;
-      if (head.length < end) return;
-      clearTimeout(timer);
-      stream.push(head.subarray(0, end));
-      stream.push(requestFrame);
-      chunk = head.subarray(end);
-      head = null;
-      if (chunk.length === 0) return;
+      return null;
     }
-    if (!stream.push(chunk)) socket.pause();
+    const end = settingsEnd + length;
+    if (head.length < end) return null;
+    clearTimeout(timer);
+    const out = Buffer.concat([head.subarray(0, end), requestFrame, head.subarray(end)]);
+    head = null;
+    return out;
   };
-  if (buffered !== null && buffered.length > 0) fromClient(buffered);
-  socket.on('data', fromClient);
-  socket.on('end', () => stream.push(null));
-  socket.on('close', () => stream.destroy());
-  socket.on('error', (err) => stream.destroy(err));
-  return stream;
+  const first = buffered !== null && buffered.length > 0 ? fromClient(buffered) : null;
+  return replayStream(socket, first, fromClient);
 }
