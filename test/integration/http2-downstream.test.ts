@@ -348,6 +348,35 @@ spec:
     await h2up.close();
   });
 
+  it('with every session full and no connection left to open, requests wait for a stream to end', async () => {
+    const h2up = await startH2Upstream();
+    const q = await startProxy({
+      'se.yaml': `${h2Service(h2up.port)}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: h2}
+spec:
+  host: h2.example.com
+  trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}, http: {maxConcurrentStreams: 1}}}
+`,
+    });
+    const client = h2connect(`http://127.0.0.1:${q.port}`);
+    const statuses = await Promise.all(
+      Array.from({ length: 3 }, async () => {
+        const req = client.request({ ':path': '/slow', ':authority': 'h2.example.com' });
+        const [headers] = (await once(req, 'response')) as [IncomingHttpHeaders];
+        req.resume();
+        await once(req, 'end');
+        return headers[':status'];
+      }),
+    );
+    expect(statuses).toEqual([200, 200, 200]);
+    expect(h2up.sessions()).toBe(1);
+    client.close();
+    await q.close();
+    await h2up.close();
+  });
+
   it('a stream broken before it was handled does not bring the proxy down', async () => {
     // Preface, SETTINGS, then two HEADERS frames on stream 1 in one write: nghttp2 refuses the
     // second and tears the session down while the first is still queued for the handler.

@@ -14,6 +14,7 @@ import { ResponseFlag } from '../../core/response-flags.js';
 import type { Host } from '../../upstream/host.js';
 import type { ConnectFailure } from '../../upstream/pool/connection-pool.js';
 import { OVERFLOW } from '../../upstream/pool/connection-pool.js';
+import type { H2Waiter } from '../../upstream/pool/h2-pool.js';
 import type { HeaderMap } from '../headers.js';
 import type { DownstreamStream } from '../stream.js';
 import { fromH2Headers, toH2Headers } from '../codec/h2/headers.js';
@@ -38,6 +39,8 @@ export class H2UpstreamRequest implements Attempt {
   #awaitingDrain = false;
   /** The session the pool granted a stream on: the stream is given back in #finish. */
   #session: ClientHttp2Session | null = null;
+  /** Waiting for room on a session. */
+  #waiter: H2Waiter | null = null;
   #bodyEnded = false;
   #requestTrailers: HeaderMap | null = null;
 
@@ -64,10 +67,11 @@ export class H2UpstreamRequest implements Attempt {
     this.host.activeRequests++;
     this.#stream.info.upstreamHost = this.host.key;
     this.#startMs = performance.now();
-    this.host.h2!.acquire((err, session) => this.#acquired(err, session));
+    this.#waiter = this.host.h2!.acquire((err, session) => this.#acquired(err, session));
   }
 
   #acquired(err: ConnectFailure | null, session: ClientHttp2Session | null): void {
+    this.#waiter = null;
     if (this.#finished) {
       // Ended while the session was coming (route timeout, client gone): give the slot back.
       if (session !== null) this.host.h2!.release(session);
@@ -270,6 +274,9 @@ export class H2UpstreamRequest implements Attempt {
     this.#finished = true;
     this.#stopPerTryTimer();
     this.host.activeRequests--;
+    // Still waiting for room on a session: leave the queue.
+    this.#waiter?.cancel();
+    this.#waiter = null;
     if (this.#session !== null) this.host.h2!.release(this.#session);
     if (this.#committed) this.#stream.onWritable = null;
   }

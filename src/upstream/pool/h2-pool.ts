@@ -1,8 +1,9 @@
 /**
  * HTTP/2 connections to one upstream host: each session carries many streams. A request gets
  * the first session with room (fewer than `maxConcurrentStreams` streams open, not draining);
- * when none has room a new one is opened, and requests that arrive meanwhile wait for it
- * (counted as pending requests, bounded by the cluster's maxPendingRequests). A session stops
+ * when none has room it waits, counted as a pending request (bounded by the cluster's
+ * maxPendingRequests), for a session being opened (the breakers allowing) or a stream to end;
+ * a request that gives up first leaves the queue. A session stops
  * taking streams after the peer's GOAWAY, a close, or `maxRequestsPerConnection` streams, and
  * closes once its last stream ends. Each open session counts as one connection, each granted
  * stream as one request, against the cluster's circuit breakers.
@@ -36,6 +37,16 @@ interface SessionState {
   draining: boolean;
 }
 
+/** A request waiting for room on a session; `cancel` takes it out of the queue. */
+export interface H2Waiter {
+  cancel(): void;
+}
+
+interface Waiter {
+  readonly cb: SessionCallback;
+  cancelled: boolean;
+}
+
 export class H2Pool {
   /** HTTP/2 only for requests whose client spoke HTTP/2; HTTP/1.1 for the others. */
   readonly clientProtocol: boolean;
@@ -43,9 +54,13 @@ export class H2Pool {
   readonly #options: H2PoolOptions;
   readonly #resources: ResourceManager;
   readonly #sessions = new Map<ClientHttp2Session, SessionState>();
-  /** Requests waiting for the session being opened; null while none is. */
-  #waiting: SessionCallback[] | null = null;
+  /** Requests waiting for room, oldest first; each counts as a pending request. */
+  #queue: Waiter[] = [];
+  /** Sessions being opened. */
+  #connecting = 0;
+  /** Retired or destroyed: takes no new requests. */
   #closed = false;
+  #destroyed = false;
 
   constructor(target: ConnectTarget, options: H2PoolOptions, resources: ResourceManager) {
     this.clientProtocol = options.clientProtocol === true;
@@ -59,42 +74,50 @@ export class H2Pool {
   }
 
   /**
-   * A session with room for one more stream (`cb` may run synchronously), or why there is none.
-   * A granted stream counts against the cluster's maxRequests until `release(session)`.
+   * A session with room for one more stream, or why there is none. `cb` runs at once when a
+   * session has room; otherwise the request waits (a new session is opened if the breakers
+   * allow one) and the returned handle can take it out of the queue. A granted stream counts
+   * against the cluster's maxRequests until `release(session)`.
    */
-  acquire(cb: SessionCallback): void {
+  acquire(cb: SessionCallback): H2Waiter | null {
     if (this.#closed || !this.#resources.canStartRequest()) return this.#overflow(cb);
     const session = this.#withRoom();
     if (session !== undefined) {
       this.#grant(session);
       cb(null, session);
-      return;
+      return null;
     }
-    if (this.#waiting !== null) {
-      if (!this.#resources.canQueueRequest()) return this.#overflow(cb);
-      this.#resources.pendingRequests++;
-      this.#waiting.push(cb);
-      return;
-    }
-    if (!this.#resources.canOpenConnection()) return this.#overflow(cb);
+    // Waiting needs a session on its way, or one that may be opened for it.
+    const opening = this.#connecting > 0 || this.#resources.canOpenConnection();
+    if ((!opening && this.#sessions.size === 0) || !this.#resources.canQueueRequest()) return this.#overflow(cb);
+    const waiter: Waiter = { cb, cancelled: false };
+    this.#queue.push(waiter);
     this.#resources.pendingRequests++;
-    this.#waiting = [cb];
-    this.#resources.connections++;
-    connectUpstream(this.#target, this.#options.connectTimeoutMs, (err, socket) => this.#connected(err, socket), 'h2');
+    this.#openIfNeeded();
+    return {
+      cancel: () => {
+        if (waiter.cancelled || !this.#queue.includes(waiter)) return;
+        waiter.cancelled = true;
+        this.#queue = this.#queue.filter((w) => w !== waiter);
+        this.#resources.pendingRequests--;
+      },
+    };
   }
 
-  /** A stream granted by `acquire` on `session` ended. */
+  /** A stream granted by `acquire` on `session` ended: its room goes to a waiting request. */
   release(session: ClientHttp2Session): void {
     this.#resources.requests--;
     const state = this.#sessions.get(session);
     if (state === undefined) return;
     state.active--;
     if (state.draining && state.active === 0) session.close();
+    this.#serveQueue();
   }
 
-  #overflow(cb: SessionCallback): void {
+  #overflow(cb: SessionCallback): null {
     if (!this.#closed) this.#resources.overflows++;
     queueMicrotask(() => cb(OVERFLOW, null));
+    return null;
   }
 
   #withRoom(): ClientHttp2Session | undefined {
@@ -106,14 +129,42 @@ export class H2Pool {
     return undefined;
   }
 
+  /** Grants waiting requests the room there is, oldest first. */
+  #serveQueue(): void {
+    while (this.#queue.length > 0) {
+      if (!this.#resources.canStartRequest()) return;
+      const session = this.#withRoom();
+      if (session === undefined) return;
+      const waiter = this.#queue.shift()!;
+      this.#resources.pendingRequests--;
+      this.#grant(session);
+      waiter.cb(null, session);
+    }
+  }
+
+  /** Opens a session when requests wait and none is on its way (if the breaker allows one). */
+  #openIfNeeded(): void {
+    if (this.#queue.length === 0 || this.#connecting > 0 || this.#closed || !this.#resources.canOpenConnection()) return;
+    this.#connecting++;
+    this.#resources.connections++;
+    connectUpstream(this.#target, this.#options.connectTimeoutMs, (err, socket) => this.#connected(err, socket), 'h2');
+  }
+
+  /** Fails every waiting request with `err`. */
+  #failQueue(err: ConnectFailure): void {
+    const queue = this.#queue;
+    this.#queue = [];
+    this.#resources.pendingRequests -= queue.length;
+    for (const w of queue) w.cb(err, null);
+  }
+
   #connected(err: ConnectFailure | null, socket: Socket | null): void {
-    const waiting = this.#waiting ?? [];
-    this.#waiting = null;
-    this.#resources.pendingRequests -= waiting.length;
-    if (err !== null || this.#closed) {
+    this.#connecting--;
+    if (err !== null || this.#destroyed) {
       this.#resources.connections--;
       socket?.destroy();
-      for (const w of waiting) w(err ?? OVERFLOW, null);
+      // With no session left to wait for, the waiting requests fail as the connect did.
+      if (this.#sessions.size === 0) this.#failQueue(err ?? OVERFLOW);
       return;
     }
     try {
@@ -121,11 +172,21 @@ export class H2Pool {
     } catch {
       this.#resources.connections--;
       socket!.destroy();
-      for (const w of waiting) w({ reason: 'remote connection failure', transport: 'HTTP/2 session setup failed' }, null);
+      if (this.#sessions.size === 0) this.#failQueue({ reason: 'remote connection failure', transport: 'HTTP/2 session setup failed' });
       return;
     }
-    // The new session takes what it has room for; the rest ask again (maybe opening another).
-    for (const w of waiting) this.acquire(w);
+    // The new session takes what it has room for; if requests still wait, another is opened.
+    this.#serveQueue();
+    if (this.#closed) {
+      // Retired while connecting: it served the requests that waited, and takes no others.
+      for (const [session, state] of this.#sessions) {
+        state.draining = true;
+        if (state.active === 0) session.close();
+      }
+      this.#failQueue(OVERFLOW);
+      return;
+    }
+    this.#openIfNeeded();
   }
 
   #open(socket: Socket): ClientHttp2Session {
@@ -140,6 +201,8 @@ export class H2Pool {
     session.on('error', () => undefined); // 'close' follows
     session.once('close', () => {
       if (this.#sessions.delete(session)) this.#resources.connections--;
+      // Requests waiting for room on it now need another session.
+      this.#openIfNeeded();
     });
     session.setTimeout(this.#options.idleTimeoutMs, () => session.close());
     return session;
@@ -155,7 +218,10 @@ export class H2Pool {
     if (max > 0 && state.total >= max) state.draining = true;
   }
 
-  /** Stops taking requests; sessions close once their streams finish. */
+  /**
+   * Stops taking requests; sessions close once their streams finish. Requests already waiting
+   * are still served, by the session being opened for them.
+   */
   retire(): void {
     this.#closed = true;
     for (const [session, state] of this.#sessions) {
@@ -167,6 +233,8 @@ export class H2Pool {
   /** Closes every session; open streams are cut. */
   destroy(): void {
     this.#closed = true;
+    this.#destroyed = true;
+    this.#failQueue(OVERFLOW);
     for (const s of this.#sessions.keys()) s.destroy();
   }
 }
