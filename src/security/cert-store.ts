@@ -36,11 +36,28 @@ export function pemCertificates(pem: string): X509Certificate[] {
   return (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((block) => new X509Certificate(block));
 }
 
+/** One subject alternative name: `type` as Node prints it (`DNS`, `URI`, `IP Address`, `email`). */
+export interface SanEntry {
+  readonly type: string;
+  /** As Node prints it: a value with special characters stays quoted and escaped. */
+  readonly value: string;
+}
+
+/** The SANs of a certificate, from Node's SAN text (`DNS:a.example.com, URI:spiffe://…`). */
+export function sanEntries(cert: X509Certificate | { subjectaltname?: string }): SanEntry[] {
+  const text = cert instanceof X509Certificate ? cert.subjectAltName : cert.subjectaltname;
+  return (text ?? '')
+    .split(', ')
+    .filter((e) => e !== '')
+    .map((e) => {
+      const colon = e.indexOf(':');
+      return { type: e.slice(0, colon), value: e.slice(colon + 1) };
+    });
+}
+
 /** The SPIFFE URI SAN of a certificate (`URI:spiffe://…` in Node's SAN text), if it has one. */
 export function spiffeUriOf(cert: X509Certificate | { subjectaltname?: string }): string | undefined {
-  const san = cert instanceof X509Certificate ? cert.subjectAltName : cert.subjectaltname;
-  for (const entry of (san ?? '').split(', ')) if (entry.startsWith('URI:spiffe://')) return entry.slice(4);
-  return undefined;
+  return sanEntries(cert).find((e) => e.type === 'URI' && e.value.startsWith('spiffe://'))?.value;
 }
 
 /** One certificate as Envoy's admin `/certs` shows it (CertificateDetails). */
@@ -58,13 +75,7 @@ const SAN_KINDS: Readonly<Record<string, string>> = { URI: 'uri', DNS: 'dns', 'I
 
 export function certificateDetails(cert: X509Certificate, path: string, now = Date.now()): CertificateDetails {
   const expires = new Date(cert.validTo);
-  const sans = (cert.subjectAltName ?? '')
-    .split(', ')
-    .filter((e) => e !== '')
-    .map((e) => {
-      const colon = e.indexOf(':');
-      return { [SAN_KINDS[e.slice(0, colon)] ?? e.slice(0, colon).toLowerCase()]: e.slice(colon + 1) };
-    });
+  const sans = sanEntries(cert).map(({ type, value }) => ({ [SAN_KINDS[type] ?? type.toLowerCase()]: value }));
   return {
     path,
     serial_number: cert.serialNumber.toLowerCase(),

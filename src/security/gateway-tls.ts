@@ -14,7 +14,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket, type TLSSocketOptions } from 'node:tls';
 import type { GatewayTls } from '../model/index.js';
-import { pemCertificates, type WorkloadCredentials } from './cert-store.js';
+import { pemCertificates, sanEntries, type SanEntry, type WorkloadCredentials } from './cert-store.js';
 import { clientCertificateError, hasClientCertificate, serverHandshake } from './server-handshake.js';
 
 /** A client that presented a verified certificate. */
@@ -120,21 +120,10 @@ function loadFiles(tls: GatewayTls): ServerCredentials | { error: string } {
       ...(tls.cipherSuites !== undefined ? { ciphers: tls.cipherSuites.join(':') } : {}),
     });
     const leaf = new X509Certificate(cert);
-    return { context, roots, localIdentity: leaf.subjectAltName?.split(', ').find((e) => e.startsWith('URI:'))?.slice(4) };
+    return { context, roots, localIdentity: sanEntries(leaf).find((e) => e.type === 'URI')?.value };
   } catch (err) {
     return { error: `gateway TLS files ${tls.serverCertificate}, ${tls.privateKey}${tls.caCertificates !== undefined ? `, ${tls.caCertificates}` : ''} unusable (${(err as Error).message}): handshakes are refused` };
   }
-}
-
-/** `type:value` entries of a certificate's subjectAltName, e.g. `DNS:a.example.com`. */
-function sanEntries(cert: PeerCertificate): Array<[string, string]> {
-  return (cert.subjectaltname ?? '')
-    .split(', ')
-    .filter((e) => e !== '')
-    .map((e) => {
-      const colon = e.indexOf(':');
-      return [e.slice(0, colon), e.slice(colon + 1)];
-    });
 }
 
 /** Why a client certificate is refused under `tls`, or undefined. */
@@ -144,7 +133,7 @@ function clientCheck(tls: GatewayTls, roots: readonly X509Certificate[]): (socke
     const why = clientCertificateError(socket, roots);
     if (why !== undefined) return why;
     if (tls.subjectAltNames.length === 0) return undefined;
-    const sans = sanEntries(socket.getPeerCertificate()).map(([, v]) => v);
+    const sans = sanEntries(socket.getPeerCertificate()).map((e) => e.value);
     return sans.some((v) => tls.subjectAltNames.includes(v)) ? undefined : 'client certificate SANs match none of subjectAltNames';
   };
 }
@@ -158,13 +147,13 @@ function subjectOf(cert: PeerCertificate): string {
 }
 
 /** Envoy's XFCC element for a verified client (SANITIZE_SET with subject, URI and DNS). */
-function clientCertDetails(cert: PeerCertificate, sans: ReadonlyArray<[string, string]>, hash: string, localIdentity: string | undefined): string {
+function clientCertDetails(cert: PeerCertificate, sans: readonly SanEntry[], hash: string, localIdentity: string | undefined): string {
   const parts = [
     ...(localIdentity !== undefined ? [`By=${localIdentity}`] : []),
     `Hash=${hash}`,
     `Subject="${subjectOf(cert).replace(/"/g, '\\"')}"`,
-    ...sans.filter(([t]) => t === 'URI').map(([, v]) => `URI=${v}`),
-    ...sans.filter(([t]) => t === 'DNS').map(([, v]) => `DNS=${v}`),
+    ...sans.filter((e) => e.type === 'URI').map((e) => `URI=${e.value}`),
+    ...sans.filter((e) => e.type === 'DNS').map((e) => `DNS=${e.value}`),
   ];
   return parts.join(';');
 }
@@ -177,7 +166,7 @@ function peerOf(socket: TLSSocket, localIdentity: string | undefined): GatewayCl
   const hash = createHash('sha256').update(cert.raw).digest('hex');
   return {
     // Envoy's principal name: the URI SAN, else the DNS SAN, else the subject.
-    identity: sans.find(([t]) => t === 'URI')?.[1] ?? sans.find(([t]) => t === 'DNS')?.[1] ?? subjectOf(cert),
+    identity: sans.find((e) => e.type === 'URI')?.value ?? sans.find((e) => e.type === 'DNS')?.value ?? subjectOf(cert),
     certHash: hash,
     localIdentity: localIdentity ?? '',
     clientCertDetails: clientCertDetails(cert, sans, hash, localIdentity),

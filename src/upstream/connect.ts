@@ -9,7 +9,7 @@
  */
 import { connect, isIP, type Socket } from 'node:net';
 import { checkServerIdentity, connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type SecureContext } from 'node:tls';
-import type { WorkloadCredentials } from '../security/cert-store.js';
+import { sanEntries, type WorkloadCredentials } from '../security/cert-store.js';
 import { ISTIO_ALPN, secureNamingError } from '../security/peer-identity.js';
 
 /** Where to connect: an IP or name with a port, or a unix socket path. */
@@ -146,13 +146,7 @@ function originationOptions(target: ConnectTarget, tls: OriginatedTargetTls, con
 
 /** Why `cert` carries none of `expected` among its SANs (DNS, URI, IP, email), or undefined. */
 function sanMismatch(cert: PeerCertificate, expected: readonly string[]): string | undefined {
-  const sans = (cert.subjectaltname ?? '')
-    .split(/,\s*/)
-    .filter((e) => e !== '')
-    .map((e) => {
-      const i = e.indexOf(':');
-      return { type: e.slice(0, i), value: e.slice(i + 1).replace(/^"(.*)"$/, '$1') };
-    });
+  const sans = sanEntries(cert).map(({ type, value }) => ({ type, value: value.replace(/^"(.*)"$/, '$1') }));
   const matches = (want: string): boolean =>
     sans.some(({ type, value }) => {
       if (value === want) return true;
