@@ -29,26 +29,24 @@ export interface JwksCacheOptions {
   readonly onFetchError?: (uri: string, reason: string) => void;
 }
 
-interface RemoteEntry {
-  /** Invariant: undefined until a fetch succeeded, and again after a refresh failed. */
-  keys: JwkSet | undefined;
-  fetchedAt: number;
-  inflight: Promise<JwksParse> | undefined;
-}
-
-/** An OpenID configuration document's `jwks_uri`, cached like a key set. */
-interface DiscoveryEntry {
-  jwksUri: string | undefined;
-  fetchedAt: number;
-  inflight: Promise<string | JwksFailure> | undefined;
-}
-
 type JwksFailure = Extract<JwksParse, { ok: false }>;
+
+/** What an OpenID configuration gives: its `jwks_uri`. */
+type JwksUriResult = { readonly ok: true; readonly uri: string } | JwksFailure;
+
+/** A fetched document's useful value, cached per URI (a key set, or a discovered `jwks_uri`). */
+interface CacheEntry<T, R> {
+  /** Invariant: undefined until a fetch succeeded, and again after a refresh failed. */
+  value: T | undefined;
+  fetchedAt: number;
+  inflight: Promise<R> | undefined;
+}
 
 export class JwksCache {
   readonly #inline = new Map<string, JwksParse>();
-  readonly #remote = new Map<string, RemoteEntry>();
-  readonly #discovered = new Map<string, DiscoveryEntry>();
+  readonly #remote = new Map<string, CacheEntry<JwkSet, JwksParse>>();
+  /** OpenID configuration URI → the `jwks_uri` it names. */
+  readonly #discovered = new Map<string, CacheEntry<string, JwksUriResult>>();
   readonly #cacheDurationMs: number;
   readonly #now: () => number;
   readonly #onFetchError: ((uri: string, reason: string) => void) | undefined;
@@ -67,11 +65,11 @@ export class JwksCache {
     }
     const uri = this.#jwksUriOf(rule);
     const entry = uri === undefined ? undefined : this.#remote.get(uri);
-    if (entry?.keys === undefined) return undefined;
+    if (entry?.value === undefined) return undefined;
     if (this.#now() - entry.fetchedAt >= this.#cacheDurationMs && entry.inflight === undefined) {
       void this.#refresh(rule);
     }
-    return entry.keys;
+    return entry.value;
   }
 
   /** The rule's keys, fetching them first when needed. Never rejects. */
@@ -87,10 +85,10 @@ export class JwksCache {
     if (rule.jwks.kind === 'remote') return rule.jwks.uri;
     if (rule.jwks.kind !== 'discovery') return undefined;
     const d = this.#discovered.get(rule.jwks.documentUri);
-    if (d !== undefined && d.jwksUri !== undefined && this.#now() - d.fetchedAt >= this.#cacheDurationMs && d.inflight === undefined) {
+    if (d !== undefined && d.value !== undefined && this.#now() - d.fetchedAt >= this.#cacheDurationMs && d.inflight === undefined) {
       void this.#discover(rule.jwks.documentUri, rule.timeoutMs);
     }
-    return d?.jwksUri;
+    return d?.value;
   }
 
   /** Fetches a remote rule's keys (discovering their URI first when needed). Never rejects. */
@@ -98,8 +96,8 @@ export class JwksCache {
     let uri = this.#jwksUriOf(rule);
     if (uri === undefined && rule.jwks.kind === 'discovery') {
       const found = await this.#discover(rule.jwks.documentUri, rule.timeoutMs);
-      if (typeof found !== 'string') return found;
-      uri = found;
+      if (!found.ok) return found;
+      uri = found.uri;
     }
     return uri === undefined ? { ok: false, reason: 'no key set' } : this.#fetch(uri, rule.timeoutMs);
   }
@@ -112,7 +110,7 @@ export class JwksCache {
     const documents = new Map<string, number>();
     for (const r of model.rules) if (r.jwks.kind === 'discovery') documents.set(r.jwks.documentUri, Math.max(documents.get(r.jwks.documentUri) ?? 0, r.timeoutMs));
     for (const doc of this.#discovered.keys()) if (!documents.has(doc)) this.#discovered.delete(doc);
-    await Promise.all([...documents].map(([doc, timeout]) => (this.#discovered.get(doc)?.jwksUri === undefined ? this.#discover(doc, timeout) : undefined)));
+    await Promise.all([...documents].map(([doc, timeout]) => (this.#discovered.get(doc)?.value === undefined ? this.#discover(doc, timeout) : undefined)));
     const timeouts = new Map<string, number>();
     const inline = new Set<string>();
     for (const r of model.rules) {
@@ -128,7 +126,7 @@ export class JwksCache {
     for (const json of inline) this.#parseInline(json);
     await Promise.all([...timeouts].map(([uri, timeout]) => {
       const e = this.#remote.get(uri);
-      return e?.keys !== undefined && this.#now() - e.fetchedAt < this.#cacheDurationMs ? undefined : this.#fetch(uri, timeout);
+      return e?.value !== undefined && this.#now() - e.fetchedAt < this.#cacheDurationMs ? undefined : this.#fetch(uri, timeout);
     }));
   }
 
@@ -141,47 +139,36 @@ export class JwksCache {
     return parsed;
   }
 
-  /** One discovery fetch per document at a time; updates the entry. Never rejects. */
-  #discover(documentUri: string, timeoutMs: number): Promise<string | JwksFailure> {
-    let entry = this.#discovered.get(documentUri);
-    if (entry === undefined) {
-      entry = { jwksUri: undefined, fetchedAt: 0, inflight: undefined };
-      this.#discovered.set(documentUri, entry);
-    }
-    if (entry.inflight !== undefined) return entry.inflight;
-    const e = entry;
-    e.inflight = fetchJwksUri(documentUri, timeoutMs).then((result) => {
-      e.inflight = undefined;
-      if (typeof result === 'string') {
-        e.jwksUri = result;
-        e.fetchedAt = this.#now();
-      } else {
-        e.jwksUri = undefined;
-        this.#onFetchError?.(documentUri, result.reason);
-      }
-      return result;
-    });
-    return e.inflight;
+  #discover(documentUri: string, timeoutMs: number): Promise<JwksUriResult> {
+    return this.#singleFlight(this.#discovered, documentUri, () => fetchJwksUri(documentUri, timeoutMs), (r) => (r.ok ? r.uri : undefined));
   }
 
-  /** One fetch per URI at a time; updates the entry. Never rejects. */
   #fetch(uri: string, timeoutMs: number): Promise<JwksParse> {
-    let entry = this.#remote.get(uri);
+    return this.#singleFlight(this.#remote, uri, () => fetchJwks(uri, timeoutMs), (r) => (r.ok ? r.jwks : undefined));
+  }
+
+  /**
+   * One fetch per URI at a time (concurrent callers share it): the entry keeps what a success
+   * yields and loses its value on a failure, which is reported. Never rejects.
+   */
+  #singleFlight<T, R extends { readonly ok: true } | JwksFailure>(
+    cache: Map<string, CacheEntry<T, R>>,
+    uri: string,
+    fetch: () => Promise<R>,
+    valueOf: (result: R) => T | undefined,
+  ): Promise<R> {
+    let entry = cache.get(uri);
     if (entry === undefined) {
-      entry = { keys: undefined, fetchedAt: 0, inflight: undefined };
-      this.#remote.set(uri, entry);
+      entry = { value: undefined, fetchedAt: 0, inflight: undefined };
+      cache.set(uri, entry);
     }
     if (entry.inflight !== undefined) return entry.inflight;
     const e = entry;
-    e.inflight = fetchJwks(uri, timeoutMs).then((result) => {
+    e.inflight = fetch().then((result) => {
       e.inflight = undefined;
-      if (result.ok) {
-        e.keys = result.jwks;
-        e.fetchedAt = this.#now();
-      } else {
-        e.keys = undefined;
-        this.#onFetchError?.(uri, result.reason);
-      }
+      e.value = valueOf(result);
+      if (result.ok) e.fetchedAt = this.#now();
+      else this.#onFetchError?.(uri, result.reason);
       return result;
     });
     return e.inflight;
@@ -209,7 +196,7 @@ export async function fetchJwks(uri: string, timeoutMs: number): Promise<JwksPar
 }
 
 /** GET an OpenID configuration and return its http(s) `jwks_uri`. Never rejects. */
-export async function fetchJwksUri(documentUri: string, timeoutMs: number): Promise<string | JwksFailure> {
+export async function fetchJwksUri(documentUri: string, timeoutMs: number): Promise<JwksUriResult> {
   const text = await fetchText(documentUri, timeoutMs);
   if (typeof text !== 'string') return text;
   let uri: unknown;
@@ -219,5 +206,5 @@ export async function fetchJwksUri(documentUri: string, timeoutMs: number): Prom
     return { ok: false, reason: 'the OpenID configuration is not JSON' };
   }
   if (typeof uri !== 'string' || !/^https?:\/\/[^/]/.test(uri)) return { ok: false, reason: 'the OpenID configuration has no http(s) jwks_uri' };
-  return uri;
+  return { ok: true, uri };
 }
