@@ -32,30 +32,8 @@ export function tunnelUpgrade(
     conn.destroy();
     onClose?.(stats);
   };
-  let upstreamPaused = false;
-  let downstreamPaused = false;
-  const toDownstream = (chunk: Buffer): void => {
-    stats.sent += chunk.length;
-    if (!downstream.write(chunk) && !upstreamPaused) {
-      upstreamPaused = true;
-      upstream.pause();
-      downstream.once('drain', () => {
-        upstreamPaused = false;
-        upstream.resume();
-      });
-    }
-  };
-  const toUpstream = (chunk: Buffer): void => {
-    stats.received += chunk.length;
-    if (!upstream.write(chunk) && !downstreamPaused) {
-      downstreamPaused = true;
-      downstream.pause();
-      upstream.once('drain', () => {
-        downstreamPaused = false;
-        downstream.resume();
-      });
-    }
-  };
+  const toDownstream = relay(upstream, downstream, (n) => (stats.sent += n));
+  const toUpstream = relay(downstream, upstream, (n) => (stats.received += n));
   const user: ConnectionUser = { onSocketData: toDownstream, onSocketClose: end };
   conn.user = user;
   if (fromUpstream !== null && fromUpstream.length > 0) toDownstream(fromUpstream);
@@ -67,4 +45,22 @@ export function tunnelUpgrade(
   // Every byte either way passes through the downstream socket, so its inactivity is the stream's.
   downstream.setTimeout(STREAM_IDLE_TIMEOUT_MS, end);
   downstream.resume();
+}
+
+/**
+ * Writes what `from` sends to `to`, counting it; when `to` is full, `from` pauses until `to`
+ * drains.
+ */
+function relay(from: Socket, to: Socket, count: (bytes: number) => void): (chunk: Buffer) => void {
+  let paused = false;
+  return (chunk) => {
+    count(chunk.length);
+    if (to.write(chunk) || paused) return;
+    paused = true;
+    from.pause();
+    to.once('drain', () => {
+      paused = false;
+      from.resume();
+    });
+  };
 }
