@@ -10,12 +10,12 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { replayStream } from '../../../core/replay-stream.js';
+import { toH2Headers } from './headers.js';
 import type { HeaderMap } from '../../headers.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 /** The default SETTINGS_MAX_FRAME_SIZE: the request's HEADERS frame must fit in one frame. */
 const MAX_FRAME = 16_384;
-const NOT_FORWARDED = new Set(['connection', 'upgrade', 'http2-settings', 'host', 'keep-alive', 'proxy-connection', 'transfer-encoding']);
 
 function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
   const header = Buffer.alloc(9);
@@ -59,17 +59,11 @@ export interface UpgradedRequest {
  */
 export function upgradeRequestFrame(request: UpgradedRequest, http2Settings: string): Buffer | undefined {
   if (!/^[A-Za-z0-9_-]*={0,2}$/.test(http2Settings) || Buffer.from(http2Settings, 'base64url').length % 6 !== 0) return undefined;
-  const fields = [
-    literal(':method', request.method),
-    literal(':scheme', 'http'),
-    literal(':path', request.path),
-    literal(':authority', request.authority),
-  ];
-  const { names, values } = request.headers;
-  for (let i = 0; i < names.length; i++) {
-    const name = names[i]!.toLowerCase();
-    if (NOT_FORWARDED.has(name) || (name === 'te' && values[i]!.toLowerCase() !== 'trailers')) continue;
-    fields.push(literal(name, values[i]!));
+  // The pseudo-headers first, then the headers as any request to HTTP/2 carries them.
+  const pseudo = { ':method': request.method, ':scheme': 'http', ':path': request.path, ':authority': request.authority };
+  const fields: Buffer[] = [];
+  for (const [name, value] of Object.entries(toH2Headers(request.headers, pseudo, true))) {
+    for (const v of Array.isArray(value) ? value : [value]) fields.push(literal(name, String(v)));
   }
   const block = Buffer.concat(fields);
   if (block.length > MAX_FRAME) return undefined;
