@@ -1,70 +1,114 @@
 /**
  * The admin server (Envoy's admin port, 15000, bound to localhost), the readiness server
- * (15021 `/healthz/ready`) and the sidecar's status server (15020). Plain node:http: none of this is on the request path.
+ * (15021 `/healthz/ready`) and the Prometheus server (15090 `/stats/prometheus`). Plain
+ * node:http: none of this is on the request path.
  */
-import { isLocalCaller } from '../core/addresses.js';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
+import { json, postOnly, PROMETHEUS_TEXT, send, serve } from './http-util.js';
 
-/** What the admin endpoints read from the running proxy. */
+/** A value, or a promise of it (a view may ask another process, e.g. a worker). */
+export type Awaitable<T> = T | Promise<T>;
+
+/** What the admin endpoints read from, and do to, the running proxy. */
 export interface AdminView {
   readonly ready: boolean;
-  configStatus(): unknown;
-  configDump(): unknown;
+  /** Why the proxy is not ready (Istio's readiness messages); '' when it is. */
+  readonly notReadyReason: string;
+  /** Envoy's server state: PRE_INITIALIZING, LIVE or DRAINING. */
+  readonly state: 'PRE_INITIALIZING' | 'LIVE' | 'DRAINING';
+  configStatus(): Awaitable<unknown>;
+  configDump(): Awaitable<unknown>;
+  /** Every listener: Envoy's name and the address it is bound to. */
+  listeners(): Awaitable<ReadonlyArray<{ readonly name: string; readonly address: string }>>;
   /** Lines in Envoy's /clusters text format. */
-  clusterLines(): string[];
+  clusterLines(): Awaitable<string[]>;
   /** Envoy's /certs: the certificates in use and how long each has left. */
-  certs(): unknown;
+  certs(): Awaitable<unknown>;
+  serverInfo(): Awaitable<unknown>;
+  /** Every metric in Prometheus' text format. */
+  prometheus(): Promise<string>;
+  /** Every metric as `name{labels}: value` lines (Envoy's /stats text). */
+  statsText(): Promise<string>;
+  resetCounters(): Awaitable<void>;
+  readonly logLevel: string;
+  /** Sets the log level; false for an unknown level. */
+  setLogLevel(level: string): boolean;
+  /** Stops listeners accepting (only inbound with `inboundOnly`); `graceful` lets connections finish their requests. */
+  drainListeners(options: { readonly inboundOnly: boolean; readonly graceful: boolean }): void;
+  /** Exits the proxy now (Envoy's /quitquitquit). */
+  quit(): void;
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-
-function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=UTF-8'): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-function json(res: ServerResponse, value: unknown): void {
-  send(res, 200, JSON.stringify(value, null, 2) + '\n', 'application/json');
-}
-
-function serve(routes: Record<string, Handler>): Server {
-  return createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0]!;
-    const handler = routes[path];
-    if (handler === undefined) send(res, 404, `no admin endpoint ${path}\n`);
-    else handler(req, res);
-  });
-}
+const ENDPOINTS = [
+  '/certs', '/clusters', '/config_dump', '/config_status', '/drain_listeners', '/listeners', '/logging', '/quitquitquit',
+  '/ready', '/reset_counters', '/server_info', '/stats', '/stats/prometheus',
+];
 
 export function createAdminServer(view: AdminView): Server {
   return serve({
-    '/ready': (_req, res) => send(res, view.ready ? 200 : 503, view.ready ? 'LIVE\n' : 'PRE_INITIALIZING\n'),
-    '/config_dump': (_req, res) => json(res, view.configDump()),
-    '/config_status': (_req, res) => json(res, view.configStatus()),
-    '/clusters': (_req, res) => send(res, 200, view.clusterLines().join('\n') + '\n'),
-    '/certs': (_req, res) => json(res, view.certs()),
-    '/': (_req, res) => send(res, 200, ['/ready', '/config_dump', '/config_status', '/clusters', '/certs'].join('\n') + '\n'),
+    '/ready': (_req, res) => send(res, view.state === 'LIVE' ? 200 : 503, `${view.state}\n`),
+    '/config_dump': async (_req, res) => json(res, await view.configDump()),
+    '/config_status': async (_req, res) => json(res, await view.configStatus()),
+    '/clusters': async (_req, res) => send(res, 200, (await view.clusterLines()).join('\n') + '\n'),
+    '/listeners': async (_req, res, query) => {
+      const listeners = await view.listeners();
+      if (query.get('format') === 'json') {
+        json(res, { listener_statuses: listeners.map((l) => ({ name: l.name, local_address: { socket_address: socketAddress(l.address) } })) });
+      } else {
+        send(res, 200, listeners.map((l) => `${l.name}::${l.address}\n`).join(''));
+      }
+    },
+    '/certs': async (_req, res) => json(res, await view.certs()),
+    '/server_info': async (_req, res) => json(res, await view.serverInfo()),
+    '/stats': async (_req, res, query) => {
+      if (query.get('format') === 'prometheus') send(res, 200, await view.prometheus(), PROMETHEUS_TEXT);
+      else if (query.get('format') === 'json') send(res, 405, 'format=json is not supported; use /stats or /stats/prometheus\n');
+      else send(res, 200, await view.statsText());
+    },
+    '/stats/prometheus': async (_req, res) => send(res, 200, await view.prometheus(), PROMETHEUS_TEXT),
+    '/reset_counters': async (req, res) => {
+      if (!postOnly(req, res)) return;
+      await view.resetCounters();
+      send(res, 200, 'OK\n');
+    },
+    '/logging': (req, res, query) => {
+      const level = query.get('level');
+      if (level !== null) {
+        if (!postOnly(req, res)) return;
+        if (!view.setLogLevel(level)) return send(res, 400, `unknown level "${level}": use debug, info, warn, error or off\n`);
+      }
+      send(res, 200, `active loggers:\n  skiff: ${view.logLevel}\n`);
+    },
+    '/drain_listeners': (req, res, query) => {
+      if (!postOnly(req, res)) return;
+      view.drainListeners({ inboundOnly: query.has('inboundonly'), graceful: query.has('graceful') });
+      send(res, 200, 'OK\n');
+    },
+    '/quitquitquit': (req, res) => {
+      if (!postOnly(req, res)) return;
+      send(res, 200, 'OK\n');
+      view.quit();
+    },
+    '/': (_req, res) => send(res, 200, ENDPOINTS.join('\n') + '\n'),
   });
+}
+
+/** `ip:port` or `[ip]:port` as Envoy's SocketAddress. */
+function socketAddress(address: string): { address: string; port_value: number } {
+  const colon = address.lastIndexOf(':');
+  return { address: address.slice(0, colon).replace(/^\[|\]$/g, ''), port_value: Number(address.slice(colon + 1)) };
+}
+
+/** Istio's readiness endpoint (15021 and the status port): 200 when ready, else 503 with why. */
+export function readinessHandler(view: Pick<AdminView, 'ready' | 'notReadyReason'>): Parameters<typeof serve>[0][string] {
+  return (_req, res) => send(res, view.ready ? 200 : 503, view.ready ? '' : `${view.notReadyReason}\n`);
 }
 
 export function createReadinessServer(view: AdminView): Server {
-  return serve({
-    '/healthz/ready': (_req, res) => send(res, view.ready ? 200 : 503, view.ready ? '' : 'config not loaded\n'),
-  });
+  return serve({ '/healthz/ready': readinessHandler(view) });
 }
 
-/**
- * The status server (pilot-agent's 15020): readiness, and `POST /quitquitquit`, which ends the
- * proxy (a Job's last step). Only a local caller may quit it, as with pilot-agent.
- */
-export function createStatusServer(view: AdminView, quit: () => void): Server {
-  return serve({
-    '/healthz/ready': (_req, res) => send(res, view.ready ? 200 : 503, view.ready ? '' : 'config not loaded\n'),
-    '/quitquitquit': (req, res) => {
-      if (req.method !== 'POST') return send(res, 405, 'POST only\n');
-      if (!isLocalCaller(req.socket.remoteAddress ?? '')) return send(res, 403, 'only local callers may quit the proxy\n');
-      send(res, 200, 'OK\n');
-      quit();
-    },
-  });
+/** Envoy's Prometheus listener (15090): `/stats/prometheus` only. */
+export function createPrometheusServer(view: AdminView): Server {
+  return serve({ '/stats/prometheus': async (_req, res) => send(res, 200, await view.prometheus(), PROMETHEUS_TEXT) });
 }

@@ -96,7 +96,7 @@ Edit a file in ${DEMO_CONFIG_DIR} and skiff reloads it. Press Ctrl-C to stop.
 `);
   await stopped;
   log.info('shutting down');
-  await proxy.shutdown(DEFAULT_DRAIN_SECONDS * 1000);
+  await proxy.shutdown({ terminationDrainMs: DEFAULT_DRAIN_SECONDS * 1000, drainMs: proxy.snapshot.mesh.drainDurationMs });
   await closeServers();
   return 0;
 }

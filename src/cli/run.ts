@@ -1,7 +1,12 @@
 /** `skiff run -c PATH [--mode standalone|sidecar|gateway]`: the proxy, until SIGINT or SIGTERM. */
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import { SkiffError } from '../core/errors.js';
-import { createLogger, type LogLevel } from '../core/logger.js';
-import { Proxy } from '../lifecycle/proxy.js';
+import { createLogger, isLogLevel, type Logger } from '../core/logger.js';
+import { loadConfigIsolated } from '../config/isolated-load.js';
+import { statusOptionsFromEnv } from '../lifecycle/environment.js';
+import { ConfigInvalidError, Proxy, type ProxyMode } from '../lifecycle/proxy.js';
+import { Primary, requestQuit, serveAsWorker } from '../lifecycle/workers.js';
 import { parse, portFlag, secondsFlag } from './args.js';
 
 export const RUN_OPTIONS = {
@@ -15,12 +20,16 @@ export const RUN_OPTIONS = {
   mode: { type: 'string' },
   xds: { type: 'string' },
   'log-level': { type: 'string' },
+  'log-as-json': { type: 'boolean' },
   'drain-time-s': { type: 'string' },
+  concurrency: { type: 'string' },
   certs: { type: 'string' },
 } as const;
 
-/** How long a shutdown waits for busy connections (Istio's terminationDrainDuration default). */
+/** How long a shutdown keeps serving outbound (Istio's terminationDrainDuration default). */
 export const DEFAULT_DRAIN_SECONDS = 5;
+
+type RunValues = ReturnType<typeof parse<typeof RUN_OPTIONS>>['values'];
 
 export async function runCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, RUN_OPTIONS);
@@ -30,14 +39,118 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (mode !== 'standalone' && mode !== 'sidecar' && mode !== 'gateway') {
     throw new SkiffError('USAGE', `unknown --mode ${mode} (standalone, sidecar or gateway)`);
   }
-  const level = (values['log-level'] ?? 'info') as LogLevel;
-  if (!['debug', 'info', 'warn', 'error', 'off'].includes(level)) throw new SkiffError('USAGE', `unknown --log-level ${level}`);
-  const drainSeconds = secondsFlag(values['drain-time-s'], 'drain-time-s') ?? DEFAULT_DRAIN_SECONDS;
-  const log = createLogger({ level });
-  if (values['stats-port'] !== undefined) {
-    portFlag(values['stats-port'], 'stats-port');
-    log.warn('--stats-port is accepted but that listener is not implemented yet');
+  const level = values['log-level'] ?? 'info';
+  if (!isLogLevel(level)) throw new SkiffError('USAGE', `unknown --log-level ${level}`);
+  const concurrency = concurrencyFlag(values.concurrency);
+  const log = createLogger({ level, format: values['log-as-json'] === true ? 'json' : 'text', ...(cluster.isWorker ? { scope: `skiff[${process.pid}]` } : {}) });
+  if (cluster.isPrimary) warnInapplicableFlags(values, mode, log);
+  let status: ReturnType<typeof statusOptionsFromEnv>;
+  try {
+    status = statusOptionsFromEnv(process.env);
+  } catch (err) {
+    throw new SkiffError('USAGE', (err as Error).message);
   }
+  if (concurrency > 1 && cluster.isPrimary) return runPrimary(values, mode, concurrency, status, log);
+  return runProxy(values, mode, concurrency, status, log);
+}
+
+/** One proxy process: the whole proxy (`--concurrency 1`), or one worker of several. */
+async function runProxy(values: RunValues, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger): Promise<number> {
+  const worker = cluster.isWorker;
+  // Listen for signals (and a quit, or a shutdown from the primary) before starting, so one
+  // during startup shuts down cleanly too.
+  let stop: (how: 'quit' | 'signal') => void = () => undefined;
+  const stopped = new Promise<'quit' | 'signal'>((resolve) => (stop = resolve));
+  void untilSignal().then(() => stop('signal'));
+  const proxy = await Proxy.start({
+    configPath: values.config!,
+    mode,
+    ...(values.certs !== undefined ? { certificatesDir: values.certs } : {}),
+    logger: log,
+    onQuit: worker ? requestQuit : () => stop('quit'),
+    serveAdmin: !worker,
+    concurrency,
+    status,
+    ports: {
+      outbound: portFlag(values['outbound-port'], 'outbound-port'),
+      inbound: portFlag(values['inbound-port'], 'inbound-port'),
+      status: portFlag(values['status-port'], 'status-port'),
+      admin: portFlag(values['admin-port'], 'admin-port'),
+      readiness: portFlag(values['readiness-port'], 'readiness-port'),
+      stats: portFlag(values['stats-port'], 'stats-port'),
+    },
+  });
+  if (worker) serveAsWorker(proxy, (immediate) => stop(immediate ? 'quit' : 'signal'));
+  const mesh = proxy.snapshot.mesh;
+  const drainSeconds = secondsFlag(values['drain-time-s'], 'drain-time-s');
+  // --drain-time-s overrides MeshConfig's terminationDrainDuration; drainDuration caps the drain.
+  const timing = { terminationDrainMs: drainSeconds !== undefined ? drainSeconds * 1000 : mesh.terminationDrainDurationMs, drainMs: mesh.drainDurationMs };
+  if ((await stopped) === 'quit') {
+    // pilot-agent's /quitquitquit: the workload is done (a Job), nothing is left to drain.
+    log.info('quit requested: exiting');
+    await proxy.shutdown({ terminationDrainMs: 0, drainMs: 0 });
+    if (worker && process.connected) process.disconnect();
+    return 0;
+  }
+  log.info(
+    mode === 'standalone'
+      ? `shutting down (draining for up to ${timing.terminationDrainMs / 1000}s)`
+      : `shutting down (serving outbound for ${timing.terminationDrainMs / 1000}s, closing by ${timing.drainMs / 1000}s)`,
+  );
+  await proxy.shutdown(timing);
+  // A worker's IPC channel would keep it alive.
+  if (worker && process.connected) process.disconnect();
+  return 0;
+}
+
+/** The primary of `--concurrency N`: forks the workers and serves the admin-side ports. */
+async function runPrimary(values: RunValues, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger): Promise<number> {
+  // The config is checked once here, so a broken one fails before any worker starts, and its
+  // MeshConfig gives the ports the primary serves.
+  const loaded = await loadConfigIsolated(values.config!);
+  if (loaded.model === undefined) throw new ConfigInvalidError(loaded.diagnostics);
+  const ports = loaded.model.mesh.ports;
+  const flag = (name: 'admin-port' | 'readiness-port' | 'status-port' | 'stats-port', fallback: number): number => portFlag(values[name], name) ?? fallback;
+  let quit: () => void = () => undefined;
+  const quitRequested = new Promise<'quit'>((resolve) => (quit = () => resolve('quit')));
+  const stopped = Promise.race([untilSignal().then(() => 'signal' as const), quitRequested]);
+  const primary = new Primary({
+    concurrency,
+    mode,
+    ports: { admin: flag('admin-port', ports.admin), readiness: flag('readiness-port', ports.readiness), status: flag('status-port', ports.status), stats: flag('stats-port', ports.stats) },
+    serveStats: mode !== 'standalone' || values['stats-port'] !== undefined,
+    status,
+    log,
+    onQuit: () => quit(),
+  });
+  await primary.start();
+  await Promise.race([primary.allReady, stopped]);
+  const w = primary.workerPorts;
+  const p = primary.ports;
+  if (w !== null) {
+    log.info(
+      `ready: ${concurrency} workers, ` +
+        (mode === 'gateway' ? `gateway ports ${w.gateway.join(', ') || '(none yet)'}` : `outbound :${w.outbound}` + (mode === 'sidecar' ? `, inbound :${w.inbound}` : '')) +
+        `, admin 127.0.0.1:${p.admin}, readiness :${p.readiness}` +
+        (p.status !== 0 ? `, status :${p.status}` : '') +
+        (p.stats !== 0 ? `, stats :${p.stats}` : ''),
+    );
+  }
+  const how = await stopped;
+  log.info(how === 'quit' ? 'quit requested: stopping the workers' : 'shutting down: draining the workers');
+  await primary.shutdown(how === 'quit');
+  return 0;
+}
+
+/** --concurrency: worker processes; 0 means one per core (Envoy's meaning). */
+function concurrencyFlag(value: string | undefined): number {
+  if (value === undefined) return 1;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 256) throw new SkiffError('USAGE', `--concurrency must be a whole number 0-256 (0: one per core), got "${value}"`);
+  return n === 0 ? availableParallelism() : n;
+}
+
+function warnInapplicableFlags(values: RunValues, mode: ProxyMode, log: Logger): void {
   if (mode === 'standalone') {
     for (const flag of ['inbound-port', 'status-port'] as const) {
       if (values[flag] !== undefined) log.warn(`--${flag} applies in sidecar mode only (--mode sidecar)`);
@@ -48,33 +161,6 @@ export async function runCommand(argv: string[]): Promise<number> {
       if (values[flag] !== undefined) log.warn(`--${flag} does not apply in gateway mode: a gateway listens on its Gateway servers' ports`);
     }
   }
-  // Listen for signals (and a status-port quit) before starting, so one during startup shuts down cleanly too.
-  let quit: () => void = () => undefined;
-  const quitRequested = new Promise<'quit'>((resolve) => (quit = () => resolve('quit')));
-  const stopped = Promise.race([untilSignal().then(() => 'signal' as const), quitRequested]);
-  const proxy = await Proxy.start({
-    configPath: values.config,
-    mode,
-    ...(values.certs !== undefined ? { certificatesDir: values.certs } : {}),
-    logger: log,
-    onQuit: () => quit(),
-    ports: {
-      outbound: portFlag(values['outbound-port'], 'outbound-port'),
-      inbound: portFlag(values['inbound-port'], 'inbound-port'),
-      status: portFlag(values['status-port'], 'status-port'),
-      admin: portFlag(values['admin-port'], 'admin-port'),
-      readiness: portFlag(values['readiness-port'], 'readiness-port'),
-    },
-  });
-  if ((await stopped) === 'quit') {
-    // pilot-agent's /quitquitquit: the workload is done (a Job), nothing is left to drain.
-    log.info('quit requested on the status port: exiting');
-    await proxy.shutdown(0);
-    return 0;
-  }
-  log.info(`shutting down (draining for up to ${drainSeconds}s)`);
-  await proxy.shutdown(drainSeconds * 1000);
-  return 0;
 }
 
 /** Resolves on the first SIGINT or SIGTERM. */

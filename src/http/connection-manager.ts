@@ -5,29 +5,28 @@
  * port's mTLS mode), then route selection from the snapshot current at that moment (404 NR),
  * the route's filters (CORS, fault, rate limit), and the router.
  */
+import { randomUUID } from 'node:crypto';
 import { plaintextRefused } from '../compile/peer-authentication.js';
 import type { RouteTables } from '../compile/route-table.js';
 import type { Snapshot } from '../compile/snapshot.js';
 import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
-import type { DownstreamStream } from './stream.js';
+import type { DownstreamStream, TrafficDirection } from './stream.js';
 import { authorizeRequest } from './authorization-check.js';
 import { authenticateRequest } from './request-authentication-check.js';
 import { setClientCertHeader, setGatewayClientCertHeader } from './client-cert-header.js';
 import { normalizePath } from './path-normalization.js';
+import { startTrace } from './trace-context.js';
 import { runRouteFilters } from './filter-chain.js';
 import { ResponseFlag } from '../core/response-flags.js';
 import type { Router } from './router/router.js';
+import { appendPeerMetadata, PEER_METADATA, PEER_METADATA_ID, type PeerMetadataHeaders } from './router/headers.js';
 
 /** Where the current snapshot comes from; read once per request. */
 export interface SnapshotSource {
   current(): Snapshot;
 }
 
-/**
- * Outbound routes by the service's route tables; inbound ones go to the local application; a
- * gateway server's by its own route tables (`gatewayRoutes`).
- */
-export type TrafficDirection = 'outbound' | 'inbound' | 'gateway';
+export type { TrafficDirection };
 
 /** A gateway server's route tables in a snapshot; undefined once the server is gone. */
 export type GatewayRoutes = (snapshot: Snapshot) => RouteTables | undefined;
@@ -78,6 +77,12 @@ export class HttpConnectionManager implements StreamHandler {
 
   handle(stream: DownstreamStream): void {
     const snapshot = this.#source.current();
+    stream.info.direction = this.#direction;
+    // Envoy's HCM gives every request an x-request-id before routing, so local replies carry
+    // one in logs and spans too.
+    if (!stream.headers.has('x-request-id')) stream.headers.append('x-request-id', randomUUID());
+    const tracing = snapshot.mesh.tracing;
+    if (tracing.enabled) stream.info.trace = startTrace(stream.headers, tracing.samplingPercent);
     if (stream.method === 'CONNECT') {
       // CONNECT is served on HTTP/1.1 outbound only; elsewhere no route takes it (Envoy's 404).
       stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
@@ -110,6 +115,7 @@ export class HttpConnectionManager implements StreamHandler {
       stream.reset();
       return;
     }
+    takePeerMetadata(stream, this.#router.peerMetadata);
     setClientCertHeader(stream);
     authenticateRequest(stream, snapshot.requestAuthentication, (jwt) => {
       if (authorizeRequest(stream, snapshot.authorization, jwt)) this.#route(stream, snapshot, snapshot.inboundRoutes);
@@ -143,4 +149,19 @@ export class HttpConnectionManager implements StreamHandler {
     if (filters === null) this.#router.dispatch(stream, snapshot, selection);
     else runRouteFilters(stream, filters, () => this.#router.dispatch(stream, snapshot, selection));
   }
+}
+
+/**
+ * Istio's metadata exchange on inbound requests: the client's metadata goes into the record
+ * (never to the application), and responses carry this workload's.
+ */
+function takePeerMetadata(stream: DownstreamStream, own: PeerMetadataHeaders | null): void {
+  const h = stream.headers;
+  const theirs = h.get(PEER_METADATA);
+  if (theirs !== undefined) {
+    stream.info.downstreamPeerMetadata = theirs;
+    h.remove(PEER_METADATA);
+  }
+  if (h.has(PEER_METADATA_ID)) h.remove(PEER_METADATA_ID);
+  if (own !== null) stream.onResponseHeaders = (response) => appendPeerMetadata(response, own);
 }

@@ -10,6 +10,10 @@
 import type { Socket } from 'node:net';
 import type { ResponseFlagCode } from '../core/response-flags.js';
 import type { HeaderMap } from './headers.js';
+import type { TrafficDirection } from '../model/telemetry.js';
+import type { TraceContext } from './trace-context.js';
+
+export type { TrafficDirection };
 
 /**
  * Envoy's default stream_idle_timeout (Istio keeps it): a stream (an HTTP/2 stream, an upgraded
@@ -59,10 +63,39 @@ export interface DownstreamConnectionInfo {
   readonly serverHeader: string;
 }
 
-/** Facts about one request, filled in as it runs; the record telemetry is built from. */
+/** The request a record describes, as the proxy last saw it (after rewrites and added headers). */
+export interface RequestFacts {
+  readonly method: string;
+  readonly path: string;
+  readonly authority: string;
+  readonly scheme: string;
+  readonly httpVersion: '1.0' | '1.1' | '2';
+  readonly headers: HeaderMap;
+}
+
+/**
+ * Facts about one request, filled in as it runs; the record telemetry is built from. Fields are
+ * plain assignments of what the data path already has: anything derived (labels, log lines,
+ * spans) is computed from the record after the response.
+ */
 export class StreamInfo {
   readonly startTime = Date.now();
   readonly startMs = performance.now();
+  direction: TrafficDirection = 'outbound';
+  /** The request (the codec's stream); null only for records made without one. */
+  request: RequestFacts | null = null;
+  /** The response head sent downstream (from upstream or a local reply), and its trailers. */
+  responseHeaders: HeaderMap | null = null;
+  responseTrailers: HeaderMap | null = null;
+  /** The peer's Istio metadata as it arrived (x-envoy-peer-metadata, base64), undecoded. */
+  downstreamPeerMetadata: string | null = null;
+  upstreamPeerMetadata: string | null = null;
+  /** The trace this request belongs to; null when tracing is off. */
+  trace: TraceContext | null = null;
+  /** The upstream's SPIFFE identity when the request went over Istio mTLS; '' otherwise. */
+  upstreamPeerIdentity = '';
+  upstreamLocalAddress = '';
+  upstreamTransportFailureReason = '';
   /** Envoy response flags set so far; null until the first one (most requests have none). */
   responseFlags: ResponseFlagCode[] | null = null;
   responseCodeDetails = '';

@@ -4,7 +4,6 @@
  * and is reported in the log and on the admin port (`/config_status`).
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { compileSnapshot, type Snapshot } from '../compile/snapshot.js';
 import { SkiffError } from '../core/errors.js';
@@ -21,16 +20,21 @@ import type { StreamInfo } from '../http/stream.js';
 import { GatewayListeners } from '../listener/gateway-listener.js';
 import { HttpListener } from '../listener/http-listener.js';
 import { SidecarListener } from '../listener/sidecar-listener.js';
-import { CERT_FILES, CertStore, certificateDetails, DEFAULT_CERT_DIRS, type WorkloadCredentials } from '../security/cert-store.js';
+import { CertStore, DEFAULT_CERT_DIRS, type WorkloadCredentials } from '../security/cert-store.js';
 import { GatewayTlsContexts } from '../security/gateway-tls.js';
 import { JwksCache } from '../security/jwks-cache.js';
 import { jwtVerifier } from '../security/jwt-verifier.js';
 import type { JwtVerifier } from '../compile/request-authentication.js';
 import { TcpProxy, type TcpSessionInfo } from '../tcp/tcp-proxy.js';
-import type { ListenerPorts, Model } from '../model/index.js';
+import type { ListenerPorts } from '../model/index.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
-import { createAdminServer, createReadinessServer, createStatusServer, type AdminView } from '../admin/admin-server.js';
+import { createAdminServer, createPrometheusServer, createReadinessServer, type AdminView } from '../admin/admin-server.js';
+import { createStatusServer, type StatusServerOptions } from '../admin/status-server.js';
 import { listenOn } from '../core/listen.js';
+import type { WorkloadMetadata } from '../model/index.js';
+import { workloadMetadataFromEnv } from '../telemetry/peer-metadata.js';
+import { adminView } from './admin-view.js';
+import { Telemetry } from './telemetry.js';
 
 /**
  * standalone: an HTTP proxy on 127.0.0.1 that clients address directly. sidecar: the capture
@@ -44,7 +48,7 @@ export interface ProxyOptions {
   readonly configPath: string;
   readonly mode?: ProxyMode;
   /** Port overrides from flags; they win over MeshConfig. Port 0 picks a free port. */
-  readonly ports?: Partial<Pick<ListenerPorts, 'outbound' | 'inbound' | 'admin' | 'status' | 'readiness'>>;
+  readonly ports?: Partial<Pick<ListenerPorts, 'outbound' | 'inbound' | 'admin' | 'status' | 'readiness' | 'stats'>>;
   /** Address of the outbound listener (127.0.0.1 standalone, 0.0.0.0 as a sidecar). */
   readonly outboundAddress?: string;
   /** Receives each proxied TCP connection's record once it closed (sidecar mode). */
@@ -55,8 +59,19 @@ export interface ProxyOptions {
    * to plaintext.
    */
   readonly certificatesDir?: string;
-  /** Called when a local client asks the status server to quit (`POST /quitquitquit`). */
+  /** Called when a local client asks the status or admin server to quit (`POST /quitquitquit`). */
   readonly onQuit?: () => void;
+  /** This workload's metadata (metrics labels, metadata exchange); by default from the environment. */
+  readonly metadata?: WorkloadMetadata;
+  /** The status server's extras: the application's metrics and rewritten probes. */
+  readonly status?: Pick<StatusServerOptions, 'appScrape' | 'probes' | 'appHost'>;
+  /**
+   * Open the admin, readiness, status and Prometheus servers (default true). A worker of a
+   * multi-process proxy does not: the primary serves them for all workers (see workers.ts).
+   */
+  readonly serveAdmin?: boolean;
+  /** Worker processes serving the listeners (shown by /server_info); 1 by default. */
+  readonly concurrency?: number;
   readonly logger?: Logger;
   /** Watch the config path and reload on change (default true). */
   readonly watch?: boolean;
@@ -90,6 +105,8 @@ export interface BoundPorts {
   readonly status: number;
   readonly admin: number;
   readonly readiness: number;
+  /** Envoy's Prometheus port (sidecar and gateway; standalone only when asked for). */
+  readonly stats: number;
   /** Gateway mode: the Gateway ports listened on at startup. */
   readonly gateway: readonly number[];
 }
@@ -97,54 +114,59 @@ export interface BoundPorts {
 /** A data-path listener: graceful or forced close, resolving once every connection is gone. */
 interface Listener {
   close(force?: boolean): Promise<void>;
+  readonly connectionCount: number;
+}
+
+/** Everything a running proxy owns, made by `start`. */
+interface ProxyParts {
+  readonly options: ProxyOptions;
+  readonly log: Logger;
+  readonly store: SnapshotStore<Snapshot>;
+  readonly clusters: ClusterManager;
+  readonly listeners: readonly Listener[];
+  /** The sidecar's inbound listener (also in listeners); null otherwise. */
+  readonly inbound: Listener | null;
+  readonly certs: CertStore | null;
+  readonly jwks: JwksCache;
+  readonly verifier: JwtVerifier;
+  readonly telemetry: Telemetry;
+  readonly servers: Server[];
+  readonly ports: BoundPorts;
+  /** Listener names and bound addresses, for the admin /listeners. */
+  readonly listenerNames: ReadonlyArray<{ readonly name: string; readonly address: string }>;
+  readonly view: AdminView;
 }
 
 export class Proxy {
   readonly ports: BoundPorts;
+  readonly telemetry: Telemetry;
+  readonly #parts: ProxyParts;
   readonly #options: ProxyOptions;
   readonly #log: Logger;
   readonly #store: SnapshotStore<Snapshot>;
   readonly #clusters: ClusterManager;
   readonly #listeners: readonly Listener[];
-  readonly #certs: CertStore | null;
-  /** Survives reloads: JWKS fetched once per URI and refreshed in the background. */
-  readonly #jwks: JwksCache;
-  readonly #verifier: JwtVerifier;
-  /** The sidecar's inbound listener (also in #listeners); null standalone. */
-  readonly #inbound: Listener | null;
   readonly #servers: Server[];
+  readonly #startedAt = Date.now();
   #watcher: ConfigWatcher | null = null;
   #lastReload: ReloadOutcome & { at: string };
   #reloading: Promise<ReloadOutcome> | null = null;
   #reloadAgain = false;
+  /** Set when listeners were told to drain (SIGTERM, /drain, /drain_listeners). */
+  #draining = false;
   /** Set by the first `close`. */
   #closing: Promise<void> | null = null;
 
-  private constructor(
-    options: ProxyOptions,
-    log: Logger,
-    store: SnapshotStore<Snapshot>,
-    clusters: ClusterManager,
-    listeners: readonly Listener[],
-    inbound: Listener | null,
-    certs: CertStore | null,
-    jwks: JwksCache,
-    verifier: JwtVerifier,
-    servers: Server[],
-    ports: BoundPorts,
-    first: ReloadOutcome,
-  ) {
-    this.#options = options;
-    this.#log = log;
-    this.#store = store;
-    this.#clusters = clusters;
-    this.#listeners = listeners;
-    this.#certs = certs;
-    this.#jwks = jwks;
-    this.#verifier = verifier;
-    this.#inbound = inbound;
-    this.#servers = servers;
-    this.ports = ports;
+  private constructor(parts: ProxyParts, first: ReloadOutcome) {
+    this.#parts = parts;
+    this.#options = parts.options;
+    this.#log = parts.log;
+    this.#store = parts.store;
+    this.#clusters = parts.clusters;
+    this.#listeners = parts.listeners;
+    this.#servers = parts.servers;
+    this.telemetry = parts.telemetry;
+    this.ports = parts.ports;
     this.#lastReload = { ...first, at: new Date().toISOString() };
   }
 
@@ -156,34 +178,46 @@ export class Proxy {
     logWarnings(log, loaded);
     if (loaded.model === undefined) throw new ConfigInvalidError(loaded.diagnostics);
     const mesh = loaded.model.mesh;
+    const mode = options.mode ?? 'standalone';
+    const sidecar = mode === 'sidecar';
+    const gatewayMode = mode === 'gateway';
+    // Envoy's Prometheus port is part of a pod's proxy; a standalone proxy opens it only when asked.
+    const wantsStats = mode !== 'standalone' || options.ports?.stats !== undefined;
     const wanted = { ...mesh.ports, ...definedOnly(options.ports ?? {}) };
 
     const store = new SnapshotStore<Snapshot>();
     const certs = await openCertStore(options, log);
     const credentials = (): WorkloadCredentials | null => certs?.current() ?? null;
+    const telemetry = new Telemetry({
+      metadata: options.metadata ?? workloadMetadataFromEnv(process.env, { namespace: mesh.defaultNamespace, labels: mesh.workloadLabels }),
+      nodeType: gatewayMode ? 'router' : 'sidecar',
+      principal: () => certs?.current()?.identity ?? '',
+      log,
+      onRequestDone: options.onRequestDone,
+      onTcpDone: options.onTcpDone,
+    });
     const clusters = new ClusterManager({ onWarning: (m) => log.warn(m), credentials });
     const jwks = new JwksCache({ onFetchError: (uri, why) => log.warn(`JWKS ${uri}: ${why}`) });
     await jwks.prefetch(loaded.model.requestAuthentication);
     const verifier = jwtVerifier(jwks);
     const snapshot = compileSnapshot(loaded.model, store.nextVersion(), verifier);
+    const useTelemetry = telemetry.prepare(snapshot);
     (await clusters.prepare(snapshot.clusters))();
     store.swap(snapshot);
+    useTelemetry.commit();
 
-    const mode = options.mode ?? 'standalone';
-    const sidecar = mode === 'sidecar';
-    const gatewayMode = mode === 'gateway';
     const ownPorts = new Set<number>([wanted.outbound, ...(sidecar ? [wanted.inbound] : [])]);
-    const router = new Router(clusters, { ownPorts });
+    const router = new Router(clusters, { ownPorts, peerMetadata: telemetry.peerMetadata });
     const outboundManager = new HttpConnectionManager(store, router, 'outbound');
     const httpOptions = {
       requestHeadersTimeoutMs: mesh.requestHeadersTimeoutMs,
       idleTimeoutMs: mesh.downstreamIdleTimeoutMs,
-      onRequestDone: options.onRequestDone,
+      onRequestDone: telemetry.onRequestDone,
     };
     // Listeners on every address take both families (ip6tables redirects IPv6 pods' traffic too).
     const anyAddress = '::';
     const outboundHost = options.outboundAddress ?? (sidecar ? anyAddress : '127.0.0.1');
-    const tcp = new TcpProxy(clusters, options.onTcpDone);
+    const tcp = new TcpProxy(clusters, telemetry.tcpObserver);
     // Istio names inbound and gateway listeners `istio-envoy` (the `server` header they send).
     const istioServer = { serverHeader: 'istio-envoy' };
     const gateway = gatewayMode
@@ -210,41 +244,48 @@ export class Proxy {
           credentials,
         })
       : null;
-    let proxy: Proxy | undefined;
-    const view: AdminView = {
-      get ready() {
-        return store.loaded;
-      },
-      configStatus: () => proxy?.status(),
-      configDump: () => ({ version: store.version, model: modelDump(store.current().model) }),
-      clusterLines: () => clusterLines(clusters),
-      certs: () => certsDump(certs),
-    };
-    const admin = createAdminServer(view);
-    const readiness = createReadinessServer(view);
-    const status = mode !== 'standalone' ? createStatusServer(view, () => options.onQuit?.()) : null;
-    const servers = [admin, readiness, ...(status !== null ? [status] : [])];
     const listeners: Listener[] = [outbound, inbound, gateway].filter((l): l is NonNullable<typeof l> => l !== null);
+    let proxy: Proxy | undefined;
+    const view = adminView(() => proxy, store, clusters, certs, log, { mode, configPath: options.configPath, concurrency: options.concurrency ?? 1, onQuit: () => options.onQuit?.() });
+    telemetry.registerGauges({
+      activeConnections: () => listeners.reduce((n, l) => n + l.connectionCount, 0),
+      clusters,
+      configVersion: () => store.version,
+      certificateExpiry: () => certs?.current()?.notAfter ?? null,
+    });
+    const serveAdmin = options.serveAdmin !== false;
+    const admin = serveAdmin ? createAdminServer(view) : null;
+    const readiness = serveAdmin ? createReadinessServer(view) : null;
+    const stats = serveAdmin && wantsStats ? createPrometheusServer(view) : null;
+    const status =
+      serveAdmin && mode !== 'standalone'
+        ? createStatusServer(view, { ...options.status, quit: () => options.onQuit?.(), drain: () => proxy?.drainListeners({ inboundOnly: sidecar, graceful: true }) })
+        : null;
+    const servers = [admin, readiness, status, stats].filter((s): s is Server => s !== null);
     try {
       const outboundPort = outbound === null ? 0 : await outbound.listen();
       if (outbound !== null) ownPorts.add(outboundPort);
       const inboundPort = inbound === null ? 0 : await inbound.listen();
       if (inbound !== null) ownPorts.add(inboundPort);
       const gatewayPorts = gateway === null ? [] : await gateway.listen();
-      const adminPort = await listenOn(admin, '127.0.0.1', wanted.admin);
-      const readinessPort = await listenOn(readiness, anyAddress, wanted.readiness);
+      const adminPort = admin === null ? 0 : await listenOn(admin, '127.0.0.1', wanted.admin);
+      const readinessPort = readiness === null ? 0 : await listenOn(readiness, anyAddress, wanted.readiness);
       const statusPort = status === null ? 0 : await listenOn(status, anyAddress, wanted.status);
-      const ports = { outbound: outboundPort, inbound: inboundPort, status: statusPort, admin: adminPort, readiness: readinessPort, gateway: gatewayPorts };
-      proxy = new Proxy(options, log, store, clusters, listeners, inbound, certs, jwks, verifier, servers, ports, {
-        ok: true,
-        version: store.version,
-        diagnostics: loaded.diagnostics,
-      });
+      const statsPort = stats === null ? 0 : await listenOn(stats, anyAddress, wanted.stats);
+      const ports = { outbound: outboundPort, inbound: inboundPort, status: statusPort, admin: adminPort, readiness: readinessPort, stats: statsPort, gateway: gatewayPorts };
+      const listenerNames = [
+        ...(outbound !== null ? [{ name: sidecar ? 'virtualOutbound' : 'outbound', address: hostPort(outboundHost === anyAddress ? '0.0.0.0' : outboundHost, outboundPort) }] : []),
+        ...(inbound !== null ? [{ name: 'virtualInbound', address: hostPort('0.0.0.0', inboundPort) }] : []),
+        ...gatewayPorts.map((port) => ({ name: `0.0.0.0_${port}`, address: hostPort('0.0.0.0', port) })),
+      ];
+      const parts: ProxyParts = { options, log, store, clusters, listeners, inbound, certs, jwks, verifier, telemetry, servers, ports, listenerNames, view };
+      proxy = new Proxy(parts, { ok: true, version: store.version, diagnostics: loaded.diagnostics });
     } catch (err) {
       await Promise.all(listeners.map((l) => l.close(true).catch(() => undefined)));
       for (const s of servers) s.close();
       clusters.close();
       certs?.close();
+      await telemetry.close();
       throw new SkiffError('LISTEN_FAILED', `cannot listen: ${(err as Error).message}`, { cause: err });
     }
     if (options.watch !== false) {
@@ -263,9 +304,29 @@ export class Proxy {
           : gatewayMode
             ? `gateway ports ${p.gateway.length === 0 ? '(none yet)' : p.gateway.join(', ')}, status :${p.status}, `
             : `outbound ${outboundHost}:${p.outbound}, `) +
-        `admin 127.0.0.1:${p.admin}, readiness :${p.readiness}`,
+        (serveAdmin ? `admin 127.0.0.1:${p.admin}, readiness :${p.readiness}` : 'admin served by the primary process') +
+        (p.stats !== 0 ? `, stats :${p.stats}` : ''),
     );
     return proxy;
+  }
+
+  /** What the admin endpoints see of this proxy (served by a primary process for its workers). */
+  get adminView(): AdminView {
+    return this.#parts.view;
+  }
+
+  /** Listener names and addresses (admin /listeners). */
+  get listenerNames(): ReadonlyArray<{ readonly name: string; readonly address: string }> {
+    return this.#parts.listenerNames;
+  }
+
+  /** Envoy's server state. */
+  get state(): 'LIVE' | 'DRAINING' {
+    return this.#draining || this.#closing !== null ? 'DRAINING' : 'LIVE';
+  }
+
+  get uptimeSeconds(): number {
+    return Math.floor((Date.now() - this.#startedAt) / 1000);
   }
 
   get snapshot(): Snapshot {
@@ -323,16 +384,25 @@ export class Proxy {
       if (JSON.stringify(current) !== JSON.stringify(loaded.model.mesh.ports)) {
         this.#log.warn('MeshConfig ports changed: listener ports change on restart only');
       }
-      await this.#jwks.prefetch(loaded.model.requestAuthentication);
-      const snapshot = compileSnapshot(loaded.model, this.#store.nextVersion(), this.#verifier);
-      const commit = await this.#clusters.prepare(snapshot.clusters);
+      await this.#parts.jwks.prefetch(loaded.model.requestAuthentication);
+      const snapshot = compileSnapshot(loaded.model, this.#store.nextVersion(), this.#parts.verifier);
+      const useTelemetry = this.telemetry.prepare(snapshot);
+      let commit: () => void;
+      try {
+        commit = await this.#clusters.prepare(snapshot.clusters);
+      } catch (err) {
+        useTelemetry.abort();
+        throw err;
+      }
       this.#store.swap(snapshot);
       commit();
+      useTelemetry.commit();
     } catch (err) {
       return this.#recordFailure(loaded.diagnostics, (err as Error).message);
     }
     const outcome: ReloadOutcome = { ok: true, version: this.#store.version, diagnostics: loaded.diagnostics };
     this.#lastReload = { ...outcome, at: new Date().toISOString() };
+    this.telemetry.countReload(true);
     this.#log.info(`config version ${this.#store.version} applied`);
     return outcome;
   }
@@ -345,6 +415,7 @@ export class Proxy {
     );
     const outcome: ReloadOutcome = { ok: false, version: this.#store.version, diagnostics, error };
     this.#lastReload = { ...outcome, at: new Date().toISOString() };
+    this.telemetry.countReload(false);
     return outcome;
   }
 
@@ -371,25 +442,45 @@ export class Proxy {
     const servers = this.#servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     await Promise.all([...this.#listeners.map((l) => l.close(force)), ...servers]);
     this.#clusters.close();
-    this.#certs?.close();
+    this.#parts.certs?.close();
+    // Access log lines and spans of the last requests are written before the proxy is gone.
+    await this.telemetry.close();
   }
 
   /**
-   * Graceful close bounded in time (Istio's terminationDrainDuration). Standalone: stop
-   * accepting, let busy connections finish, and after `drainMs` close whatever is still open.
-   * Sidecar, as pilot-agent drains Envoy: the inbound listener stops accepting at once (its
-   * connections finish their current request), while outbound keeps serving the application's
-   * last calls for `drainMs`; then everything is closed.
+   * Envoy's drain_listeners: the listeners stop accepting (only the sidecar's inbound one with
+   * `inboundOnly`); with `graceful` their connections finish the request in flight and close
+   * (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY), else they close now. The proxy then reports
+   * DRAINING, so readiness fails.
    */
-  async shutdown(drainMs: number): Promise<void> {
-    if (this.#inbound !== null) {
-      void this.#inbound.close(false);
-      await new Promise((resolve) => setTimeout(resolve, drainMs));
-      await this.close(true);
-      return;
-    }
-    const deadline = setTimeout(() => void this.close(true), drainMs);
+  drainListeners(options: { readonly inboundOnly: boolean; readonly graceful: boolean }): void {
+    this.#draining = true;
+    const inbound = this.#parts.inbound;
+    const targets = options.inboundOnly ? (inbound === null ? [] : [inbound]) : this.#listeners;
+    for (const l of targets) void l.close(!options.graceful);
+  }
+
+  /**
+   * The graceful shutdown Istio gives a pod's proxy on SIGTERM:
+   * 1. the inbound listener stops accepting at once; its connections finish their current
+   *    request and close;
+   * 2. outbound (and a gateway's ports) keep serving the application's last calls for
+   *    `terminationDrainMs`;
+   * 3. then every listener stops accepting: idle connections close, busy ones finish their
+   *    request (`connection: close`, GOAWAY);
+   * 4. whatever is still open `drainMs` after the start is closed (drainDuration caps it all).
+   * A standalone proxy has no application to wait for: it starts at step 3, and step 4 comes
+   * after `terminationDrainMs`.
+   */
+  async shutdown(timing: { readonly terminationDrainMs: number; readonly drainMs: number }): Promise<void> {
+    const standalone = (this.#options.mode ?? 'standalone') === 'standalone';
+    const capMs = standalone ? timing.terminationDrainMs : timing.drainMs;
+    const deadline = setTimeout(() => void this.close(true), capMs);
     try {
+      if (!standalone) {
+        this.drainListeners({ inboundOnly: true, graceful: true });
+        await new Promise((resolve) => setTimeout(resolve, Math.min(timing.terminationDrainMs, capMs)));
+      }
       await this.close(false);
     } finally {
       clearTimeout(deadline);
@@ -416,43 +507,6 @@ function logWarnings(log: Logger, loaded: LoadResult): void {
   for (const d of loaded.diagnostics) if (d.severity === 'warning') log.warn(formatDiagnostic(d));
 }
 
-/** The model as JSON: buffers (direct response bodies) shown as text. */
-function modelDump(model: Model): unknown {
-  return JSON.parse(JSON.stringify(model, (_k, v: unknown) => (v instanceof Object && (v as { type?: string }).type === 'Buffer' ? Buffer.from((v as { data: number[] }).data).toString() : v)));
-}
-
-/** Envoy's /certs: the workload certificate and its roots, with the days each has left. */
-function certsDump(certs: CertStore | null): unknown {
-  const c = certs?.current() ?? null;
-  if (certs === null || c === null) return { certificates: [] };
-  return {
-    certificates: [
-      {
-        ca_cert: c.roots.map((r) => certificateDetails(r, join(certs.dir, CERT_FILES.root))),
-        cert_chain: [certificateDetails(c.leaf, join(certs.dir, CERT_FILES.chain))],
-      },
-    ],
-  };
-}
-
-/** Envoy's /clusters text: circuit breaker thresholds and live counts per cluster, then per host. */
-function clusterLines(clusters: ClusterManager): string[] {
-  const lines: string[] = [];
-  for (const [name, c] of clusters.clusters) {
-    const r = c.resources;
-    const limits = r.limits;
-    lines.push(`${name}::default_priority::max_connections::${limits.maxConnections}`);
-    lines.push(`${name}::default_priority::max_pending_requests::${limits.maxPendingRequests}`);
-    lines.push(`${name}::default_priority::max_requests::${limits.maxRequests}`);
-    lines.push(`${name}::default_priority::max_retries::${limits.maxRetries}`);
-    lines.push(`${name}::overflows::${r.overflows}`);
-    lines.push(`${name}::outlier::ejected_hosts::${c.ejectedHosts}`);
-    for (const h of c.hosts) {
-      lines.push(`${name}::${h.key}::rq_active::${h.activeRequests}`);
-      lines.push(`${name}::${h.key}::cx_active::${h.pool.activeConnections}`);
-      lines.push(`${name}::${h.key}::rq_pending::${h.pool.pendingRequests}`);
-      lines.push(`${name}::${h.key}::health_flags::${h.outlier?.ejected === true ? '/failed_outlier_check' : 'healthy'}`);
-    }
-  }
-  return lines;
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -234,7 +234,11 @@ export class GatewayListeners {
       socket.destroy();
       return;
     }
-    this.#tcp.start(socket, bytes, cluster, { host: arrival.local.address, port: arrival.local.port }, snapshot, unmappedAddress(peer.remote));
+    this.#tcp.start(socket, bytes, cluster, { host: arrival.local.address, port: arrival.local.port }, snapshot, {
+      direction: 'gateway',
+      remoteAddress: unmappedAddress(peer.remote),
+      ...(peer.identity !== undefined ? { peerIdentity: peer.identity } : {}),
+    });
   }
 
   #track(arrival: Arrival, socket: Socket): void {

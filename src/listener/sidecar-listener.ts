@@ -156,7 +156,11 @@ export class SidecarListener {
         return;
       }
       if (!this.#authorizer.admit(secure, { remote: remote.address, identity: peer.identity, sni: peer.serverName }, destination, this.#source.current())) return;
-      this.#tcp.start(secure, null, INBOUND_PASSTHROUGH_CLUSTER, { host: destination.address, port: destination.port }, snapshot, remote.address);
+      this.#tcp.start(secure, null, INBOUND_PASSTHROUGH_CLUSTER, { host: destination.address, port: destination.port }, snapshot, {
+        direction: 'inbound',
+        remoteAddress: remote.address,
+        peerIdentity: peer.identity,
+      });
     });
   }
 
@@ -186,7 +190,7 @@ export class SidecarListener {
       this.#raw.add(socket);
       socket.once('close', () => this.#raw.delete(socket));
     }
-    this.#tcp.start(socket, bytes, cluster, { host: destination.address, port: destination.port }, snapshot);
+    this.#tcp.start(socket, bytes, cluster, { host: destination.address, port: destination.port }, snapshot, { direction: this.#options.direction });
   }
 
   /**

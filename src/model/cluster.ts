@@ -72,8 +72,8 @@ export interface Cluster {
   readonly protocol?: 'http2' | 'client';
   /** HTTP/2: streams open at once per connection before another is opened; undefined: no limit. */
   readonly maxConcurrentStreams?: number;
-  /** Where the cluster came from, for logs and admin output. */
-  readonly service?: { readonly host: string; readonly port: number; readonly subset?: string };
+  /** The service the cluster sends to (logs, admin output, metrics' destination_service labels). */
+  readonly service?: { readonly host: string; readonly namespace: string; readonly port: number; readonly subset?: string };
 }
 
 /** Envoy circuit breaker thresholds (default priority), per cluster. */

@@ -20,6 +20,7 @@ export * from './request-authentication.js';
 export * from './route.js';
 export * from './security.js';
 export * from './tcp.js';
+export * from './telemetry.js';
 
 export interface Model {
   readonly mesh: MeshSettings;

@@ -1,4 +1,5 @@
 /** Mesh-wide settings: what Istio keeps in MeshConfig plus skiff's own listener ports. */
+import { DEFAULT_ACCESS_LOG, DEFAULT_TRACING, type AccessLogSettings, type TracingSettings } from './telemetry.js';
 
 export type OutboundTrafficMode = 'ALLOW_ANY' | 'REGISTRY_ONLY';
 
@@ -39,6 +40,12 @@ export interface MeshSettings {
   readonly tcpIdleTimeoutMs: number;
   /** Istio enableAutoMtls: without a DestinationRule TLS setting, mTLS to sidecar endpoints. */
   readonly enableAutoMtls: boolean;
+  readonly accessLog: AccessLogSettings;
+  readonly tracing: TracingSettings;
+  /** After SIGTERM, how long outbound keeps serving the application (terminationDrainDuration, 5s). */
+  readonly terminationDrainDurationMs: number;
+  /** The longest a graceful drain may last before connections are closed (drainDuration, 45s). */
+  readonly drainDurationMs: number;
   readonly ports: ListenerPorts;
 }
 
@@ -65,5 +72,9 @@ export const DEFAULT_MESH: MeshSettings = {
   protocolDetectionTimeoutMs: 100,
   tcpIdleTimeoutMs: 3_600_000,
   enableAutoMtls: true,
+  accessLog: DEFAULT_ACCESS_LOG,
+  tracing: DEFAULT_TRACING,
+  terminationDrainDurationMs: 5_000,
+  drainDurationMs: 45_000,
   ports: DEFAULT_PORTS,
 };

@@ -8,16 +8,23 @@
 import type { Socket } from 'node:net';
 import { unmappedAddress } from '../core/addresses.js';
 import type { ResponseFlagCode } from '../core/response-flags.js';
+import type { TrafficDirection } from '../model/index.js';
 import { ResponseFlag } from '../core/response-flags.js';
 import type { Snapshot } from '../compile/snapshot.js';
 import type { Cluster, Destination } from '../upstream/cluster.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
-import { connectUpstream } from '../upstream/connect.js';
+import { connectUpstream, upstreamConnectionFacts } from '../upstream/connect.js';
 import { joinSockets } from './tunnel.js';
 
 /** One proxied TCP connection, filled in as it runs (telemetry reads it at the end). */
 export class TcpSessionInfo {
+  readonly startTime = Date.now();
   readonly startMs = performance.now();
+  direction: TrafficDirection = 'outbound';
+  /** The client's SPIFFE identity (inbound Istio mTLS, mutual TLS at a gateway); '' otherwise. */
+  downstreamPeerIdentity = '';
+  /** The upstream's SPIFFE identity when proxied over Istio mTLS; '' otherwise. */
+  upstreamPeerIdentity = '';
   endMs = 0;
   upstreamCluster: string;
   upstreamHost = '';
@@ -47,24 +54,43 @@ export interface TcpProxyOptions {
   readonly onDone?: (info: TcpSessionInfo) => void;
 }
 
+/** Who a proxied connection is from, as the listener that accepted it knows. */
+export interface TcpDownstream {
+  readonly direction: TrafficDirection;
+  /** The client's address when the socket cannot tell (a TLS layer over another stream). */
+  readonly remoteAddress?: string;
+  /** The client's SPIFFE identity, when it proved one. */
+  readonly peerIdentity?: string;
+}
+
+/** Receives each session's record when it starts (connections opened) and when it ends. */
+export interface TcpSessionObserver {
+  onStart?(info: TcpSessionInfo): void;
+  onDone?(info: TcpSessionInfo): void;
+}
+
 /** Proxies connections to clusters of the snapshot each connection started with. */
 export class TcpProxy {
   readonly #clusters: ClusterManager;
+  readonly #observer: TcpSessionObserver;
   readonly #onDone: ((info: TcpSessionInfo) => void) | undefined;
 
-  constructor(clusters: ClusterManager, onDone?: (info: TcpSessionInfo) => void) {
+  constructor(clusters: ClusterManager, observer: TcpSessionObserver = {}) {
     this.#clusters = clusters;
-    this.#onDone = onDone;
+    this.#observer = observer;
+    this.#onDone = observer.onDone?.bind(observer);
   }
 
   /**
    * Proxies `socket` (paused; `initial` already read from it) to `clusterName`, whose
    * ORIGINAL_DST hosts are `destination`. A cluster the snapshot lacks closes the connection,
-   * as Envoy's tcp_proxy does. `remoteAddress` names the client when `socket` cannot (a TLS
-   * layer over another stream).
+   * as Envoy's tcp_proxy does.
    */
-  start(socket: Socket, initial: Buffer | null, clusterName: string, destination: Destination, snapshot: Snapshot, remoteAddress?: string): void {
-    const info = new TcpSessionInfo(remoteAddress ?? unmappedAddress(socket.remoteAddress ?? ''), destination.host, destination.port, clusterName);
+  start(socket: Socket, initial: Buffer | null, clusterName: string, destination: Destination, snapshot: Snapshot, from: TcpDownstream): void {
+    const info = new TcpSessionInfo(from.remoteAddress ?? unmappedAddress(socket.remoteAddress ?? ''), destination.host, destination.port, clusterName);
+    info.direction = from.direction;
+    if (from.peerIdentity !== undefined) info.downstreamPeerIdentity = from.peerIdentity;
+    this.#observer.onStart?.(info);
     const spec = snapshot.clusters.get(clusterName);
     const cluster = spec === undefined ? undefined : this.#clusters.get(spec);
     if (cluster === undefined) {
@@ -147,6 +173,7 @@ export function proxyTcp(
       return;
     }
     host.outlier?.putStatus(200);
+    info.upstreamPeerIdentity = upstreamConnectionFacts(upstream!).identity;
     const stats = joinSockets(downstream, upstream!, initial);
     let details = 'closed';
     // A socket's timeout counts reads and writes, so the client side alone sees both directions.

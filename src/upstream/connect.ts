@@ -8,8 +8,8 @@
  * connection; it never falls back to plaintext.
  */
 import { connect, isIP, type Socket } from 'node:net';
-import { checkServerIdentity, connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type SecureContext } from 'node:tls';
-import { sanEntries, type WorkloadCredentials } from '../security/cert-store.js';
+import { checkServerIdentity, connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
+import { sanEntries, spiffeUriOf, type WorkloadCredentials } from '../security/cert-store.js';
 import { ISTIO_ALPN, secureNamingError } from '../security/peer-identity.js';
 
 /** Where to connect: an IP or name with a port, or a unix socket path. */
@@ -54,6 +54,27 @@ export interface ConnectFailure {
   readonly reason: string;
   /** Envoy's transport failure reason, e.g. `delayed connect error: 111`. */
   readonly transport: string;
+}
+
+/** What telemetry reports about an upstream connection, read once when it is established. */
+export interface UpstreamConnectionFacts {
+  /** The SPIFFE identity the server proved over Istio mTLS (secure naming passed); '' otherwise. */
+  readonly identity: string;
+  /** The connection's local `address:port` (Envoy's UPSTREAM_LOCAL_ADDRESS). */
+  readonly localAddress: string;
+}
+
+const NO_FACTS: UpstreamConnectionFacts = { identity: '', localAddress: '' };
+const connectionFacts = new WeakMap<Socket, UpstreamConnectionFacts>();
+
+/** The facts of a connection connectUpstream made (empty ones for any other socket). */
+export function upstreamConnectionFacts(socket: Socket): UpstreamConnectionFacts {
+  return connectionFacts.get(socket) ?? NO_FACTS;
+}
+
+function addressWithPort(address: string | undefined, port: number | undefined): string {
+  if (address === undefined || port === undefined) return '';
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 /** Connects; exactly one callback, with the connected (and, with `tls`, handshaken) socket or the failure. */
@@ -105,6 +126,8 @@ export function connectUpstream(
     clearTimeout(timer);
     socket.removeListener('error', onError);
     socket.setNoDelay(true);
+    const identity = tls !== undefined && tls.origination === undefined ? (spiffeUriOf((socket as TLSSocket).getPeerCertificate()) ?? '') : '';
+    connectionFacts.set(socket, { identity, localAddress: addressWithPort(socket.localAddress, socket.localPort) });
     cb(null, socket);
   });
 }

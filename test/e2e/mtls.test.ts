@@ -136,12 +136,24 @@ describe.skipIf(SKIP !== undefined)(`mTLS between sidecars${SKIP === undefined ?
     ];
     await Promise.all(apps.map((a) => a.waitFor(/listening/)));
     const sidecars = [];
-    for (const [pod, certs] of [['a', 'a'], ['b', 'b']] as const) {
+    // Pod a's proxy runs two workers, as istio-proxy does in pods; b's one. Each has the
+    // workload metadata an injected pod's environment gives it.
+    const pods = [
+      { pod: 'a', app: 'productpage', extra: ['--concurrency', '2'] },
+      { pod: 'b', app: 'reviews', extra: [] },
+    ] as const;
+    for (const { pod, app, extra } of pods) {
       const init = await net.exec(pod, NODE, [CLI, 'iptables', ...INIT_ARGS]);
       expect(init.code, init.stderr).toBe(0);
-      sidecars.push(net.start(pod, NODE, [CLI, 'run', '--mode', 'sidecar', '-c', cfg(), '--certs', join(dir, certs)], { uid: PROXY_UID }));
+      const env = {
+        POD_NAME: `${app}-v1-5d8b8f7c9-x2x7q`,
+        POD_NAMESPACE: 'default',
+        ISTIO_METAJSON_LABELS: JSON.stringify({ app, version: 'v1' }),
+        ISTIO_META_CLUSTER_ID: 'Kubernetes',
+      };
+      sidecars.push(net.start(pod, NODE, [CLI, 'run', '--mode', 'sidecar', '-c', cfg(), '--certs', join(dir, pod), ...extra], { uid: PROXY_UID, env }));
     }
-    await Promise.all(sidecars.map((s) => s.waitFor(/ready: config version/)));
+    await Promise.all(sidecars.map((s) => s.waitFor(/ready: (config version|2 workers)/)));
     for (const s of sidecars) expect(s.output()).toMatch(/workload certificate spiffe:\/\/cluster\.local\/ns\/default\/sa\/\w+ loaded/);
   }, 60_000);
 
@@ -197,6 +209,40 @@ describe.skipIf(SKIP !== undefined)(`mTLS between sidecars${SKIP === undefined ?
   it('TCP between the pods is mTLS too (STRICT would refuse it otherwise)', async () => {
     const r = await net.exec('a', NODE, [APPS, 'tcp-client', 'echo', '7000', 'ping', '3']);
     expect(r.stdout).toBe('echo:ping\n'.repeat(3));
+  });
+
+  it('both sidecars report Istio metrics: peers named by metadata exchange and mTLS identities', async () => {
+    const r = await net.exec('a', 'curl', ['-s', '--max-time', '5', 'http://reviews:9080/metrics-check']);
+    expect(r.code, r.stderr).toBe(0);
+    const scrape = async (pod: string, port: number): Promise<string> => (await net.exec(pod, 'curl', ['-s', '--max-time', '5', `http://127.0.0.1:${port}/stats/prometheus`])).stdout;
+    const series = (text: string, metric: string, match: Record<string, string>): string | undefined =>
+      text.split('\n').find((l) => l.startsWith(`${metric}{`) && Object.entries(match).every(([k, v]) => l.includes(`${k}="${v}"`)));
+    const productpage = 'spiffe://cluster.local/ns/default/sa/productpage';
+    const reviews = 'spiffe://cluster.local/ns/default/sa/reviews';
+    // The client side (two workers, summed by the primary on 15000 and 15090).
+    for (const port of [15000, 15090]) {
+      const client = await scrape('a', port);
+      const line = series(client, 'istio_requests_total', { reporter: 'source', response_code: '200', destination_service: 'reviews.default.svc.cluster.local' });
+      expect(line, client).toBeDefined();
+      for (const [k, v] of Object.entries({
+        source_workload: 'productpage-v1', source_canonical_service: 'productpage', source_principal: productpage, source_app: 'productpage', source_cluster: 'Kubernetes',
+        destination_workload: 'reviews-v1', destination_workload_namespace: 'default', destination_principal: reviews, destination_canonical_service: 'reviews',
+        destination_service_name: 'reviews', destination_cluster: 'Kubernetes', connection_security_policy: 'unknown',
+      })) expect(line).toContain(`${k}="${v}"`);
+    }
+    // The server side.
+    const server = await scrape('b', 15000);
+    const inbound = series(server, 'istio_requests_total', { reporter: 'destination', response_code: '200' });
+    expect(inbound, server).toBeDefined();
+    for (const [k, v] of Object.entries({
+      source_workload: 'productpage-v1', source_principal: productpage, source_app: 'productpage', destination_workload: 'reviews-v1',
+      destination_principal: reviews, destination_service: 'reviews.default.svc.cluster.local', connection_security_policy: 'mutual_tls',
+    })) expect(inbound).toContain(`${k}="${v}"`);
+    // TCP: opened and closed connections and bytes, on both sides, with the mTLS identities.
+    expect(series(server, 'istio_tcp_connections_opened_total', { reporter: 'destination', source_principal: productpage, connection_security_policy: 'mutual_tls' }), server).toBeDefined();
+    expect(series(server, 'istio_tcp_received_bytes_total', { reporter: 'destination', request_protocol: 'tcp' }), server).toBeDefined();
+    const client = await scrape('a', 15000);
+    expect(series(client, 'istio_tcp_connections_closed_total', { reporter: 'source', destination_principal: reviews, destination_service_name: 'echo' }), client).toBeDefined();
   });
 
   it('STRICT refuses plaintext', async () => {

@@ -98,8 +98,8 @@ export class PodNetwork {
   }
 
   /** Starts a long-running command in the pod; `destroy` kills it. */
-  start(pod: string, cmd: string, args: readonly string[], options: { uid?: number } = {}): PodProcess {
-    const child = spawn('ip', this.#argv(pod, cmd, args, options.uid), { stdio: ['ignore', 'pipe', 'pipe'] });
+  start(pod: string, cmd: string, args: readonly string[], options: { uid?: number; env?: Record<string, string> } = {}): PodProcess {
+    const child = spawn('ip', this.#argv(pod, cmd, args, options.uid), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
     this.#processes.push(child);
     let out = '';
     const waiters = new Set<() => void>();

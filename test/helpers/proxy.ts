@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { createLogger, type Logger } from '../../src/core/logger.js';
 import type { StreamInfo } from '../../src/http/stream.js';
 import { Proxy } from '../../src/lifecycle/proxy.js';
+import type { WorkloadMetadata } from '../../src/model/index.js';
+
+export const EMPTY_METADATA: WorkloadMetadata = { name: '', namespace: 'default', workloadName: '', labels: {}, clusterId: '', meshId: '', serviceAccount: '', instanceIps: [] };
 
 export interface TestProxy {
   readonly proxy: Proxy;
@@ -19,7 +22,10 @@ export interface TestProxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(files: Record<string, string>, options: { watch?: boolean } = {}): Promise<TestProxy> {
+export async function startProxy(
+  files: Record<string, string>,
+  options: { watch?: boolean; metadata?: WorkloadMetadata; stats?: boolean } = {},
+): Promise<TestProxy> {
   const dir = await mkdtemp(join(tmpdir(), 'skiff-test-'));
   for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
   const logs: string[] = [];
@@ -29,8 +35,10 @@ export async function startProxy(files: Record<string, string>, options: { watch
     configPath: dir,
     logger,
     watch: options.watch ?? false,
-    ports: { outbound: 0, admin: 0, readiness: 0 },
+    ports: { outbound: 0, admin: 0, readiness: 0, ...(options.stats === true ? { stats: 0 } : {}) },
     onRequestDone: (info) => records.push(info),
+    // Tests never read the metadata of the machine's environment.
+    metadata: options.metadata ?? EMPTY_METADATA,
   });
   return {
     proxy,

@@ -14,6 +14,8 @@ export interface Received {
   readonly rawHeaders: string[];
   readonly bodyLength: number;
   readonly httpVersion: string;
+  /** The client's port: requests sharing one came over one connection. */
+  readonly remotePort: number;
 }
 
 export interface Upstream {
@@ -52,6 +54,7 @@ export async function startUpstream(name: string, handler?: Handler): Promise<Up
         rawHeaders: req.rawHeaders,
         bodyLength: length,
         httpVersion: req.httpVersion,
+        remotePort: req.socket.remotePort ?? 0,
       });
       if (handler?.(req, res, body) === true) return;
       const url = req.url ?? '/';

@@ -87,11 +87,27 @@ describe('admin and readiness servers', () => {
     expect(res.headers['content-type']).toMatch(/^text\/plain/);
   });
 
-  it('dumps the model on /config_dump as JSON', async () => {
+  it('dumps the config on /config_dump in Envoy\'s shape, with the model last', async () => {
     const res = await admin('/config_dump');
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('application/json');
-    const dump = res.json();
+    const configs: Array<Record<string, any>> = res.json().configs; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const of = (type: string) => configs.find((c) => c['@type'] === type)!;
+    const envoy = 'type.googleapis.com/envoy.admin.v3.';
+    expect(configs.map((c) => c['@type'])).toEqual([
+      `${envoy}BootstrapConfigDump`, `${envoy}ClustersConfigDump`, `${envoy}ListenersConfigDump`, `${envoy}RoutesConfigDump`, `${envoy}SecretsConfigDump`, 'type.skiff.dev/ModelDump',
+    ]);
+    const envoyClusters: Array<{ cluster: { name: string; type: string; load_assignment: { endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: { port_value: number } } } }> }> } } }> =
+      of(`${envoy}ClustersConfigDump`).dynamic_active_clusters;
+    const v1 = envoyClusters.find((c) => /^outbound\|80\|v1\|svc(\.|$)/.test(c.cluster.name))!;
+    expect(v1.cluster.type).toBe('STATIC');
+    expect(v1.cluster.load_assignment.endpoints[0]!.lb_endpoints[0]!.endpoint.address.socket_address.port_value).toBe(up.port);
+    const routes: Array<{ route_config: { name: string; virtual_hosts: Array<{ domains: string[]; routes: Array<Record<string, any>> }> } }> = of(`${envoy}RoutesConfigDump`).dynamic_route_configs; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const envoyVhost = routes.find((r) => r.route_config.name === '80')!.route_config.virtual_hosts.find((v) => v.domains.includes('svc'))!;
+    expect(envoyVhost.routes[0]).toMatchObject({ name: 'hello', direct_response: { status: 200, body: { inline_string: 'hello from skiff' } } });
+    expect(envoyVhost.routes[1]!['route'].cluster).toBe(v1.cluster.name);
+    expect(of(`${envoy}ListenersConfigDump`).dynamic_listeners).toEqual([expect.objectContaining({ name: 'outbound' })]);
+    const dump = of('type.skiff.dev/ModelDump');
     expect(dump.version).toBe(tp.proxy.snapshot.version);
 
     const clusters: Array<{ name: string; discovery: string; endpoints: Array<{ address: string; port: number }> }> = dump.model.clusters;

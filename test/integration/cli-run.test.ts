@@ -255,7 +255,7 @@ spec:
   http: [{route: [{destination: {host: backend.internal}}]}]
 `,
     );
-    const p = startCli(['run', '--mode', 'gateway', '-c', gwDir, '--admin-port', '0', '--readiness-port', '0', '--status-port', '0', '--certs', join(gwDir, 'no-certs')]);
+    const p = startCli(['run', '--mode', 'gateway', '-c', gwDir, '--admin-port', '0', '--readiness-port', '0', '--status-port', '0', '--stats-port', '0', '--certs', join(gwDir, 'no-certs')]);
     try {
       await p.waitFor(new RegExp(`ready: config version 1 .*gateway ports ${port}, status :\\d+`), 'stderr');
       const r = await get(port, 'www.example.com', '/hello');

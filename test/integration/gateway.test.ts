@@ -308,7 +308,7 @@ ${extraDocs}`;
       certificatesDir: join(dir, 'workload'),
       logger: createLogger({ level: 'info', sink: (l) => logs.push(l) }),
       watch: false,
-      ports: { admin: 0, readiness: 0, status: 0 },
+      ports: { admin: 0, readiness: 0, status: 0, stats: 0 },
     });
   });
 

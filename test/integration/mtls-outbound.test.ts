@@ -724,7 +724,7 @@ describe('TCP over ISTIO_MUTUAL', () => {
       const accepted = once(front, 'connection') as Promise<[Socket]>;
       const client = connect((front.address() as AddressInfo).port, '127.0.0.1');
       const [downstream] = await accepted;
-      new TcpProxy(managed, done).start(downstream, null, name, { host: '240.0.0.1', port: 9100 }, snapshot);
+      new TcpProxy(managed, { onDone: done }).start(downstream, null, name, { host: '240.0.0.1', port: 9100 }, snapshot, { direction: 'outbound' });
       client.write('ping over mtls');
       const echoed = await new Promise<string>((resolve) => {
         let got = '';
@@ -738,6 +738,8 @@ describe('TCP over ISTIO_MUTUAL', () => {
       client.end();
       const record = await info;
       expect(record.responseFlags ?? []).not.toContain('UF');
+      // The identity the server proved is what metrics report as destination_principal.
+      expect(record.upstreamPeerIdentity).toBe(SERVER_ID);
     } finally {
       managed?.close();
       await closeServer(echo);

@@ -226,7 +226,7 @@ async function open(clusterName: string, o: OpenOptions = {}): Promise<Session> 
   if (o.thenEnd === true) socket.end();
   const downstream = await accepted;
   const initial = o.sniff === undefined ? null : await o.sniff(downstream);
-  new TcpProxy(clusters, done).start(downstream, initial, clusterName, o.destination ?? { host: '240.0.0.1', port: 9000 }, o.snapshot ?? snapshot);
+  new TcpProxy(clusters, { onDone: done }).start(downstream, initial, clusterName, o.destination ?? { host: '240.0.0.1', port: 9000 }, o.snapshot ?? snapshot, { direction: 'outbound' });
   return { client, info };
 }
 

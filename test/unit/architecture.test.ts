@@ -11,7 +11,7 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../../src');
 
 type Layer =
   | 'core' | 'model' | 'config' | 'compile' | 'security' | 'upstream' | 'tcp' | 'http-base'
-  | 'http-filters' | 'http-router' | 'http' | 'listener' | 'admin' | 'lifecycle' | 'cli';
+  | 'http-filters' | 'http-router' | 'http' | 'listener' | 'telemetry' | 'admin' | 'lifecycle' | 'cli';
 
 /** Which layer a file belongs to. http is split: codec/headers/stream are primitives the router uses. */
 function layerOf(file: string): Layer {
@@ -20,7 +20,7 @@ function layerOf(file: string): Layer {
   if (top === 'http') {
     if (second === 'router') return 'http-router';
     if (second === 'filters') return 'http-filters';
-    if (second === 'codec' || second === 'headers.ts' || second === 'stream.ts') return 'http-base';
+    if (second === 'codec' || second === 'headers.ts' || second === 'stream.ts' || second === 'trace-context.ts') return 'http-base';
     return 'http';
   }
   return top as Layer;
@@ -42,10 +42,12 @@ const ALLOWED: Record<Layer, readonly Layer[]> = {
   'http-router': [...DATA, 'http-base', 'upstream', 'tcp', 'security', 'http-router'],
   http: [...DATA, 'http-base', 'http-filters', 'http-router', 'http'],
   listener: [...DATA, 'http-base', 'http', 'tcp', 'security', 'listener'],
+  // Telemetry consumes the records the data path hands over (StreamInfo, TcpSessionInfo).
+  telemetry: [...DATA, 'http-base', 'tcp', 'telemetry'],
   admin: ['core', 'model', 'admin'],
   lifecycle: [
     'core', 'model', 'config', 'compile', 'security', 'upstream', 'tcp', 'http-base', 'http-filters',
-    'http-router', 'http', 'listener', 'admin', 'lifecycle',
+    'http-router', 'http', 'listener', 'telemetry', 'admin', 'lifecycle',
   ],
   // `skiff ca` issues certificates with the security layer's mini CA.
   cli: ['core', 'model', 'config', 'security', 'lifecycle', 'cli'],

@@ -101,7 +101,7 @@ describe('inject: what is added', () => {
       name: 'istio-proxy',
       image: 'localhost/skiff:latest',
       imagePullPolicy: 'IfNotPresent',
-      args: ['run', '--mode', 'sidecar', '-c', '/etc/skiff/config'],
+      args: ['run', '--mode', 'sidecar', '-c', '/etc/skiff/config', '--concurrency', '2'],
       ports: [
         { containerPort: 15090, name: 'http-envoy-prom', protocol: 'TCP' },
         { containerPort: 15021, name: 'status-port', protocol: 'TCP' },

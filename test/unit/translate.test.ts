@@ -153,6 +153,7 @@ describe('clusters', () => {
     expect(cluster(m, 'BlackHoleCluster')).toMatchObject({ discovery: 'STATIC', endpoints: [] });
     expect(cluster(m, 'outbound|9080|v2|reviews.default.svc.cluster.local').service).toEqual({
       host: 'reviews.default.svc.cluster.local',
+      namespace: 'default',
       port: 9080,
       subset: 'v2',
     });

@@ -111,7 +111,7 @@ function sidecarContainer(image: string, workloadName: string | undefined, a: An
     name: SIDECAR_CONTAINER,
     image,
     imagePullPolicy: 'IfNotPresent',
-    args: ['run', '--mode', 'sidecar', '-c', CONFIG_MOUNT_PATH],
+    args: ['run', '--mode', 'sidecar', '-c', CONFIG_MOUNT_PATH, '--concurrency', '2'],
     ports: [
       { containerPort: 15090, name: 'http-envoy-prom', protocol: 'TCP' },
       { containerPort: 15021, name: 'status-port', protocol: 'TCP' },

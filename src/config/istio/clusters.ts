@@ -190,7 +190,7 @@ export function buildClusters(registry: ReadonlyMap<string, Service>, rules: Des
           // Istio sets the panic threshold from minHealthPercent (default 0: never panic) along
           // with outlier detection; without it no host is ever unhealthy.
           healthyPanicThreshold: outlier !== undefined ? (policy?.outlierDetection?.minHealthPercent ?? 0) : ENVOY_PANIC_THRESHOLD,
-          service: { host: service.hostname, port: port.number, ...(v.subset !== undefined ? { subset: v.subset } : {}) },
+          service: { host: service.hostname, namespace: service.namespace, port: port.number, ...(v.subset !== undefined ? { subset: v.subset } : {}) },
         });
       }
     }

@@ -3,7 +3,7 @@
  * references to unknown hosts and subsets) and so do the honest refusals: a field that would
  * change security if ignored is an error; one skiff does not enforce yet is a warning.
  */
-import { DEFAULT_MESH, type MeshSettings, type Model } from '../../model/index.js';
+import { DEFAULT_MESH, type MeshSettings, type Model, type TraceExporter, type TracingSettings } from '../../model/index.js';
 import type { Diagnostic } from '../diagnostics.js';
 import { authorizationFor } from './authz-policy.js';
 import { buildClusters } from './clusters.js';
@@ -47,8 +47,66 @@ function meshSettings(configs: ReadonlyArray<Kind<'MeshConfig'>>, diagnostics: D
     protocolDetectionTimeoutMs: spec.protocolDetectionTimeout ?? DEFAULT_MESH.protocolDetectionTimeoutMs,
     tcpIdleTimeoutMs: spec.tcpIdleTimeout ?? DEFAULT_MESH.tcpIdleTimeoutMs,
     enableAutoMtls: spec.enableAutoMtls ?? DEFAULT_MESH.enableAutoMtls,
+    accessLog: {
+      file: spec.accessLogFile ?? DEFAULT_MESH.accessLog.file,
+      encoding: spec.accessLogEncoding ?? DEFAULT_MESH.accessLog.encoding,
+      format: spec.accessLogFormat ?? DEFAULT_MESH.accessLog.format,
+    },
+    tracing: tracingSettings(configs[0]!, diagnostics),
+    terminationDrainDurationMs: spec.defaultConfig?.terminationDrainDuration ?? DEFAULT_MESH.terminationDrainDurationMs,
+    drainDurationMs: spec.defaultConfig?.drainDuration ?? DEFAULT_MESH.drainDurationMs,
     ports,
   };
+}
+
+/**
+ * Where spans go, as Istio picks it: the default tracing provider (an extensionProviders entry
+ * named by defaultProviders.tracing), else ProxyConfig's Zipkin address, else nowhere.
+ */
+function tracingSettings(mesh: Kind<'MeshConfig'>, diagnostics: Diagnostic[]): TracingSettings {
+  const spec = mesh.spec;
+  const enabled = spec.enableTracing ?? DEFAULT_MESH.tracing.enabled;
+  const samplingPercent = spec.defaultConfig?.tracing?.sampling ?? DEFAULT_MESH.tracing.samplingPercent;
+  const named = spec.defaultProviders?.tracing?.[0];
+  let exporter: TraceExporter | null = null;
+  if (named !== undefined) {
+    const index = spec.extensionProviders?.findIndex((p) => p.name === named) ?? -1;
+    const provider = index < 0 ? undefined : spec.extensionProviders![index]!;
+    const at = ['spec', 'extensionProviders', index];
+    if (provider === undefined) {
+      diagnostics.push(resourceDiagnostic(mesh, ['spec', 'defaultProviders', 'tracing', 0], `no extensionProviders entry is named "${named}"`, 'error'));
+    } else if (provider.zipkin !== undefined) {
+      const z = provider.zipkin;
+      if (z.service === undefined || z.port === undefined) diagnostics.push(resourceDiagnostic(mesh, [...at, 'zipkin'], 'zipkin needs service and port', 'error'));
+      else exporter = { kind: 'zipkin', url: `http://${hostPort(z.service, z.port)}${absolutePath(z.path ?? '/api/v2/spans')}` };
+    } else if (provider.opentelemetry !== undefined) {
+      const o = provider.opentelemetry;
+      if (o.service === undefined || o.port === undefined) {
+        diagnostics.push(resourceDiagnostic(mesh, [...at, 'opentelemetry'], 'opentelemetry needs service and port', 'error'));
+      } else if (o.http === undefined) {
+        diagnostics.push(resourceDiagnostic(mesh, [...at, 'opentelemetry', 'http'], 'skiff exports OTLP over HTTP only: set http (e.g. path: /v1/traces)', 'error'));
+      } else {
+        exporter = { kind: 'otlp-http', url: `http://${hostPort(o.service, o.port)}${absolutePath(o.http.path ?? '/v1/traces')}` };
+      }
+    } else {
+      diagnostics.push(resourceDiagnostic(mesh, at, 'the tracing provider must be zipkin or opentelemetry', 'error'));
+    }
+  } else if (spec.defaultConfig?.tracing?.zipkin?.address !== undefined) {
+    exporter = { kind: 'zipkin', url: `http://${spec.defaultConfig.tracing.zipkin.address}/api/v2/spans` };
+  }
+  if (exporter !== null && !URL.canParse(exporter.url)) {
+    diagnostics.push(resourceDiagnostic(mesh, ['spec'], `the tracing collector address ${exporter.url} is not a valid URL`, 'error'));
+    exporter = null;
+  }
+  return { enabled, samplingPercent, exporter };
+}
+
+function absolutePath(path: string): string {
+  return path.startsWith('/') ? path : `/${path}`;
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** Duplicate kind/namespace/name: the later one is an error, as the API server would refuse it. */

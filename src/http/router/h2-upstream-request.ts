@@ -88,6 +88,11 @@ export class H2UpstreamRequest implements Attempt {
     }
     this.#session = session;
     const stream = this.#stream;
+    const facts = this.host.h2!.factsOf(session!);
+    if (facts !== undefined) {
+      stream.info.upstreamPeerIdentity = facts.identity;
+      stream.info.upstreamLocalAddress = facts.localAddress;
+    }
     const pseudo = { ':method': stream.method, ':path': stream.path, ':authority': stream.authority, ':scheme': this.host.pool.target.tls !== undefined ? 'https' : 'http' };
     let req: ClientHttp2Stream;
     try {
@@ -155,7 +160,7 @@ export class H2UpstreamRequest implements Attempt {
     }
     this.#committed = true;
     this.#stopPerTryTimer();
-    prepareResponseHeaders(map, performance.now() - this.#startMs, this.#stream.info.connection.serverHeader);
+    prepareResponseHeaders(map, performance.now() - this.#startMs, this.#stream.info);
     const d = this.#decoration;
     d.clusterResponseHeaders?.(map);
     d.routeResponseHeaders?.(map);

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { HeaderMutator } from '../../compile/header-mutation.js';
 import { HeaderMap } from '../headers.js';
-import type { DownstreamStream } from '../stream.js';
+import type { DownstreamStream, StreamInfo } from '../stream.js';
 
 /**
  * Header names a `Connection` header lists (RFC 9110 §7.6.1), other than close/keep-alive;
@@ -93,14 +93,41 @@ export function appendUpgrade(headers: HeaderMap, protocol: string): void {
   headers.append('upgrade', protocol);
 }
 
-/** Rewrites response headers received from upstream before they go downstream. */
-export function prepareResponseHeaders(headers: HeaderMap, upstreamServiceTimeMs: number, server: string): void {
+/**
+ * This workload's Istio metadata exchange headers (x-envoy-peer-metadata-id and
+ * x-envoy-peer-metadata), sent to mesh peers: on requests to Istio mTLS upstreams and on
+ * inbound responses.
+ */
+export interface PeerMetadataHeaders {
+  readonly id: string;
+  readonly value: string;
+}
+
+export const PEER_METADATA = 'x-envoy-peer-metadata';
+export const PEER_METADATA_ID = 'x-envoy-peer-metadata-id';
+
+export function appendPeerMetadata(headers: HeaderMap, own: PeerMetadataHeaders): void {
+  headers.append(PEER_METADATA_ID, own.id);
+  headers.append(PEER_METADATA, own.value);
+}
+
+/**
+ * Rewrites response headers received from upstream before they go downstream. The upstream
+ * peer's metadata exchange headers are taken out into the request's record.
+ */
+export function prepareResponseHeaders(headers: HeaderMap, upstreamServiceTimeMs: number, info: StreamInfo): void {
+  info.responseCodeDetails = 'via_upstream';
   const { names, values } = headers;
   const listed = connectionListed(headers);
   let w = 0;
   for (let r = 0; r < names.length; r++) {
     const name = names[r]!;
     switch (name) {
+      case PEER_METADATA:
+        info.upstreamPeerMetadata = values[r]!;
+        continue;
+      case PEER_METADATA_ID:
+        continue;
       case 'connection':
       case 'keep-alive':
       case 'proxy-connection':
@@ -117,7 +144,7 @@ export function prepareResponseHeaders(headers: HeaderMap, upstreamServiceTimeMs
   }
   truncate(headers, w);
   headers.append('x-envoy-upstream-service-time', String(Math.round(upstreamServiceTimeMs)));
-  headers.append('server', server);
+  headers.append('server', info.connection.serverHeader);
 }
 
 /**

@@ -17,8 +17,9 @@ import type { Host } from '../../upstream/host.js';
 import type { ClusterManager } from '../../upstream/cluster-manager.js';
 import { connectUpstream } from '../../upstream/connect.js';
 import type { DownstreamStream } from '../stream.js';
+import { injectTrace } from '../trace-context.js';
 import { hashRequest } from './hash-policy.js';
-import { mutatedHeaders, prepareRequestHeaders } from './headers.js';
+import { appendPeerMetadata, mutatedHeaders, prepareRequestHeaders, type PeerMetadataHeaders } from './headers.js';
 import { RequestView, splitAuthority } from './request-view.js';
 import { connectFailure, replyNoHealthyUpstream, replyUpstreamReset } from './upstream-failure.js';
 import { ForwardRequest } from './forward-request.js';
@@ -43,6 +44,8 @@ export interface TunnelCapableStream extends DownstreamStream {
 export interface RouterOptions {
   /** Ports this proxy listens on; a passthrough to one of them on a local address would loop. */
   readonly ownPorts: ReadonlySet<number>;
+  /** This workload's metadata exchange headers; null sends none. */
+  readonly peerMetadata?: PeerMetadataHeaders | null;
 }
 
 const LOCAL_NAMES = new Set(['localhost', '127.0.0.1', '::1', '0.0.0.0', '::']);
@@ -63,6 +66,11 @@ export class Router {
   constructor(clusters: ClusterManager, options: RouterOptions) {
     this.#clusters = clusters;
     this.#options = options;
+  }
+
+  /** This workload's metadata exchange headers, when it sends them. */
+  get peerMetadata(): PeerMetadataHeaders | null {
+    return this.#options.peerMetadata ?? null;
   }
 
   /**
@@ -123,6 +131,11 @@ export class Router {
     }
     prepareRequestHeaders(stream);
     const headers = stream.headers;
+    // Istio's metadata exchange, with mesh peers only (never leaked to other destinations).
+    const own = this.#options.peerMetadata;
+    const tls = upstream.pool.target.tls;
+    if (own != null && tls !== undefined && tls.origination === undefined) appendPeerMetadata(headers, own);
+    if (stream.info.trace !== null) injectTrace(headers, stream.info.trace);
     target.requestHeaders?.(headers);
     route.requestHeaders?.(headers);
     if (action.rewritePath !== null) {

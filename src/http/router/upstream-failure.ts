@@ -59,6 +59,7 @@ export function replyUpstreamReset(stream: DownstreamStream, reset: UpstreamRese
   const transport = reset.transport ? `, transport failure reason: ${reset.transport}` : '';
   const detailReason = `${reset.reason}${reset.transport ? `,${reset.transport}` : ''}`.replace(/ /g, '_');
   const body = `${RESET_PREFIX}${retried ? 'retried and the latest ' : ''}reset reason: ${reset.reason}${transport}`;
+  if (reset.transport) stream.info.upstreamTransportFailureReason = reset.transport;
   stream.sendLocalReply(reset.status, body, {
     details: `upstream_reset_before_response_started{${detailReason}}`,
     flag: reset.flag,

@@ -19,6 +19,7 @@ import { ResponseFlag, type ResponseFlagCode } from '../../core/response-flags.j
 import type { Host } from '../../upstream/host.js';
 import type { ConnectFailure, ConnectionUser, PendingAcquire, PooledConnection } from '../../upstream/pool/connection-pool.js';
 import { OVERFLOW } from '../../upstream/pool/connection-pool.js';
+import { upstreamConnectionFacts } from '../../upstream/connect.js';
 import type { DecoderCallbacks, ResponseDecoder } from '../codec/h1/decoder.js';
 import { takeDecoder } from './connection-decoder.js';
 import { CHUNK_SUFFIX, chunkPrefix, lastChunk, requestHead } from '../codec/h1/encoder.js';
@@ -154,6 +155,9 @@ export class UpstreamRequest implements Attempt, ConnectionUser, DecoderCallback
 
   #attach(conn: PooledConnection): void {
     this.#conn = conn;
+    const facts = upstreamConnectionFacts(conn.socket);
+    this.#stream.info.upstreamPeerIdentity = facts.identity;
+    this.#stream.info.upstreamLocalAddress = facts.localAddress;
     this.#connWasReused = conn.reused;
     this.#decoder = takeDecoder(conn, this, this.#stream.method === 'HEAD');
     conn.user = this;
@@ -278,7 +282,7 @@ export class UpstreamRequest implements Attempt, ConnectionUser, DecoderCallback
     this.#stopPerTryTimer();
     const headers = head.headers;
     const d = this.#decoration;
-    prepareResponseHeaders(headers, performance.now() - this.#startMs, this.#stream.info.connection.serverHeader);
+    prepareResponseHeaders(headers, performance.now() - this.#startMs, this.#stream.info);
     d.clusterResponseHeaders?.(headers);
     d.routeResponseHeaders?.(headers);
     if (d.setCookie !== undefined) headers.append('set-cookie', d.setCookie);

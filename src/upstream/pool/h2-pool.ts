@@ -10,7 +10,7 @@
  */
 import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
 import type { Socket } from 'node:net';
-import { connectUpstream, type ConnectFailure, type ConnectTarget } from '../connect.js';
+import { connectUpstream, upstreamConnectionFacts, type ConnectFailure, type ConnectTarget, type UpstreamConnectionFacts } from '../connect.js';
 import type { ResourceManager } from '../resource-manager.js';
 import { OVERFLOW } from './connection-pool.js';
 
@@ -29,6 +29,8 @@ export interface H2PoolOptions {
 }
 
 interface SessionState {
+  /** The connection under the session (telemetry). */
+  readonly facts: UpstreamConnectionFacts;
   /** Streams granted and not yet released. */
   active: number;
   /** Streams granted over the session's life. */
@@ -190,12 +192,13 @@ export class H2Pool {
   }
 
   #open(socket: Socket): ClientHttp2Session {
+    const facts = upstreamConnectionFacts(socket);
     // Each stream names its own :authority; this one only satisfies the API (any host, IPv6 too).
     const session = http2Connect('http://upstream', { createConnection: () => socket, settings: { enablePush: false } });
     // Upstream sockets allow half-open; a session would never notice the peer's FIN, so an
     // upstream that went away would keep taking streams that never end.
     socket.once('end', () => session.destroy());
-    const state: SessionState = { active: 0, total: 0, draining: false };
+    const state: SessionState = { active: 0, total: 0, draining: false, facts };
     this.#sessions.set(session, state);
     session.on('goaway', () => (state.draining = true));
     session.on('error', () => undefined); // 'close' follows
@@ -206,6 +209,11 @@ export class H2Pool {
     });
     session.setTimeout(this.#options.idleTimeoutMs, () => session.close());
     return session;
+  }
+
+  /** The facts of the connection a session of this pool runs on. */
+  factsOf(session: ClientHttp2Session): UpstreamConnectionFacts | undefined {
+    return this.#sessions.get(session)?.facts;
   }
 
   #grant(session: ClientHttp2Session): void {

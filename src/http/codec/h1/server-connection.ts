@@ -458,6 +458,7 @@ export class H1ServerStream implements DownstreamStream {
     this.hasRequestBody = head.chunked || head.contentLength > 0;
     this.#requestComplete = !this.hasRequestBody;
     this.info = info;
+    info.request = this;
   }
 
   get responseStarted(): boolean {
@@ -516,6 +517,7 @@ export class H1ServerStream implements DownstreamStream {
     this.#responseStarted = true;
     this.info.responseCode = status;
     this.onResponseHeaders?.(headers);
+    this.info.responseHeaders = headers;
     const bodyless = this.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
     if (bodyless) {
       this.#responseMode = BodyMode.None;
@@ -555,6 +557,7 @@ export class H1ServerStream implements DownstreamStream {
 
   sendEnd(trailers: HeaderMap | null): void {
     if (this.#done) return;
+    this.info.responseTrailers = trailers;
     if (this.#responseMode === BodyMode.Chunked) this.#conn.write(lastChunk(trailers));
     this.#finish();
   }

@@ -75,6 +75,7 @@ export class H2ServerStream implements DownstreamStream {
     this.hasRequestBody = !h2.endAfterHeaders;
     this.#requestComplete = !this.hasRequestBody;
     this.info = new StreamInfo(connection);
+    this.info.request = this;
     h2.on('data', (chunk: Buffer) => this.#onRequestData(chunk));
     h2.on('trailers', (t: IncomingHttpHeaders) => (this.#requestTrailers = fromH2Headers(t)));
     h2.on('end', () => this.#onRequestEnd());
@@ -137,6 +138,7 @@ export class H2ServerStream implements DownstreamStream {
     this.#responseStarted = true;
     this.info.responseCode = status;
     this.onResponseHeaders?.(headers);
+    this.info.responseHeaders = headers;
     const bodyless = this.method === 'HEAD' || status === 204 || status === 304;
     try {
       this.#h2.respond(toH2Headers(headers, { ':status': status }), { endStream: endStream || bodyless, waitForTrailers: !(endStream || bodyless) });
@@ -158,6 +160,7 @@ export class H2ServerStream implements DownstreamStream {
   sendEnd(trailers: HeaderMap | null): void {
     if (this.#done) return;
     this.#responseTrailers = trailers;
+    this.info.responseTrailers = trailers;
     this.#h2.end();
     this.#finish();
   }

@@ -1,0 +1,289 @@
+/**
+ * The proxy's telemetry, wired: the Prometheus registry with Istio's metrics and skiff's own
+ * gauges, the access log and the tracer, all fed by the records the data path hands over
+ * (StreamInfo, TcpSessionInfo). Settings come from MeshConfig and follow reloads.
+ */
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { Snapshot } from '../compile/snapshot.js';
+import { SkiffError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { PeerMetadataHeaders } from '../http/router/headers.js';
+import type { StreamInfo } from '../http/stream.js';
+import type { MeshSettings, WorkloadMetadata } from '../model/index.js';
+import type { TcpSessionInfo, TcpSessionObserver } from '../tcp/tcp-proxy.js';
+import { IstioMetrics, type ServiceLabels } from '../telemetry/istio-metrics.js';
+import { encodePeerMetadata, nodeId, workloadFromMetadata } from '../telemetry/peer-metadata.js';
+import type { ClusterManager } from '../upstream/cluster-manager.js';
+import { AccessLog, accessLogFormatter } from '../telemetry/access-log.js';
+import { Tracer } from '../telemetry/tracing.js';
+
+export interface TelemetryOptions {
+  readonly metadata: WorkloadMetadata;
+  /** sidecar or router (gateway): Istio's node type. */
+  readonly nodeType: 'sidecar' | 'router';
+  /** This workload's SPIFFE identity now ('' without a certificate). */
+  principal(): string;
+  readonly log: Logger;
+  /** Also receives each request's record (tests, embedding). */
+  readonly onRequestDone?: (info: StreamInfo) => void;
+  readonly onTcpDone?: (info: TcpSessionInfo) => void;
+}
+
+/** What the operator gauges read, each at scrape time. */
+export interface ProxyGauges {
+  activeConnections(): number;
+  readonly clusters: ClusterManager;
+  configVersion(): number;
+  /** When the workload certificate expires; null without one. */
+  certificateExpiry(): Date | null;
+}
+
+export class Telemetry {
+  readonly registry = new Registry();
+  readonly metrics: IstioMetrics;
+  /** This workload's metadata exchange headers, sent to mesh peers. */
+  readonly peerMetadata: PeerMetadataHeaders;
+  readonly nodeId: string;
+  readonly #options: TelemetryOptions;
+  readonly #reloads: Counter<'result'>;
+  #snapshot: Snapshot | null = null;
+  #services = new Map<string, ServiceLabels>();
+  #mesh: MeshSettings | null = null;
+  #accessLog: AccessLog | null = null;
+  #tracer: Tracer | null = null;
+
+  constructor(options: TelemetryOptions) {
+    this.#options = options;
+    this.nodeId = nodeId(options.metadata, options.nodeType);
+    this.peerMetadata = { id: this.nodeId, value: encodePeerMetadata(options.metadata) };
+    this.metrics = new IstioMetrics({
+      registry: this.registry,
+      own: workloadFromMetadata(options.metadata),
+      ownPrincipal: options.principal,
+      serviceOfCluster: (name) => this.#serviceOfCluster(name),
+      serviceOfHost: (host) => this.#services.get(host),
+    });
+    this.#reloads = new Counter({
+      name: 'skiff_config_reloads_total',
+      help: 'Configuration reloads, by result (success or failure).',
+      labelNames: ['result'],
+      registers: [this.registry],
+    });
+  }
+
+  /** Receives every finished request: metrics, access log, then the span if sampled. */
+  readonly onRequestDone = (info: StreamInfo): void => {
+    this.metrics.recordRequest(info);
+    this.#accessLog?.logRequest(info);
+    if (info.trace?.sampled === true) this.#tracer?.recordRequest(info);
+    this.#options.onRequestDone?.(info);
+  };
+
+  readonly tcpObserver: TcpSessionObserver = {
+    onStart: (info) => this.metrics.recordTcpOpen(info),
+    onDone: (info) => {
+      this.metrics.recordTcpClose(info);
+      this.#accessLog?.logTcp(info);
+      this.#options.onTcpDone?.(info);
+    },
+  };
+
+  /** The gauges operators watch, read at scrape time. */
+  registerGauges(g: ProxyGauges): void {
+    const r = [this.registry];
+    new Gauge({ name: 'skiff_downstream_connections_active', help: 'Open downstream connections.', registers: r, collect() { this.set(g.activeConnections()); } });
+    new Gauge({
+      name: 'skiff_upstream_requests_pending',
+      help: 'Requests waiting for an upstream connection.',
+      registers: r,
+      collect() {
+        let n = 0;
+        for (const c of g.clusters.clusters.values()) for (const h of c.hosts) n += h.pool.pendingRequests;
+        this.set(n);
+      },
+    });
+    new Gauge({
+      name: 'skiff_upstream_requests_active',
+      help: 'Requests in flight to upstream hosts.',
+      registers: r,
+      collect() {
+        let n = 0;
+        for (const c of g.clusters.clusters.values()) for (const h of c.hosts) n += h.activeRequests;
+        this.set(n);
+      },
+    });
+    new Gauge({
+      name: 'skiff_outlier_ejected_hosts',
+      help: 'Hosts ejected by outlier detection, by cluster.',
+      labelNames: ['cluster_name'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const [name, c] of g.clusters.clusters) if (c.ejectedHosts > 0) this.set({ cluster_name: name }, c.ejectedHosts);
+      },
+    });
+    new Gauge({ name: 'skiff_config_version', help: 'Version of the configuration snapshot serving.', aggregator: 'max', registers: r, collect() { this.set(g.configVersion()); } });
+    new Gauge({
+      name: 'skiff_workload_certificate_expiry_seconds',
+      help: 'Seconds until the workload certificate expires (absent without one).',
+      aggregator: 'min',
+      registers: r,
+      collect() {
+        this.reset();
+        const at = g.certificateExpiry();
+        if (at !== null) this.set(Math.round((at.getTime() - Date.now()) / 1000));
+      },
+    });
+  }
+
+  countReload(ok: boolean): void {
+    this.#reloads.inc({ result: ok ? 'success' : 'failure' });
+  }
+
+  /**
+   * Readies the telemetry a new snapshot asks for and returns the commit that switches to it:
+   * the service names metrics report, and a new access log and tracer when their settings
+   * changed (the old ones are then flushed and closed). Throws, changing nothing, when the
+   * settings are unusable (an access log format with an unknown operator, say).
+   */
+  prepare(snapshot: Snapshot): { commit(): void; abort(): void } {
+    const mesh = snapshot.mesh;
+    const previous = this.#mesh;
+    const logChanged = previous === null || JSON.stringify(previous.accessLog) !== JSON.stringify(mesh.accessLog);
+    const tracingChanged = previous === null || JSON.stringify(previous.tracing) !== JSON.stringify(mesh.tracing);
+    const services = serviceIndex(snapshot);
+    const tracer = tracingChanged ? this.#tracerFor(mesh) : null;
+    let accessLog: AccessLog | null;
+    try {
+      accessLog = logChanged ? this.#accessLogFor(mesh) : null;
+    } catch (err) {
+      void tracer?.shutdown();
+      throw err;
+    }
+    return {
+      commit: () => {
+        this.#snapshot = snapshot;
+        this.#services = services;
+        this.#mesh = mesh;
+        if (logChanged) {
+          void this.#accessLog?.close();
+          this.#accessLog = accessLog;
+        }
+        if (tracingChanged) {
+          void this.#tracer?.shutdown();
+          this.#tracer = tracer;
+        }
+      },
+      abort: () => {
+        void accessLog?.close();
+        void tracer?.shutdown();
+      },
+    };
+  }
+
+  #accessLogFor(mesh: MeshSettings): AccessLog | null {
+    const log = this.#options.log;
+    try {
+      return AccessLog.open(mesh.accessLog, { onError: (err) => log.warn(`access log: ${err.message}`), onWarning: (m) => log.warn(`access log: ${m}`) });
+    } catch (err) {
+      throw new SkiffError('CONFIG_INVALID', `MeshConfig accessLogFormat: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  #tracerFor(mesh: MeshSettings): Tracer | null {
+    if (!mesh.tracing.enabled || mesh.tracing.exporter === null) return null;
+    const identity = { serviceName: this.#serviceName(), nodeId: this.nodeId, resolveHost: (host: string) => this.#services.get(host)?.host };
+    try {
+      return new Tracer(mesh.tracing, identity);
+    } catch (err) {
+      throw new SkiffError('CONFIG_INVALID', `MeshConfig tracing: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Every metric in Prometheus' text format, with every finished request counted. */
+  async prometheus(): Promise<string> {
+    this.metrics.flush();
+    return this.registry.metrics();
+  }
+
+  /** Envoy's /stats text: one `name{labels}: value` line per series. */
+  async statsText(): Promise<string> {
+    this.metrics.flush();
+    return statsLines(await this.registry.getMetricsAsJSON());
+  }
+
+  resetCounters(): void {
+    this.metrics.flush();
+    this.registry.resetMetrics();
+  }
+
+  async close(): Promise<void> {
+    this.metrics.flush();
+    await Promise.all([this.#accessLog?.close(), this.#tracer?.shutdown()]);
+    this.#accessLog = null;
+    this.#tracer = null;
+  }
+
+  #serviceOfCluster(name: string): ServiceLabels | undefined {
+    const service = this.#snapshot?.clusters.get(name)?.service;
+    return service === undefined ? undefined : serviceLabels(service.host, service.namespace);
+  }
+
+  /** The tracing service name, Istio's `<canonical service>.<namespace>`. */
+  #serviceName(): string {
+    const w = workloadFromMetadata(this.#options.metadata);
+    return `${w.canonicalService || 'skiff'}.${w.namespace || 'default'}`;
+  }
+}
+
+/** destination_service_name: a Kubernetes service's own name, else the host. */
+function serviceLabels(host: string, namespace: string): ServiceLabels {
+  const svc = host.indexOf('.svc.');
+  return { host, name: svc > 0 ? host.slice(0, host.indexOf('.')) : host, namespace };
+}
+
+/**
+ * Hosts that name a service of the snapshot, by every name a client may use for it: the FQDN,
+ * and for Kubernetes services `name`, `name.ns` and `name.ns.svc`. Built once per snapshot.
+ */
+function serviceIndex(snapshot: Snapshot): Map<string, ServiceLabels> {
+  const index = new Map<string, ServiceLabels>();
+  for (const spec of snapshot.clusters.values()) {
+    const s = spec.service;
+    if (s === undefined || index.has(s.host)) continue;
+    const labels = serviceLabels(s.host, s.namespace);
+    index.set(s.host, labels);
+    const svc = s.host.indexOf('.svc.');
+    if (svc > 0) {
+      const short = s.host.slice(0, svc);
+      const name = short.slice(0, short.indexOf('.'));
+      for (const alias of [short, `${short}.svc`, ...(s.namespace === snapshot.mesh.defaultNamespace ? [name] : [])]) if (!index.has(alias)) index.set(alias, labels);
+    }
+  }
+  return index;
+}
+
+/** Envoy's /stats text from prom-client's JSON: one `name{labels}: value` line per series. */
+export function statsLines(metrics: ReadonlyArray<{ name: string; values: ReadonlyArray<{ labels: object; value: number; metricName?: string }> }>): string {
+  const lines: string[] = [];
+  for (const m of metrics) {
+    for (const v of m.values) {
+      const labels = Object.entries(v.labels).map(([k, x]) => `${k}="${String(x)}"`).join(',');
+      lines.push(`${v.metricName ?? m.name}${labels === '' ? '' : `{${labels}}`}: ${v.value}`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * Problems with the telemetry settings that only compiling them shows (an access log format
+ * operator skiff does not know, say), for `skiff validate`; empty when they are usable.
+ */
+export function telemetrySettingsProblems(mesh: MeshSettings): string[] {
+  try {
+    accessLogFormatter(mesh.accessLog);
+    return [];
+  } catch (err) {
+    return [`MeshConfig accessLogFormat: ${(err as Error).message}`];
+  }
+}
