@@ -118,6 +118,8 @@ function httpProbe(probe: Extract<AppProbe, { kind: 'http' }>, host: string): Pr
       res.resume();
       const status = res.statusCode ?? 500;
       res.once('end', () => resolve(status >= 200 && status < 400 ? { status: 200, body: '' } : { status, body: `application answered ${status}\n` }));
+      // The application closing in the middle of its answer fails the probe (resolving twice is a no-op).
+      res.once('close', () => resolve({ status: 500, body: `http probe to ${host}:${probe.port}${probe.path}: the application closed the connection\n` }));
       });
     } catch (err) {
       resolve({ status: 500, body: `http probe to ${host}:${probe.port}${probe.path} failed: ${(err as Error).message}\n` });

@@ -33,11 +33,14 @@ Run flags:
   --readiness-port <n>      readiness server, GET /healthz/ready (default 15021)
   --inbound-port <n>        sidecar inbound listener (default 15006, on 0.0.0.0)
   --status-port <n>         sidecar and gateway status server: /healthz/ready, POST /quitquitquit (default 15020)
-  --stats-port <n>          reserved (Prometheus, later)
+  --stats-port <n>          Envoy's Prometheus port, /stats/prometheus (default 15090; sidecar and gateway)
   --certs <dir>             workload cert-chain.pem, key.pem, root-cert.pem (default: Istio's
                             ./var/run/secrets/workload-spiffe-credentials or /etc/certs)
   --log-level <level>       debug | info | warn | error | off (default info)
-  --drain-time-s <n>        on SIGTERM/SIGINT, wait up to n seconds for busy connections (default 5)
+  --concurrency <n>         worker processes (default 1; 0: one per core)
+  --log-as-json             one JSON object per log line
+  --drain-time-s <n>        on SIGTERM/SIGINT, keep serving outbound this long, then close
+                            (Istio's terminationDrainDuration; default 5, or MeshConfig's)
 
 Iptables flags (as istio-iptables; lists are comma-separated):
   -p <port>            outbound capture port (15001)

@@ -6,7 +6,7 @@ import { createLogger, isLogLevel, type Logger } from '../core/logger.js';
 import { loadConfigIsolated } from '../config/isolated-load.js';
 import { statusOptionsFromEnv } from '../lifecycle/environment.js';
 import { ConfigInvalidError, Proxy, type ProxyMode } from '../lifecycle/proxy.js';
-import { Primary, requestQuit, serveAsWorker } from '../lifecycle/workers.js';
+import { connectToPrimary, Primary, requestQuit } from '../lifecycle/workers.js';
 import { parse, portFlag, secondsFlag } from './args.js';
 
 export const RUN_OPTIONS = {
@@ -62,25 +62,16 @@ async function runProxy(values: RunValues, mode: ProxyMode, concurrency: number,
   let stop: (how: 'quit' | 'signal') => void = () => undefined;
   const stopped = new Promise<'quit' | 'signal'>((resolve) => (stop = resolve));
   void untilSignal().then(() => stop('signal'));
-  const proxy = await Proxy.start({
-    configPath: values.config!,
-    mode,
-    ...(values.certs !== undefined ? { certificatesDir: values.certs } : {}),
-    logger: log,
-    onQuit: worker ? requestQuit : () => stop('quit'),
-    serveAdmin: !worker,
-    concurrency,
-    status,
-    ports: {
-      outbound: portFlag(values['outbound-port'], 'outbound-port'),
-      inbound: portFlag(values['inbound-port'], 'inbound-port'),
-      status: portFlag(values['status-port'], 'status-port'),
-      admin: portFlag(values['admin-port'], 'admin-port'),
-      readiness: portFlag(values['readiness-port'], 'readiness-port'),
-      stats: portFlag(values['stats-port'], 'stats-port'),
-    },
-  });
-  if (worker) serveAsWorker(proxy, (immediate) => stop(immediate ? 'quit' : 'signal'));
+  const primary = worker ? connectToPrimary((immediate) => stop(immediate ? 'quit' : 'signal')) : null;
+  let proxy: Proxy;
+  try {
+    proxy = await startProxy(values, mode, concurrency, status, log, worker ? requestQuit : () => stop('quit'));
+  } catch (err) {
+    // A worker that cannot start must exit (its channel to the primary would keep it alive).
+    if (worker && process.connected) process.disconnect();
+    throw err;
+  }
+  primary?.ready(proxy);
   const mesh = proxy.snapshot.mesh;
   const drainSeconds = secondsFlag(values['drain-time-s'], 'drain-time-s');
   // --drain-time-s overrides MeshConfig's terminationDrainDuration; drainDuration caps the drain.
@@ -103,6 +94,27 @@ async function runProxy(values: RunValues, mode: ProxyMode, concurrency: number,
   return 0;
 }
 
+function startProxy(values: RunValues, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger, onQuit: () => void): Promise<Proxy> {
+  return Proxy.start({
+    configPath: values.config!,
+    mode,
+    ...(values.certs !== undefined ? { certificatesDir: values.certs } : {}),
+    logger: log,
+    onQuit,
+    serveAdmin: !cluster.isWorker,
+    concurrency,
+    status,
+    ports: {
+      outbound: portFlag(values['outbound-port'], 'outbound-port'),
+      inbound: portFlag(values['inbound-port'], 'inbound-port'),
+      status: portFlag(values['status-port'], 'status-port'),
+      admin: portFlag(values['admin-port'], 'admin-port'),
+      readiness: portFlag(values['readiness-port'], 'readiness-port'),
+      stats: portFlag(values['stats-port'], 'stats-port'),
+    },
+  });
+}
+
 /** The primary of `--concurrency N`: forks the workers and serves the admin-side ports. */
 async function runPrimary(values: RunValues, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger): Promise<number> {
   // The config is checked once here, so a broken one fails before any worker starts, and its
@@ -121,6 +133,8 @@ async function runPrimary(values: RunValues, mode: ProxyMode, concurrency: numbe
     serveStats: mode !== 'standalone' || values['stats-port'] !== undefined,
     status,
     log,
+    // Each worker closes what is left at drainDuration; one still running 5s later is stuck.
+    killAfterMs: loaded.model.mesh.drainDurationMs + 5_000,
     onQuit: () => quit(),
   });
   await primary.start();

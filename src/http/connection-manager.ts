@@ -152,16 +152,21 @@ export class HttpConnectionManager implements StreamHandler {
 }
 
 /**
- * Istio's metadata exchange on inbound requests: the client's metadata goes into the record
- * (never to the application), and responses carry this workload's.
+ * Istio's metadata exchange on inbound requests. The client's metadata is taken out of the
+ * request (the application never sees it) and kept for metrics only when the client proved a
+ * mesh identity (mTLS), so a plaintext client cannot write metric labels. A response goes back
+ * with this workload's metadata only to a client that sent its own, as Istio does.
  */
 function takePeerMetadata(stream: DownstreamStream, own: PeerMetadataHeaders | null): void {
   const h = stream.headers;
   const theirs = h.get(PEER_METADATA);
-  if (theirs !== undefined) {
-    stream.info.downstreamPeerMetadata = theirs;
-    h.remove(PEER_METADATA);
+  if (theirs === undefined) {
+    if (h.has(PEER_METADATA_ID)) h.remove(PEER_METADATA_ID);
+    return;
   }
-  if (h.has(PEER_METADATA_ID)) h.remove(PEER_METADATA_ID);
+  h.remove(PEER_METADATA);
+  h.remove(PEER_METADATA_ID);
+  if (stream.info.connection.peer === null) return;
+  stream.info.downstreamPeerMetadata = theirs;
   if (own !== null) stream.onResponseHeaders = (response) => appendPeerMetadata(response, own);
 }

@@ -133,6 +133,13 @@ export class StreamInfo {
     return this.connection.peer;
   }
 
+  /** Drops the references to the request and response (after telemetry has read them). */
+  releaseMessages(): void {
+    this.request = null;
+    this.responseHeaders = null;
+    this.responseTrailers = null;
+  }
+
   setFlag(flag: ResponseFlagCode): void {
     if (this.responseFlags === null) this.responseFlags = [flag];
     else if (!this.responseFlags.includes(flag)) this.responseFlags.push(flag);

@@ -75,7 +75,10 @@ export interface ProxyOptions {
   readonly logger?: Logger;
   /** Watch the config path and reload on change (default true). */
   readonly watch?: boolean;
-  /** Receives each HTTP request's record after it ended (telemetry, tests). */
+  /**
+   * Receives each HTTP request's record after it ended (tests, embedding). Read it then: its
+   * request and response references are released once telemetry has read them.
+   */
   readonly onRequestDone?: (info: StreamInfo) => void;
 }
 
@@ -202,7 +205,12 @@ export class Proxy {
     const verifier = jwtVerifier(jwks);
     const snapshot = compileSnapshot(loaded.model, store.nextVersion(), verifier);
     const useTelemetry = telemetry.prepare(snapshot);
-    (await clusters.prepare(snapshot.clusters))();
+    try {
+      (await clusters.prepare(snapshot.clusters))();
+    } catch (err) {
+      useTelemetry.abort();
+      throw err;
+    }
     store.swap(snapshot);
     useTelemetry.commit();
 
@@ -439,8 +447,9 @@ export class Proxy {
     this.#watcher = null;
     // A reload in progress must not build clusters after they are closed.
     await this.#reloading?.catch(() => undefined);
-    const servers = this.#servers.map((s) => new Promise<void>((r) => s.close(() => r())));
-    await Promise.all([...this.#listeners.map((l) => l.close(force)), ...servers]);
+    // The admin-side servers go last: readiness (failing) and metrics answer during the drain.
+    await Promise.all(this.#listeners.map((l) => l.close(force)));
+    await Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.#clusters.close();
     this.#parts.certs?.close();
     // Access log lines and spans of the last requests are written before the proxy is gone.

@@ -7,8 +7,8 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { Snapshot } from '../compile/snapshot.js';
 import { SkiffError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { PeerMetadataHeaders } from '../http/router/headers.js';
-import type { StreamInfo } from '../http/stream.js';
+import { peerMetadataHeaders, type PeerMetadataHeaders } from '../http/router/headers.js';
+import { StreamInfo } from '../http/stream.js';
 import type { MeshSettings, WorkloadMetadata } from '../model/index.js';
 import type { TcpSessionInfo, TcpSessionObserver } from '../tcp/tcp-proxy.js';
 import { IstioMetrics, type ServiceLabels } from '../telemetry/istio-metrics.js';
@@ -27,6 +27,12 @@ export interface TelemetryOptions {
   /** Also receives each request's record (tests, embedding). */
   readonly onRequestDone?: (info: StreamInfo) => void;
   readonly onTcpDone?: (info: TcpSessionInfo) => void;
+}
+
+/** A TCP connection's record, when it opened (its upstream side known) or closed. */
+interface TcpEvent {
+  readonly tcp: 'open' | 'close';
+  readonly info: TcpSessionInfo;
 }
 
 /** What the operator gauges read, each at scrape time. */
@@ -51,11 +57,13 @@ export class Telemetry {
   #mesh: MeshSettings | null = null;
   #accessLog: AccessLog | null = null;
   #tracer: Tracer | null = null;
+  #queue: Array<StreamInfo | TcpEvent> = [];
+  #scheduled = false;
 
   constructor(options: TelemetryOptions) {
     this.#options = options;
     this.nodeId = nodeId(options.metadata, options.nodeType);
-    this.peerMetadata = { id: this.nodeId, value: encodePeerMetadata(options.metadata) };
+    this.peerMetadata = peerMetadataHeaders(this.nodeId, encodePeerMetadata(options.metadata));
     this.metrics = new IstioMetrics({
       registry: this.registry,
       own: workloadFromMetadata(options.metadata),
@@ -63,6 +71,7 @@ export class Telemetry {
       serviceOfCluster: (name) => this.#serviceOfCluster(name),
       serviceOfHost: (host) => this.#services.get(host),
     });
+    this.metrics.beforeCollect = () => this.flush();
     this.#reloads = new Counter({
       name: 'skiff_config_reloads_total',
       help: 'Configuration reloads, by result (success or failure).',
@@ -71,22 +80,52 @@ export class Telemetry {
     });
   }
 
-  /** Receives every finished request: metrics, access log, then the span if sampled. */
+  /**
+   * Receives every finished request. The data path only queues it: metrics, the access-log
+   * line and the span are made in a batch after the current I/O callbacks (setImmediate).
+   */
   readonly onRequestDone = (info: StreamInfo): void => {
-    this.metrics.recordRequest(info);
-    this.#accessLog?.logRequest(info);
-    if (info.trace?.sampled === true) this.#tracer?.recordRequest(info);
+    this.#enqueue(info);
     this.#options.onRequestDone?.(info);
   };
 
   readonly tcpObserver: TcpSessionObserver = {
-    onStart: (info) => this.metrics.recordTcpOpen(info),
+    onOpen: (info) => this.#enqueue({ tcp: 'open', info }),
     onDone: (info) => {
-      this.metrics.recordTcpClose(info);
-      this.#accessLog?.logTcp(info);
+      this.#enqueue({ tcp: 'close', info });
       this.#options.onTcpDone?.(info);
     },
   };
+
+  /** Records everything queued now (scrapes call this, so they count every finished request). */
+  flush(): void {
+    const queue = this.#queue;
+    this.#queue = [];
+    this.#scheduled = false;
+    for (const item of queue) {
+      if (item instanceof StreamInfo) {
+        this.metrics.recordRequest(item);
+        this.#accessLog?.logRequest(item);
+        if (item.trace?.sampled === true) this.#tracer?.recordRequest(item);
+        // The record outlives the request (a pooled upstream connection keeps its last user):
+        // let go of the request and response it pointed at, so they die young.
+        item.releaseMessages();
+      } else if (item.tcp === 'open') {
+        this.metrics.recordTcpOpen(item.info);
+      } else {
+        this.metrics.recordTcpClose(item.info);
+        this.#accessLog?.logTcp(item.info);
+      }
+    }
+  }
+
+  #enqueue(item: StreamInfo | TcpEvent): void {
+    this.#queue.push(item);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
 
   /** The gauges operators watch, read at scrape time. */
   registerGauges(g: ProxyGauges): void {
@@ -202,23 +241,24 @@ export class Telemetry {
 
   /** Every metric in Prometheus' text format, with every finished request counted. */
   async prometheus(): Promise<string> {
-    this.metrics.flush();
+    this.flush();
     return this.registry.metrics();
   }
 
   /** Envoy's /stats text: one `name{labels}: value` line per series. */
   async statsText(): Promise<string> {
-    this.metrics.flush();
+    this.flush();
     return statsLines(await this.registry.getMetricsAsJSON());
   }
 
   resetCounters(): void {
-    this.metrics.flush();
+    this.flush();
     this.registry.resetMetrics();
+    this.metrics.forgetSeries();
   }
 
   async close(): Promise<void> {
-    this.metrics.flush();
+    this.flush();
     await Promise.all([this.#accessLog?.close(), this.#tracer?.shutdown()]);
     this.#accessLog = null;
     this.#tracer = null;
@@ -268,7 +308,8 @@ export function statsLines(metrics: ReadonlyArray<{ name: string; values: Readon
   const lines: string[] = [];
   for (const m of metrics) {
     for (const v of m.values) {
-      const labels = Object.entries(v.labels).map(([k, x]) => `${k}="${String(x)}"`).join(',');
+      // Escaped as Prometheus escapes label values, so no value can start a line of its own.
+      const labels = Object.entries(v.labels).map(([k, x]) => `${k}="${String(x).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',');
       lines.push(`${v.metricName ?? m.name}${labels === '' ? '' : `{${labels}}`}: ${v.value}`);
     }
   }

@@ -42,26 +42,33 @@ function isMessage<T extends { skiff: string }>(m: unknown): m is T {
 // === worker side ===
 
 /**
- * Serves the primary's requests in a worker: admin operations on this worker's proxy, and
- * `shutdown` (the drain `shutdown` runs). Tells the primary the worker is ready.
+ * A worker's side of the channel to the primary, listening from before the proxy starts (so a
+ * shutdown, or the primary going away, during startup is not missed): `shutdown` runs the drain;
+ * admin operations are answered once `ready` handed over the proxy.
  */
-export function serveAsWorker(proxy: Proxy, shutdown: (immediate: boolean) => void): void {
-  const view = proxy.adminView;
+export function connectToPrimary(shutdown: (immediate: boolean) => void): { ready(proxy: Proxy): void } {
   const send = (m: ToPrimary): void => void process.send?.(m);
+  let proxy: Proxy | null = null;
   process.on('message', (m: unknown) => {
     if (!isMessage<ToWorker>(m)) return;
     if (m.skiff === 'shutdown') {
       shutdown(m.immediate);
       return;
     }
-    void answer(view, proxy, m.op, m.arg).then(
+    const answered = proxy === null ? Promise.reject(new Error('the worker is starting')) : answer(proxy.adminView, proxy, m.op, m.arg);
+    void answered.then(
       (result) => send({ skiff: 'result', id: m.id, result }),
       (err: unknown) => send({ skiff: 'result', id: m.id, error: (err as Error).message }),
     );
   });
   // Without its primary (killed, say) a worker must not linger.
   process.once('disconnect', () => shutdown(true));
-  send({ skiff: 'ready', ports: proxy.ports });
+  return {
+    ready(p) {
+      proxy = p;
+      send({ skiff: 'ready', ports: p.ports });
+    },
+  };
 }
 
 /** Asks the primary to end the proxy (a local POST /quitquitquit reached a worker). */
@@ -72,7 +79,7 @@ export function requestQuit(): void {
 async function answer(view: AdminView, proxy: Proxy, op: AdminOp, arg: unknown): Promise<unknown> {
   switch (op) {
     case 'metrics':
-      proxy.telemetry.metrics.flush();
+      proxy.telemetry.flush();
       return proxy.telemetry.registry.getMetricsAsJSON();
     case 'setLogLevel':
       return view.setLogLevel(String(arg));
@@ -94,9 +101,15 @@ export interface PrimaryOptions {
   readonly serveStats: boolean;
   readonly status?: Pick<StatusServerOptions, 'appScrape' | 'probes' | 'appHost'>;
   readonly log: Logger;
+  /** After a shutdown began, workers still running this much later are killed (drainDuration and a margin). */
+  readonly killAfterMs: number;
   /** A local client asked to quit (status or admin /quitquitquit). */
   onQuit(): void;
 }
+
+/** Respawns of a failing worker back off from 1s to 30s. */
+const RESPAWN_MIN_MS = 1_000;
+const RESPAWN_MAX_MS = 30_000;
 
 export class Primary {
   readonly #options: PrimaryOptions;
@@ -108,6 +121,12 @@ export class Primary {
   #draining = false;
   #stopping = false;
   #workerPorts: BoundPorts | null = null;
+  #respawnDelayMs = RESPAWN_MIN_MS;
+  /** Each worker's metrics at the last collection, and the counters of workers gone since. */
+  readonly #lastMetrics = new Map<number, unknown[]>();
+  #retired: unknown[] = [];
+  /** A log level set at runtime, given to workers that start later. */
+  #logLevel: string | null = null;
   #allReady: () => void = () => undefined;
   readonly allReady = new Promise<void>((resolve) => (this.#allReady = resolve));
   ports: { admin: number; readiness: number; status: number; stats: number } = { admin: 0, readiness: 0, status: 0, stats: 0 };
@@ -119,6 +138,8 @@ export class Primary {
 
   /** Forks the workers and opens the primary's servers. */
   async start(): Promise<void> {
+    // Each worker accepts on the shared socket itself; the primary stays out of the data path.
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.on('message', (worker, m: unknown) => this.#onMessage(worker, m));
     cluster.on('exit', (worker, code, signal) => this.#onExit(worker, code, signal));
     for (let i = 0; i < this.#options.concurrency; i++) cluster.fork();
@@ -149,7 +170,12 @@ export class Primary {
     const workers = this.#workers();
     const exited = Promise.all(workers.map((w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve())))));
     for (const w of workers) if (w.isConnected()) w.send({ skiff: 'shutdown', immediate } satisfies ToWorker);
+    // A worker stuck past its own drain bound is killed.
+    const kill = setTimeout(() => {
+      for (const w of workers) if (!w.isDead()) w.process.kill('SIGKILL');
+    }, immediate ? 2_000 : this.#options.killAfterMs);
     await exited;
+    clearTimeout(kill);
     await Promise.all(this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
 
@@ -163,6 +189,8 @@ export class Primary {
       case 'ready':
         this.#ready.add(worker.id);
         this.#workerPorts ??= m.ports;
+        this.#respawnDelayMs = RESPAWN_MIN_MS;
+        if (this.#logLevel !== null) this.#send(worker, 'setLogLevel', this.#logLevel);
         if (this.#ready.size >= this.#options.concurrency) this.#allReady();
         return;
       case 'quit':
@@ -181,9 +209,32 @@ export class Primary {
 
   #onExit(worker: Worker, code: number | null, signal: string | null): void {
     this.#ready.delete(worker.id);
-    if (this.#stopping) return;
-    this.#log.error(`worker ${worker.process.pid} exited (${signal ?? `code ${code}`}); starting another`);
-    cluster.fork();
+    void this.#retire(worker.id);
+    // A draining proxy is going away: a new worker would open its listeners again.
+    if (this.#stopping || this.#draining) return;
+    const delay = this.#respawnDelayMs;
+    this.#respawnDelayMs = Math.min(delay * 2, RESPAWN_MAX_MS);
+    this.#log.error(`worker ${worker.process.pid} exited (${signal ?? `code ${code}`}); starting another in ${delay / 1000}s`);
+    setTimeout(() => {
+      if (!this.#stopping && !this.#draining) cluster.fork();
+    }, delay).unref();
+  }
+
+  /**
+   * Keeps a gone worker's counters and histograms (as last collected) in the sums, so totals
+   * never go backwards when a worker is replaced.
+   */
+  async #retire(id: number): Promise<void> {
+    const last = this.#lastMetrics.get(id);
+    this.#lastMetrics.delete(id);
+    if (last === undefined) return;
+    const kept = (last as Array<{ type?: string }>).filter((m) => m.type === 'counter' || m.type === 'histogram');
+    const list = this.#retired.length === 0 ? [kept] : [this.#retired, kept];
+    this.#retired = await AggregatorRegistry.aggregate(list as never).getMetricsAsJSON();
+  }
+
+  #send(worker: Worker, op: AdminOp, arg?: unknown): void {
+    if (worker.isConnected()) worker.send({ skiff: 'admin', id: this.#nextId++, op, arg } satisfies ToWorker);
   }
 
   /** Asks one worker (the first ready one) or all of them. */
@@ -191,30 +242,36 @@ export class Primary {
     const workers = this.#workers().filter((w) => this.#ready.has(w.id) && w.isConnected());
     if (workers.length === 0) return Promise.reject(new Error('no worker is ready'));
     const targets = all ? workers : [workers.sort((a, b) => a.id - b.id)[0]!];
-    return Promise.all(
-      targets.map(
-        (w) =>
-          new Promise<unknown>((resolve, reject) => {
-            const id = this.#nextId++;
-            const timer = setTimeout(() => {
-              this.#pending.delete(id);
-              reject(new Error(`worker ${w.process.pid} did not answer ${op}`));
-            }, ASK_TIMEOUT_MS);
-            this.#pending.set(id, { resolve, reject, timer });
-            w.send({ skiff: 'admin', id, op, arg } satisfies ToWorker);
-          }),
-      ),
-    );
+    return Promise.all(targets.map((w) => this.#askOne(w, op, arg)));
+  }
+
+  #askOne(w: Worker, op: AdminOp, arg?: unknown): Promise<unknown> {
+    return new Promise<unknown>((resolve, reject) => {
+      const id = this.#nextId++;
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new Error(`worker ${w.process.pid} did not answer ${op}`));
+      }, ASK_TIMEOUT_MS);
+      this.#pending.set(id, { resolve, reject, timer });
+      w.send({ skiff: 'admin', id, op, arg } satisfies ToWorker);
+    });
   }
 
   async #one(op: AdminOp): Promise<unknown> {
     return (await this.#ask(op))[0];
   }
 
-  /** Every worker's metrics, summed. */
+  /** Every worker's metrics, summed (with the counters of workers gone since the start). */
   async #aggregated(): Promise<ReturnType<typeof AggregatorRegistry.aggregate>> {
-    const perWorker = await this.#ask('metrics', undefined, true);
-    return AggregatorRegistry.aggregate(perWorker as never);
+    const workers = this.#workers().filter((w) => this.#ready.has(w.id) && w.isConnected());
+    const perWorker = await Promise.all(
+      workers.map(async (w) => {
+        const metrics = (await this.#askOne(w, 'metrics')) as unknown[];
+        this.#lastMetrics.set(w.id, metrics);
+        return metrics;
+      }),
+    );
+    return AggregatorRegistry.aggregate((this.#retired.length === 0 ? perWorker : [...perWorker, this.#retired]) as never);
   }
 
   #view(): AdminView {
@@ -249,6 +306,7 @@ export class Primary {
       setLogLevel: (level) => {
         if (!isLogLevel(level)) return false;
         log.setLevel(level);
+        this.#logLevel = level;
         void this.#ask('setLogLevel', level, true).catch(() => undefined);
         return true;
       },

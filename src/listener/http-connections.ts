@@ -65,11 +65,16 @@ export class HttpConnections {
     for (const c of this.#connections) c.sweep(now);
   }
 
-  /** Closes every connection once idle (graceful), or at once (`force`); stops the sweeper. */
+  /**
+   * Closes every connection once idle (graceful), or at once (`force`). A graceful close keeps
+   * the sweeper, so a client stalling in the middle of a request head is still timed out.
+   */
   closeAll(force: boolean): void {
     this.#closing = true;
-    if (this.#sweeper !== null) clearInterval(this.#sweeper);
-    this.#sweeper = null;
+    if (force && this.#sweeper !== null) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = null;
+    }
     for (const c of this.#connections) {
       if (force) c.socket.destroy();
       else c.close();

@@ -34,6 +34,8 @@ export class TcpSessionInfo {
   responseFlags: ResponseFlagCode[] | null = null;
   /** Why it ended: `upstream_connect_failed`, `no_healthy_upstream`, `overflow`, `cluster_not_found`, `idle_timeout` or `closed`. */
   details = '';
+  /** The byte counters of the running tunnel (final ones are copied to bytesReceived/bytesSent). */
+  #tunnel: { readonly received: number; readonly sent: number } | null = null;
 
   constructor(
     readonly downstreamRemoteAddress: string,
@@ -47,11 +49,20 @@ export class TcpSessionInfo {
   setFlag(flag: ResponseFlagCode): void {
     (this.responseFlags ??= []).includes(flag) || this.responseFlags.push(flag);
   }
+
+  /** Bytes so far each way, also while the connection is open. */
+  liveBytes(): { readonly received: number; readonly sent: number } {
+    return this.#tunnel ?? { received: this.bytesReceived, sent: this.bytesSent };
+  }
+
+  attachTunnel(stats: { readonly received: number; readonly sent: number }): void {
+    this.#tunnel = stats;
+  }
 }
 
 export interface TcpProxyOptions {
   readonly idleTimeoutMs: number;
-  readonly onDone?: (info: TcpSessionInfo) => void;
+  readonly observer?: TcpSessionObserver;
 }
 
 /** Who a proxied connection is from, as the listener that accepted it knows. */
@@ -63,9 +74,12 @@ export interface TcpDownstream {
   readonly peerIdentity?: string;
 }
 
-/** Receives each session's record when it starts (connections opened) and when it ends. */
+/**
+ * Receives each session's record when it is open (the upstream side is known: connected, or
+ * failed) and when it ended. onOpen always comes first, once.
+ */
 export interface TcpSessionObserver {
-  onStart?(info: TcpSessionInfo): void;
+  onOpen?(info: TcpSessionInfo): void;
   onDone?(info: TcpSessionInfo): void;
 }
 
@@ -73,12 +87,10 @@ export interface TcpSessionObserver {
 export class TcpProxy {
   readonly #clusters: ClusterManager;
   readonly #observer: TcpSessionObserver;
-  readonly #onDone: ((info: TcpSessionInfo) => void) | undefined;
 
   constructor(clusters: ClusterManager, observer: TcpSessionObserver = {}) {
     this.#clusters = clusters;
     this.#observer = observer;
-    this.#onDone = observer.onDone?.bind(observer);
   }
 
   /**
@@ -90,7 +102,6 @@ export class TcpProxy {
     const info = new TcpSessionInfo(from.remoteAddress ?? unmappedAddress(socket.remoteAddress ?? ''), destination.host, destination.port, clusterName);
     info.direction = from.direction;
     if (from.peerIdentity !== undefined) info.downstreamPeerIdentity = from.peerIdentity;
-    this.#observer.onStart?.(info);
     const spec = snapshot.clusters.get(clusterName);
     const cluster = spec === undefined ? undefined : this.#clusters.get(spec);
     if (cluster === undefined) {
@@ -98,10 +109,11 @@ export class TcpProxy {
       socket.destroy();
       info.endMs = performance.now();
       info.details = 'cluster_not_found';
-      this.#onDone?.(info);
+      this.#observer.onOpen?.(info);
+      this.#observer.onDone?.(info);
       return;
     }
-    proxyTcp(socket, initial, cluster, destination, info, { idleTimeoutMs: snapshot.mesh.tcpIdleTimeoutMs, onDone: this.#onDone });
+    proxyTcp(socket, initial, cluster, destination, info, { idleTimeoutMs: snapshot.mesh.tcpIdleTimeoutMs, observer: this.#observer });
   }
 }
 
@@ -117,11 +129,18 @@ export function proxyTcp(
   info: TcpSessionInfo,
   options: TcpProxyOptions,
 ): void {
+  let reported = false;
+  const reportOpen = (): void => {
+    if (reported) return;
+    reported = true;
+    options.observer?.onOpen?.(info);
+  };
   const finish = (details: string): void => {
     if (info.endMs !== 0) return;
     info.endMs = performance.now();
     info.details = details;
-    options.onDone?.(info);
+    reportOpen();
+    options.observer?.onDone?.(info);
   };
   const host = cluster.pick({ hash: undefined }, destination);
   if (host === undefined) {
@@ -175,6 +194,8 @@ export function proxyTcp(
     host.outlier?.putStatus(200);
     info.upstreamPeerIdentity = upstreamConnectionFacts(upstream!).identity;
     const stats = joinSockets(downstream, upstream!, initial);
+    info.attachTunnel(stats);
+    reportOpen();
     let details = 'closed';
     // A socket's timeout counts reads and writes, so the client side alone sees both directions.
     downstream.setTimeout(options.idleTimeoutMs, () => {
@@ -182,9 +203,9 @@ export function proxyTcp(
       downstream.destroy();
       upstream!.destroy();
     });
-    let open = 2;
+    let sides = 2;
     const closed = (): void => {
-      if (--open > 0) return;
+      if (--sides > 0) return;
       info.bytesReceived = stats.received;
       info.bytesSent = stats.sent;
       finish(details);

@@ -20,7 +20,7 @@ import { hostname } from 'node:os';
 import { unmappedAddress } from '../core/addresses.js';
 import { closest } from '../core/did-you-mean.js';
 import { SkiffError } from '../core/errors.js';
-import type { ResponseFlagCode } from '../core/response-flags.js';
+import { flagsText } from '../core/response-flags.js';
 import { StreamInfo } from '../http/stream.js';
 import type { TcpSessionInfo } from '../tcp/tcp-proxy.js';
 
@@ -282,18 +282,6 @@ function protocolOf(s: StreamInfo): string {
   return v === undefined ? '-' : v === '2' ? 'HTTP/2' : `HTTP/${v}`;
 }
 
-/** Envoy's ALL_RESPONSE_STRINGS_FLAGS order, in which several flags are comma-joined. */
-const FLAG_ORDER: readonly string[] = [
-  'LH', 'UH', 'UT', 'LR', 'UR', 'UF', 'UC', 'UO', 'NR', 'DI', 'FI', 'RL', 'UAEX', 'RLSE', 'DC', 'URX', 'SI', 'IH', 'DPE',
-  'UMSDR', 'RFCF', 'NFCF', 'DT', 'UPE', 'NC', 'OM', 'DF', 'DO',
-];
-
-/** `-` (a string, also in JSON, as Envoy prints it) when there are none. */
-function flagsText(flags: readonly ResponseFlagCode[] | null): string {
-  if (flags === null || flags.length === 0) return '-';
-  if (flags.length === 1) return flags[0]!;
-  return [...flags].sort((a, b) => FLAG_ORDER.indexOf(a) - FLAG_ORDER.indexOf(b)).join(',');
-}
 
 /** The identity when it is a URI SAN (at gateways it may be a DNS SAN or a subject instead). */
 function uriSan(identity: string | undefined): string | null {

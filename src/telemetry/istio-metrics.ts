@@ -1,9 +1,8 @@
 /**
  * Istio's standard metrics (istio_requests_total, istio_request_duration_milliseconds,
  * istio_request_bytes, istio_response_bytes, istio_tcp_*), with Istio's label set in Istio's
- * order, made from the records the data path hands over. Recording only queues the record; the
- * labels are worked out in a batch after the current I/O callbacks (setImmediate), so a response
- * is never held up by its metrics.
+ * order, made from the records the data path hands over. The owner calls in off the request
+ * path (lifecycle/telemetry.ts batches records after the response).
  *
  * Where label values come from:
  * - this workload: its metadata (flags, environment, MeshConfig) and its SPIFFE identity;
@@ -17,12 +16,14 @@
  * without bound by varying what it sends.
  */
 import { Counter, type Registry } from 'prom-client';
+import { flagsText } from '../core/response-flags.js';
+import { grpcStatusForHttp } from '../http/codec/local-reply.js';
 import type { StreamInfo } from '../http/stream.js';
 import type { TcpSessionInfo } from '../tcp/tcp-proxy.js';
 import { decodePeerMetadataCached, type PeerWorkload } from './peer-metadata.js';
-import { SeriesCounter, SeriesHistogram, type Labels } from './series.js';
+import { SeriesCounter, SeriesHistogram, type CounterSeries, type Labels } from './series.js';
 
-export const MAX_SERIES = 10_000;
+export const MAX_SERIES = 2_000;
 export const MAX_LABEL_LENGTH = 128;
 
 const UNKNOWN = 'unknown';
@@ -140,10 +141,14 @@ function isGrpc(info: StreamInfo): boolean {
   return info.request?.headers.get('content-type')?.startsWith('application/grpc') === true;
 }
 
-/** grpc-status of a gRPC response (trailers, else a trailers-only head), when it is a valid code. */
+/**
+ * grpc-status of a gRPC response (trailers, else a trailers-only head); without a valid one,
+ * the HTTP status mapped as Envoy's Grpc::Common::getGrpcStatus does (503 → 14).
+ */
 function grpcStatus(info: StreamInfo): string {
   const s = info.responseTrailers?.get('grpc-status') ?? info.responseHeaders?.get('grpc-status');
-  return s !== undefined && /^(?:\d|1[0-6])$/.test(s) ? s : '';
+  if (s !== undefined && /^(?:\d|1[0-6])$/.test(s)) return s;
+  return info.responseCode === 0 ? '' : String(grpcStatusForHttp(info.responseCode));
 }
 
 interface HttpSeries {
@@ -165,8 +170,12 @@ export class IstioMetrics {
   readonly #tcpReceived: SeriesCounter;
   readonly #overflow: Counter;
   readonly #ownSide: PeerWorkload;
-  #queue: Array<StreamInfo | TcpEvent> = [];
-  #scheduled = false;
+  /** Series of requests seen before, by what decides their labels (most requests find theirs here). */
+  readonly #known = new KnownSeries<HttpSeries>();
+  #principal = '';
+  /** Open TCP connections: their series and the bytes reported so far. */
+  readonly #openTcp = new Map<TcpSessionInfo, OpenTcp>();
+  #tcpTimer: NodeJS.Timeout | null = null;
 
   constructor(options: IstioMetricsOptions) {
     this.#options = options;
@@ -180,8 +189,6 @@ export class IstioMetrics {
     this.#tcpClosed = new SeriesCounter('istio_tcp_connections_closed_total', 'TCP connections closed.', r);
     this.#tcpSent = new SeriesCounter('istio_tcp_sent_bytes_total', 'Bytes sent to the client during the connection.', r);
     this.#tcpReceived = new SeriesCounter('istio_tcp_received_bytes_total', 'Bytes received from the client during the connection.', r);
-    const flush = (): void => this.flush();
-    for (const m of [this.#requests, this.#duration, this.#requestBytes, this.#responseBytes, this.#tcpOpened, this.#tcpClosed, this.#tcpSent, this.#tcpReceived]) m.beforeCollect = flush;
     this.#overflow = new Counter({
       name: 'skiff_metric_series_overflow_total',
       help: 'Records whose peer-supplied labels were replaced by unknown because a metric reached its series limit.',
@@ -189,40 +196,86 @@ export class IstioMetrics {
     });
   }
 
-  /** Queues a finished request; its metrics are recorded after the current I/O callbacks. */
+  /** Runs before every collection of Istio's metrics (the owner records what it still holds). */
+  set beforeCollect(hook: () => void) {
+    for (const m of [this.#requests, this.#duration, this.#requestBytes, this.#responseBytes, this.#tcpOpened, this.#tcpClosed, this.#tcpSent, this.#tcpReceived]) m.beforeCollect = hook;
+  }
+
+  /** Forgets the series requests found before; call after the registry's metrics were reset. */
+  forgetSeries(): void {
+    this.#known.clear();
+  }
+
+  /** Records a finished request (called off the request path, by the owner's batch). */
   recordRequest(info: StreamInfo): void {
-    this.#enqueue(info);
+    this.#http(info);
   }
 
+  /**
+   * Records a TCP connection opened (once its upstream side is known, so opened and closed
+   * share labels). While it stays open, its bytes are reported every TCP_REPORTING_MS, as
+   * Istio's tcp_reporting_duration does.
+   */
   recordTcpOpen(info: TcpSessionInfo): void {
-    this.#enqueue({ kind: 'open', info });
-  }
-
-  recordTcpClose(info: TcpSessionInfo): void {
-    this.#enqueue({ kind: 'close', info });
-  }
-
-  /** Records everything queued now (scrapes call this so they see every finished request). */
-  flush(): void {
-    const queue = this.#queue;
-    this.#queue = [];
-    this.#scheduled = false;
-    for (const item of queue) {
-      if ('kind' in item) this.#tcp(item);
-      else this.#http(item);
+    const s = this.#tcpSeries(info);
+    s.opened.value++;
+    this.#openTcp.set(info, { series: s, received: 0, sent: 0 });
+    if (this.#tcpTimer === null) {
+      this.#tcpTimer = setInterval(() => this.#reportOpenTcp(), TCP_REPORTING_MS);
+      this.#tcpTimer.unref();
     }
   }
 
-  #enqueue(item: StreamInfo | TcpEvent): void {
-    this.#queue.push(item);
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(() => this.flush());
+  /** Records a TCP connection closed, with the bytes not reported yet. */
+  recordTcpClose(info: TcpSessionInfo): void {
+    const open = this.#openTcp.get(info) ?? { series: this.#tcpSeries(info), received: 0, sent: 0 };
+    this.#openTcp.delete(info);
+    open.series.closed.value++;
+    open.series.received.value += info.bytesReceived - open.received;
+    open.series.sent.value += info.bytesSent - open.sent;
+    if (this.#openTcp.size === 0 && this.#tcpTimer !== null) {
+      clearInterval(this.#tcpTimer);
+      this.#tcpTimer = null;
+    }
+  }
+
+  #reportOpenTcp(): void {
+    for (const [info, open] of this.#openTcp) {
+      const live = info.liveBytes();
+      open.series.received.value += live.received - open.received;
+      open.series.sent.value += live.sent - open.sent;
+      open.received = live.received;
+      open.sent = live.sent;
     }
   }
 
   #http(info: StreamInfo): void {
     const grpc = isGrpc(info);
+    const protocol = grpc ? 'grpc' : 'http';
+    const status = grpc ? grpcStatus(info) : '';
+    const flags = flagsText(info.responseFlags);
+    const downId = info.connection.peer?.identity ?? '';
+    const authority = info.direction === 'inbound' ? (info.request?.authority ?? '') : '';
+    const principal = this.#options.ownPrincipal();
+    if (principal !== this.#principal) {
+      // A new workload identity changes this side's principal label: work labels out again.
+      this.#principal = principal;
+      this.#known.clear();
+    }
+    const known = this.#known;
+    let s = known.get(info.upstreamCluster, info.responseCode, info.direction, protocol, status, flags, info.downstreamPeerMetadata, info.upstreamPeerMetadata, downId, info.upstreamPeerIdentity, authority);
+    if (s === undefined) {
+      s = this.#newHttpSeries(info, grpc);
+      known.set(info.upstreamCluster, info.responseCode, info.direction, protocol, status, flags, info.downstreamPeerMetadata, info.upstreamPeerMetadata, downId, info.upstreamPeerIdentity, authority, s);
+    }
+    s.requests.value++;
+    s.duration.observe(Math.max(0, info.endMs - info.startMs));
+    s.requestBytes.observe(headerBytes(info.request?.headers) + info.bytesReceived);
+    s.responseBytes.observe(headerBytes(info.responseHeaders) + headerBytes(info.responseTrailers) + info.bytesSent);
+  }
+
+  /** Works out a request's labels and finds (or makes) their series. */
+  #newHttpSeries(info: StreamInfo, grpc: boolean): HttpSeries {
     let values = this.#httpLabels(info, grpc, true);
     let key = values.join('\u0001');
     if (this.#requests.size >= MAX_SERIES && !this.#requests.has(key)) {
@@ -230,11 +283,7 @@ export class IstioMetrics {
       values = this.#httpLabels(info, grpc, false);
       key = values.join('\u0001');
     }
-    const s = this.#httpSeries(key, values);
-    s.requests.value++;
-    s.duration.observe(Math.max(0, info.endMs - info.startMs));
-    s.requestBytes.observe(headerBytes(info.request?.headers) + info.bytesReceived);
-    s.responseBytes.observe(headerBytes(info.responseHeaders) + headerBytes(info.responseTrailers) + info.bytesSent);
+    return this.#httpSeries(key, values);
   }
 
   #httpSeries(key: string, values: string[]): HttpSeries {
@@ -263,7 +312,7 @@ export class IstioMetrics {
       grpc ? 'grpc' : 'http',
       String(info.responseCode),
       grpc ? grpcStatus(info) : '',
-      info.responseFlags === null ? '-' : info.responseFlags.join(','),
+      flagsText(info.responseFlags),
       reporter === 'source' ? UNKNOWN : info.connection.peer !== null ? 'mutual_tls' : 'none',
     );
     return values;
@@ -295,35 +344,101 @@ export class IstioMetrics {
     return ['source', own, side(peer(upstreamMetadata), upstreamIdentity), service, cluster !== '' ? cluster : UNKNOWN];
   }
 
-  #tcp(event: TcpEvent): void {
-    const info = event.info;
+  #tcpSeries(info: TcpSessionInfo): TcpSeries {
     let values = this.#tcpLabels(info);
     let key = values.join('\u0001');
-    const counter = event.kind === 'open' ? this.#tcpOpened : this.#tcpClosed;
-    if (counter.size >= MAX_SERIES && !counter.has(key)) {
+    if (this.#tcpOpened.size >= MAX_SERIES && !this.#tcpOpened.has(key)) {
       this.#overflow.inc();
       values = values.map((v, i) => (i === 0 ? v : UNKNOWN));
       key = values.join('\u0001');
     }
     const labels = (): Labels => labelsOf(TCP_LABEL_NAMES, values);
-    if (event.kind === 'open') {
-      this.#tcpOpened.series(key, labels).value++;
-      return;
-    }
-    this.#tcpClosed.series(key, labels).value++;
-    this.#tcpSent.series(key, labels).value += info.bytesSent;
-    this.#tcpReceived.series(key, labels).value += info.bytesReceived;
+    return {
+      opened: this.#tcpOpened.series(key, labels),
+      closed: this.#tcpClosed.series(key, labels),
+      sent: this.#tcpSent.series(key, labels),
+      received: this.#tcpReceived.series(key, labels),
+    };
   }
 
   #tcpLabels(info: TcpSessionInfo): string[] {
     const [reporter, src, dst, service, serviceName] = this.#endpoints(info.direction === 'inbound', null, null, info.downstreamPeerIdentity, info.upstreamPeerIdentity, info.upstreamCluster, '');
     const values = endpointLabels(reporter, src, dst, service, serviceName);
-    values.push('tcp', info.responseFlags === null ? '-' : info.responseFlags.join(','), reporter === 'source' ? UNKNOWN : info.downstreamPeerIdentity !== '' ? 'mutual_tls' : 'none');
+    values.push('tcp', flagsText(info.responseFlags), reporter === 'source' ? UNKNOWN : info.downstreamPeerIdentity !== '' ? 'mutual_tls' : 'none');
     return values;
   }
 }
 
-interface TcpEvent {
-  readonly kind: 'open' | 'close';
-  readonly info: TcpSessionInfo;
+/** How often the bytes of open TCP connections are reported (Istio's tcp_reporting_duration). */
+export const TCP_REPORTING_MS = 15_000;
+
+interface TcpSeries {
+  readonly opened: CounterSeries;
+  readonly closed: CounterSeries;
+  readonly sent: CounterSeries;
+  readonly received: CounterSeries;
+}
+
+interface OpenTcp {
+  readonly series: TcpSeries;
+  /** Bytes already added to the series. */
+  received: number;
+  sent: number;
+}
+
+/**
+ * Series found by what decides a request's labels, without building the labels: the cluster and
+ * the response code pick a short list, whose entries compare the rest field by field. Bounded:
+ * past MAX_KNOWN entries, requests take the slow path (they still count correctly).
+ */
+class KnownSeries<S> {
+  static readonly MAX_KNOWN = 4_096;
+  static readonly MAX_PER_CODE = 16;
+  readonly #byCluster = new Map<string, Map<number, Array<KnownEntry<S>>>>();
+  #size = 0;
+
+  get(
+    cluster: string, code: number, direction: string, protocol: string, grpcStatus: string, flags: string,
+    downMeta: string | null, upMeta: string | null, downId: string, upId: string, authority: string,
+  ): S | undefined {
+    const entries = this.#byCluster.get(cluster)?.get(code);
+    if (entries === undefined) return undefined;
+    for (const e of entries) {
+      if (e.direction === direction && e.protocol === protocol && e.grpcStatus === grpcStatus && e.flags === flags && e.downMeta === downMeta
+        && e.upMeta === upMeta && e.downId === downId && e.upId === upId && e.authority === authority) return e.series;
+    }
+    return undefined;
+  }
+
+  set(
+    cluster: string, code: number, direction: string, protocol: string, grpcStatus: string, flags: string,
+    downMeta: string | null, upMeta: string | null, downId: string, upId: string, authority: string, series: S,
+  ): void {
+    if (this.#size >= KnownSeries.MAX_KNOWN) return;
+    let byCode = this.#byCluster.get(cluster);
+    if (byCode === undefined) this.#byCluster.set(cluster, (byCode = new Map()));
+    let entries = byCode.get(code);
+    if (entries === undefined) byCode.set(code, (entries = []));
+    if (entries.length >= KnownSeries.MAX_PER_CODE) return;
+    entries.push({ direction, protocol, grpcStatus, flags, downMeta, upMeta, downId, upId, authority, series });
+    this.#size++;
+  }
+
+  clear(): void {
+    this.#byCluster.clear();
+    this.#size = 0;
+  }
+}
+
+interface KnownEntry<S> {
+  readonly direction: string;
+  readonly protocol: string;
+  readonly grpcStatus: string;
+  readonly flags: string;
+  readonly downMeta: string | null;
+  readonly upMeta: string | null;
+  readonly downId: string;
+  readonly upId: string;
+  readonly authority: string;
+  readonly series: S;
 }

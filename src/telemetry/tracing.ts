@@ -27,6 +27,7 @@ import {
   BatchSpanProcessor,
   type ReadableSpan, type SpanExporter, type TimedEvent,
 } from '@opentelemetry/sdk-trace-base';
+import { flagsText } from '../core/response-flags.js';
 import type { StreamInfo } from '../http/stream.js';
 import type { TracingSettings } from '../model/telemetry.js';
 
@@ -307,7 +308,7 @@ function spanTags(info: StreamInfo, identity: TracerIdentity, error: boolean): A
     'peer.address': peerAddress(info.downstreamRemoteAddress, info.downstreamRemotePort),
     'request_size': String(info.bytesReceived),
     'response_size': String(info.bytesSent),
-    'response_flags': info.responseFlags === null ? '-' : info.responseFlags.join(','),
+    'response_flags': flagsText(info.responseFlags),
     'http.status_code': String(info.responseCode),
   };
   const requestId = h?.get('x-request-id');

@@ -11,6 +11,8 @@ export class Host {
   readonly key: string;
   /** Requests currently assigned to this host (least-request reads it). */
   activeRequests = 0;
+  /** Connections to it are Istio mTLS (ISTIO_MUTUAL, or auto mTLS to a sidecar): a mesh peer. */
+  readonly istioMtls: boolean;
 
   constructor(
     readonly address: string,
@@ -24,6 +26,8 @@ export class Host {
     readonly h2: H2Pool | null = null,
   ) {
     this.key = hostKey(address, port);
+    const tls = pool.target.tls;
+    this.istioMtls = tls !== undefined && tls.origination === undefined;
   }
 }
 

@@ -11,9 +11,18 @@
 //   tls NAME PORT KEY CERT   TLS: greets each client with "NAME:<SNI it sent>\n" and closes
 //   tls-client HOST PORT SNI prints the first line a TLS server sends (certificate not checked)
 //   original-dst PORT        prints each accepted connection's original destination as JSON
+//   h2-get URL               one HTTP/2 (h2c prior knowledge) GET; prints {status, goaway (received?)}
+//   tcp-hold HOST PORT       connects, sends a byte, prints "replied" at the first reply, then stays
+//                            idle and prints "closed at <Date.now()>" when the connection is closed on it
+//   slow-http NAME PORT H2PORT MS  HTTP/1.1 on PORT, HTTP/2 (h2c) on H2PORT: GET /slow answers after
+//                            MS ms (printing "slow" when each arrives), anything else at once, with
+//                            {name, path}
+//   http-load BASE N RUN_MS  N concurrent GET BASE/slow, each on its own connection, and for RUN_MS a
+//                            loop of GET BASE/fast on one keep-alive connection; one JSON line per
+//                            request {kind, start, end, status | error} (Date.now() times), then "done"
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer } from 'node:http';
-import { createServer as createHttp2Server } from 'node:http2';
+import { Agent, createServer as createHttpServer, get } from 'node:http';
+import { connect as h2Connect, createServer as createHttp2Server } from 'node:http2';
 import { connect, createServer } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 
@@ -26,7 +35,8 @@ switch (mode) {
     createHttpServer((req, res) => {
       req.resume();
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ name, peer: req.socket.remoteAddress?.replace(/^::ffff:(?=\d)/, ''), host: req.headers.host, xfcc: req.headers['x-forwarded-client-cert'], authorization: req.headers.authorization !== undefined }));
+      const peerMetadata = req.headers['x-envoy-peer-metadata'] !== undefined || req.headers['x-envoy-peer-metadata-id'] !== undefined;
+      res.end(JSON.stringify({ name, peer: req.socket.remoteAddress?.replace(/^::ffff:(?=\d)/, ''), host: req.headers.host, xfcc: req.headers['x-forwarded-client-cert'], authorization: req.headers.authorization !== undefined, peerMetadata }));
     }).listen(Number(port), '::', () => ready(port));
     break;
   }
@@ -134,6 +144,91 @@ switch (mode) {
       console.log(JSON.stringify(originalDestination(s)));
       s.destroy();
     }).listen(Number(port), '::', () => ready(port));
+    break;
+  }
+  case 'tcp-hold': {
+    const [host, port] = args;
+    const s = connect({ host, port: Number(port) }, () => s.write('x'));
+    s.once('data', () => console.log('replied'));
+    s.on('close', () => console.log(`closed at ${Date.now()}`));
+    s.on('error', () => undefined);
+    break;
+  }
+  case 'slow-http': {
+    const [name, port, h2Port, ms] = args;
+    const later = (path, answer) => {
+      if (path !== '/slow') return answer();
+      console.log('slow');
+      setTimeout(answer, Number(ms));
+    };
+    createHttpServer((req, res) => {
+      req.resume();
+      later(req.url, () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ name, path: req.url }));
+      });
+    }).listen(Number(port), '::', () => ready(port));
+    const h2 = createHttp2Server();
+    h2.on('stream', (stream, headers) => {
+      stream.resume();
+      stream.on('error', () => undefined);
+      later(headers[':path'], () => {
+        if (stream.destroyed) return;
+        stream.respond({ ':status': 200, 'content-type': 'application/json' });
+        stream.end(JSON.stringify({ name, path: headers[':path'] }));
+      });
+    });
+    h2.listen(Number(h2Port), '::', () => ready(h2Port));
+    break;
+  }
+  case 'h2-get': {
+    const [url] = args;
+    const u = new URL(url);
+    const session = h2Connect(u.origin);
+    let goaway = false;
+    let status = 0;
+    session.on('goaway', () => (goaway = true));
+    session.on('error', () => undefined);
+    const req = session.request({ ':path': u.pathname + u.search });
+    req.on('response', (h) => (status = h[':status']));
+    req.resume();
+    req.on('end', () => {
+      console.log(JSON.stringify({ status, goaway }));
+      session.close();
+    });
+    req.on('error', (e) => {
+      console.log(JSON.stringify({ status, goaway, error: e.code ?? e.message }));
+      session.destroy();
+    });
+    break;
+  }
+  case 'http-load': {
+    const [base, n, runMs] = args;
+    const request = (kind, agent) =>
+      new Promise((resolve) => {
+        const start = Date.now();
+        const done = (result) => {
+          console.log(JSON.stringify({ kind, start, end: Date.now(), ...result }));
+          resolve();
+        };
+        get(`${base}/${kind}`, { agent }, (res) => {
+          res.resume();
+          res.on('end', () => done({ status: res.statusCode }));
+          res.on('error', (e) => done({ error: e.code ?? e.message }));
+        }).on('error', (e) => done({ error: e.code ?? e.message }));
+      });
+    const slow = Array.from({ length: Number(n) }, () => request('slow', false));
+    const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
+    const until = Date.now() + Number(runMs);
+    const fast = (async () => {
+      while (Date.now() < until) {
+        await request('fast', keepAlive);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    await Promise.all([...slow, fast]);
+    keepAlive.destroy();
+    console.log('done');
     break;
   }
   default:

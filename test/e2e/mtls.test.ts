@@ -212,8 +212,10 @@ describe.skipIf(SKIP !== undefined)(`mTLS between sidecars${SKIP === undefined ?
   });
 
   it('both sidecars report Istio metrics: peers named by metadata exchange and mTLS identities', async () => {
-    const r = await net.exec('a', 'curl', ['-s', '--max-time', '5', 'http://reviews:9080/metrics-check']);
+    // The client's own metadata headers are dropped; the server's application sees none at all.
+    const r = await net.exec('a', 'curl', ['-s', '--max-time', '5', '-H', 'x-envoy-peer-metadata: Zm9yZ2Vk', 'http://reviews:9080/metrics-check']);
     expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'reviews', peerMetadata: false });
     const scrape = async (pod: string, port: number): Promise<string> => (await net.exec(pod, 'curl', ['-s', '--max-time', '5', `http://127.0.0.1:${port}/stats/prometheus`])).stdout;
     const series = (text: string, metric: string, match: Record<string, string>): string | undefined =>
       text.split('\n').find((l) => l.startsWith(`${metric}{`) && Object.entries(match).every(([k, v]) => l.includes(`${k}="${v}"`)));

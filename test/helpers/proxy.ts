@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, type Logger } from '../../src/core/logger.js';
-import type { StreamInfo } from '../../src/http/stream.js';
+import { StreamInfo } from '../../src/http/stream.js';
 import { Proxy } from '../../src/lifecycle/proxy.js';
 import type { WorkloadMetadata } from '../../src/model/index.js';
 
@@ -36,7 +36,8 @@ export async function startProxy(
     logger,
     watch: options.watch ?? false,
     ports: { outbound: 0, admin: 0, readiness: 0, ...(options.stats === true ? { stats: 0 } : {}) },
-    onRequestDone: (info) => records.push(info),
+    // A copy: telemetry lets go of the record's request and response once it has read them.
+    onRequestDone: (info) => records.push(Object.assign(Object.create(StreamInfo.prototype) as StreamInfo, info)),
     // Tests never read the metadata of the machine's environment.
     metadata: options.metadata ?? EMPTY_METADATA,
   });

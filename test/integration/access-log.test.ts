@@ -8,6 +8,7 @@ import { StreamInfo } from '../../src/http/stream.js';
 import type { AccessLogSettings } from '../../src/model/telemetry.js';
 import { TcpSessionInfo } from '../../src/tcp/tcp-proxy.js';
 import { AccessLog, type AccessLogOptions } from '../../src/telemetry/access-log.js';
+import { connection, getRequest } from '../helpers/records.js';
 
 let dir: string;
 let path: string;
@@ -31,18 +32,8 @@ function openLog(settings: Partial<AccessLogSettings>, options: AccessLogOptions
 }
 
 function request(id: string, code = 200): StreamInfo {
-  const info = new StreamInfo({
-    remoteAddress: '10.0.0.9',
-    remotePort: 41234,
-    localAddress: '10.96.0.10',
-    localPort: 8080,
-    localAddressRestored: true,
-    peer: null,
-    tls: false,
-    requestedServerName: undefined,
-    serverHeader: 'envoy',
-  });
-  info.request = { method: 'GET', path: '/', authority: 'svc', scheme: 'http', httpVersion: '1.1', headers: new HeaderMap(['x-request-id'], [id]) };
+  const info = new StreamInfo(connection());
+  info.request = getRequest('/', 'svc', new HeaderMap(['x-request-id'], [id]));
   info.responseCode = code;
   info.endMs = info.startMs + 1;
   return info;

@@ -122,6 +122,15 @@ describe('Istio metrics scraped by Prometheus', () => {
     expect(await prom.query(`skiff_upstream_requests_pending{job="admin"}`)).toHaveLength(1);
   });
 
+  it('never passes a client\'s metadata exchange headers upstream, nor sends its own to a non-mesh host', async () => {
+    const forged = Buffer.from('forged').toString('base64');
+    const r = await get(tp.port, `${REVIEWS}:9080`, '/reviews/forged', { 'x-envoy-peer-metadata': forged, 'x-envoy-peer-metadata-id': 'sidecar~1.2.3.4~evil.default~default.svc.cluster.local' });
+    expect(r.status).toBe(200);
+    const seen = up.requests.find((q) => q.url === '/reviews/forged')!;
+    expect(seen.headers['x-envoy-peer-metadata']).toBeUndefined();
+    expect(seen.headers['x-envoy-peer-metadata-id']).toBeUndefined();
+  });
+
   it('writes labels in Istio order on /stats/prometheus', async () => {
     const text = (await get(tp.proxy.ports.admin, '127.0.0.1', '/stats/prometheus')).text();
     const line = text.split('\n').find((l) => l.startsWith('istio_requests_total{') && l.includes('response_code="200"'))!;
@@ -138,5 +147,9 @@ describe('Istio metrics scraped by Prometheus', () => {
     expect((await request(tp.proxy.ports.admin, '/reset_counters', { method: 'POST', headers: { host: '127.0.0.1' } })).status).toBe(200);
     const after = (await get(tp.proxy.ports.admin, '127.0.0.1', '/stats/prometheus')).text();
     expect(after).not.toMatch(/^istio_requests_total\{/m);
+    // Counting starts again from zero.
+    expect((await get(tp.port, `${REVIEWS}:9080`, '/reviews/1')).status).toBe(200);
+    const again = (await get(tp.proxy.ports.admin, '127.0.0.1', '/stats/prometheus')).text();
+    expect(again).toMatch(/^istio_requests_total\{[^}]*response_code="200"[^}]*\} 1$/m);
   });
 });

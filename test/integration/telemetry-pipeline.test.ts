@@ -6,9 +6,8 @@
  * in Istio's default TEXT format, in JSON, in a custom format, turned off, and a reload with a
  * bad format refused while the old log keeps writing.
  */
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { request as httpRequest } from 'node:http';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -17,80 +16,12 @@ import { Proxy, type ReloadOutcome } from '../../src/lifecycle/proxy.js';
 import type { WorkloadMetadata } from '../../src/model/index.js';
 import { ISTIO_DEFAULT_JSON_FORMAT } from '../../src/telemetry/access-log-format.js';
 import { get, type Response } from '../helpers/client.js';
+import { otlpSpans, startCollector, type Collector, type ReceivedSpan } from '../helpers/collector.js';
 import { closedPort } from '../helpers/ports.js';
 import { EMPTY_METADATA, serviceEntry, startProxy, type TestProxy } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
-// === OTLP/HTTP collector ===
-
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  traceState?: string;
-  name: string;
-  kind: number;
-  startTimeUnixNano: string | number;
-  endTimeUnixNano: string | number;
-  attributes: { key: string; value: { stringValue?: string } }[];
-  status?: { code?: number };
-}
-
-/** A span as received, with the `service.name` of the resource it came under. */
-interface ReceivedSpan extends OtlpSpan {
-  service: string;
-  tags: Record<string, string | undefined>;
-}
-
-interface OtlpBody {
-  resourceSpans: {
-    resource: { attributes: { key: string; value: { stringValue?: string } }[] };
-    scopeSpans: { spans: OtlpSpan[] }[];
-  }[];
-}
-
-interface Collector {
-  readonly port: number;
-  /** Every span received, in arrival order. */
-  readonly spans: ReceivedSpan[];
-  readonly paths: string[];
-  close(): Promise<void>;
-}
-
-/** An OTLP/HTTP JSON receiver on 127.0.0.1 (answers 200 `{}` to every export). */
-async function startCollector(): Promise<Collector> {
-  const spans: ReceivedSpan[] = [];
-  const paths: string[] = [];
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      paths.push(req.url ?? '');
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as OtlpBody;
-      for (const rs of body.resourceSpans) {
-        const service = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
-        for (const ss of rs.scopeSpans) {
-          for (const s of ss.spans) {
-            spans.push({ ...s, service, tags: Object.fromEntries(s.attributes.map((a) => [a.key, a.value.stringValue])) });
-          }
-        }
-      }
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{}');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    spans,
-    paths,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
+// === helpers ===
 
 /** Polls `check` every 50 ms until it holds; fails after `timeoutMs`. */
 async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
@@ -129,6 +60,8 @@ describe('trace context and spans through two skiff hops', () => {
   let bClosed = false;
   /** What the app received and what the client got back, by path. */
   const seen = new Map<string, { headers: Record<string, string>; response: Response }>();
+  /** Every span the collector received, in arrival order. */
+  const receivedSpans = (): ReceivedSpan[] => otlpSpans(collector.bodies).spans;
 
   const tracingMesh = (port: number): string =>
     meshConfig(`  defaultConfig:
@@ -255,11 +188,11 @@ describe('trace context and spans through two skiff hops', () => {
 
   it('exports one CLIENT span per hop for each sampled request, without closing the proxies', async () => {
     // Three sampled requests, two hops each; the batch processor sends them within its 5 s delay.
-    await until('6 spans', () => collector.spans.length >= 6, 12_000);
+    await until('6 spans', () => receivedSpans().length >= 6, 12_000);
     expect(new Set(collector.paths)).toEqual(new Set(['/v1/traces']));
     const sampled = records('/sampled');
-    const spanA = collector.spans.find((s) => s.spanId === sampled.atA.spanId)!;
-    const spanB = collector.spans.find((s) => s.spanId === sampled.atB.spanId)!;
+    const spanA = receivedSpans().find((s) => s.spanId === sampled.atA.spanId)!;
+    const spanB = receivedSpans().find((s) => s.spanId === sampled.atB.spanId)!;
     const rid = seen.get('/sampled')!.headers['x-request-id'];
 
     expect(spanA).toMatchObject({ service: 'hop-a.default', traceId: TRACE, parentSpanId: CLIENT_SPAN, traceState: TRACE_STATE, kind: 3, name: `${APP}:9080/*` });
@@ -298,15 +231,15 @@ describe('trace context and spans through two skiff hops', () => {
     expect(ms(spanA.endTimeUnixNano)).toBeGreaterThanOrEqual(ms(spanB.endTimeUnixNano) - 1);
 
     const fresh = records('/fresh');
-    const freshA = collector.spans.find((s) => s.spanId === fresh.atA.spanId)!;
-    const freshB = collector.spans.find((s) => s.spanId === fresh.atB.spanId)!;
+    const freshA = receivedSpans().find((s) => s.spanId === fresh.atA.spanId)!;
+    const freshB = receivedSpans().find((s) => s.spanId === fresh.atB.spanId)!;
     expect(freshA.traceId).toBe(fresh.atA.traceId);
     expect(freshA.parentSpanId ?? '').toBe('');
     expect(freshB.parentSpanId).toBe(freshA.spanId);
 
     const b3 = records('/b3');
-    const b3A = collector.spans.find((s) => s.spanId === b3.atA.spanId)!;
-    const b3B = collector.spans.find((s) => s.spanId === b3.atB.spanId)!;
+    const b3A = receivedSpans().find((s) => s.spanId === b3.atA.spanId)!;
+    const b3B = receivedSpans().find((s) => s.spanId === b3.atB.spanId)!;
     expect(b3A).toMatchObject({ traceId: `0000000000000000${B3_TRACE_64}`, parentSpanId: CLIENT_SPAN });
     expect(b3B).toMatchObject({ traceId: `0000000000000000${B3_TRACE_64}`, parentSpanId: b3A.spanId });
     expect(b3A.tags['guid:x-request-id']).toBe('client-chosen-id-1');
@@ -317,9 +250,9 @@ describe('trace context and spans through two skiff hops', () => {
     await a.close();
     bClosed = true;
     await b.close();
-    expect(collector.spans.filter((s) => s.traceId === UNSAMPLED_TRACE)).toEqual([]);
-    expect(collector.spans).toHaveLength(6);
-    expect(new Set(collector.spans.map((s) => s.spanId)).size).toBe(6);
+    expect(receivedSpans().filter((s) => s.traceId === UNSAMPLED_TRACE)).toEqual([]);
+    expect(receivedSpans()).toHaveLength(6);
+    expect(new Set(receivedSpans().map((s) => s.spanId)).size).toBe(6);
   });
 });
 

@@ -3,7 +3,7 @@
  * (OTLP/HTTP JSON at /v1/traces, Zipkin v2 JSON at /api/v2/spans), decoded and checked for the
  * exact ids sent upstream, kind, name, times and Envoy's tags; and a collector that is down.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HeaderMap } from '../../src/http/headers.js';
@@ -11,47 +11,15 @@ import { StreamInfo, type TrafficDirection } from '../../src/http/stream.js';
 import { startTrace } from '../../src/http/trace-context.js';
 import type { TracingSettings } from '../../src/model/telemetry.js';
 import { operationName, Tracer } from '../../src/telemetry/tracing.js';
+import { otlpSpans, startCollector, zipkinSpans, type Collector } from '../helpers/collector.js';
 import { closedPort } from '../helpers/ports.js';
+import { connection, getRequest } from '../helpers/records.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const INCOMING_SPAN = '00f067aa0ba902b7';
 const IDENTITY = { serviceName: 'reviews.default', nodeId: 'sidecar~10.0.0.1~reviews-v1-abc.default~default.svc.cluster.local' };
 
 // === collectors ===
-
-interface Collector {
-  readonly url: string;
-  /** Parsed JSON bodies, in arrival order. */
-  readonly bodies: unknown[];
-  readonly paths: string[];
-  close(): Promise<void>;
-}
-
-async function startCollector(path: string, status: number): Promise<Collector> {
-  const bodies: unknown[] = [];
-  const paths: string[] = [];
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      paths.push(req.url ?? '');
-      bodies.push(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(status === 200 ? '{}' : '');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}${path}`,
-    bodies,
-    paths,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-  };
-}
 
 let collector: Collector | null = null;
 afterEach(async () => {
@@ -70,21 +38,11 @@ interface RecordOptions {
 
 /** A finished request record, its trace started from the request's headers as the data path does. */
 function record(o: RecordOptions): StreamInfo {
-  const info = new StreamInfo({
-    remoteAddress: '10.0.0.9',
-    remotePort: 40000,
-    localAddress: '10.0.0.1',
-    localPort: 9080,
-    localAddressRestored: true,
-    peer: null,
-    tls: false,
-    requestedServerName: undefined,
-    serverHeader: 'envoy',
-  });
+  const info = new StreamInfo(connection({ remotePort: 40000, localAddress: '10.0.0.1', localPort: 9080 }));
   const headers = new HeaderMap(['user-agent', 'x-request-id'], ['curl/8.5.0', 'c5d0bb1e-0000-4000-8000-000000000001']);
   if (o.traceparent !== undefined) headers.append('traceparent', o.traceparent);
   info.direction = o.direction;
-  info.request = { method: 'GET', path: '/reviews/0?x=1', authority: 'reviews:9080', scheme: 'http', httpVersion: '1.1', headers };
+  info.request = getRequest('/reviews/0?x=1', 'reviews:9080', headers);
   info.trace = startTrace(headers, o.sampled === false ? 0 : 100);
   info.responseCode = o.status ?? 200;
   info.routeName = 'default';
@@ -99,58 +57,6 @@ function record(o: RecordOptions): StreamInfo {
 
 function settings(kind: 'zipkin' | 'otlp-http', url: string): TracingSettings {
   return { enabled: true, samplingPercent: 100, exporter: { kind, url } };
-}
-
-// === OTLP JSON decoding ===
-
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-  startTimeUnixNano: string | number;
-  endTimeUnixNano: string | number;
-  attributes: { key: string; value: { stringValue?: string } }[];
-  status?: { code?: number };
-}
-
-interface OtlpBody {
-  resourceSpans: {
-    resource: { attributes: { key: string; value: { stringValue?: string } }[] };
-    scopeSpans: { spans: OtlpSpan[] }[];
-  }[];
-}
-
-function otlpSpans(bodies: unknown[]): { spans: OtlpSpan[]; serviceNames: string[] } {
-  const spans: OtlpSpan[] = [];
-  const serviceNames: string[] = [];
-  for (const body of bodies as OtlpBody[]) {
-    for (const rs of body.resourceSpans) {
-      const svc = rs.resource.attributes.find((a) => a.key === 'service.name');
-      if (svc?.value.stringValue !== undefined) serviceNames.push(svc.value.stringValue);
-      for (const ss of rs.scopeSpans) spans.push(...ss.spans);
-    }
-  }
-  return { spans, serviceNames };
-}
-
-function attrs(span: OtlpSpan): Record<string, string | undefined> {
-  return Object.fromEntries(span.attributes.map((a) => [a.key, a.value.stringValue]));
-}
-
-// === Zipkin JSON ===
-
-interface ZipkinSpan {
-  traceId: string;
-  id: string;
-  parentId?: string;
-  kind?: string;
-  name: string;
-  timestamp: number;
-  duration: number;
-  localEndpoint: { serviceName: string };
-  tags: Record<string, string>;
 }
 
 describe('OTLP/HTTP export', () => {
@@ -178,7 +84,7 @@ describe('OTLP/HTTP export', () => {
     expect(sIn.name).toBe('reviews:9080/*');
     expect(BigInt(sIn.startTimeUnixNano)).toBe(BigInt(inbound.startTime) * 1_000_000n);
     expect(BigInt(sIn.endTimeUnixNano) - BigInt(sIn.startTimeUnixNano)).toBe(12_500_000n);
-    expect(attrs(sIn)).toMatchObject({
+    expect(sIn.tags).toMatchObject({
       'component': 'proxy',
       'node_id': IDENTITY.nodeId,
       'http.method': 'GET',
@@ -195,14 +101,14 @@ describe('OTLP/HTTP export', () => {
       'request_size': '12',
       'response_size': '345',
     });
-    expect(attrs(sIn)['error']).toBeUndefined();
+    expect(sIn.tags['error']).toBeUndefined();
 
     const sOut = byId.get(outbound.trace!.spanId)!;
     expect(sOut.traceId).toBe(TRACE);
     expect(sOut.parentSpanId).toBe(INCOMING_SPAN);
     expect(sOut.kind).toBe(3); // SPAN_KIND_CLIENT
     expect(sOut.name).toBe('reviews.default.svc.cluster.local:9080/*');
-    expect(attrs(sOut)).toMatchObject({ 'error': 'true', 'http.status_code': '503', 'response_flags': 'UF', 'upstream_cluster': 'outbound|9080|v1|reviews.default.svc.cluster.local' });
+    expect(sOut.tags).toMatchObject({ 'error': 'true', 'http.status_code': '503', 'response_flags': 'UF', 'upstream_cluster': 'outbound|9080|v1|reviews.default.svc.cluster.local' });
     expect(sOut.status?.code).toBe(2); // STATUS_CODE_ERROR
 
     const sRoot = byId.get(root.trace!.spanId)!;
@@ -225,7 +131,7 @@ describe('Zipkin export', () => {
     await tracer.shutdown();
 
     expect(collector.paths).toEqual(['/api/v2/spans']);
-    const spans = collector.bodies.flat() as ZipkinSpan[];
+    const spans = zipkinSpans(collector.bodies);
     expect(spans).toHaveLength(2);
     const byId = new Map(spans.map((s) => [s.id, s]));
 

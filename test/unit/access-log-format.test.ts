@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SkiffError } from '../../src/core/errors.js';
 import { HeaderMap } from '../../src/http/headers.js';
-import { StreamInfo, type DownstreamConnectionInfo } from '../../src/http/stream.js';
+import { StreamInfo } from '../../src/http/stream.js';
 import { TcpSessionInfo } from '../../src/tcp/tcp-proxy.js';
 import {
   compileJsonFormat,
@@ -11,23 +11,9 @@ import {
   ISTIO_DEFAULT_JSON_FORMAT,
   ISTIO_DEFAULT_TEXT_FORMAT,
 } from '../../src/telemetry/access-log-format.js';
+import { connection, getRequest } from '../helpers/records.js';
 
 const START = Date.UTC(2026, 0, 1, 0, 0, 0, 0);
-
-function connection(overrides: Partial<DownstreamConnectionInfo> = {}): DownstreamConnectionInfo {
-  return {
-    remoteAddress: '10.0.0.9',
-    remotePort: 41234,
-    localAddress: '10.96.0.10',
-    localPort: 8080,
-    localAddressRestored: true,
-    peer: null,
-    tls: false,
-    requestedServerName: undefined,
-    serverHeader: 'envoy',
-    ...overrides,
-  };
-}
 
 /** A StreamInfo started at `startMs` (epoch) for a GET with the given request headers. */
 function streamInfo(path: string, headers: Record<string, string>, startMs = START, conn = connection()): StreamInfo {
@@ -35,14 +21,7 @@ function streamInfo(path: string, headers: Record<string, string>, startMs = STA
   vi.setSystemTime(startMs);
   const info = new StreamInfo(conn);
   vi.useRealTimers();
-  info.request = {
-    method: 'GET',
-    path,
-    authority: 'reviews:9080',
-    scheme: 'http',
-    httpVersion: '1.1',
-    headers: new HeaderMap(Object.keys(headers), Object.values(headers)),
-  };
+  info.request = getRequest(path, 'reviews:9080', new HeaderMap(Object.keys(headers), Object.values(headers)));
   return info;
 }
 

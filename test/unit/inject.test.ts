@@ -7,6 +7,8 @@ import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { SkiffError } from '../../src/core/errors.js';
 import { injectManifests } from '../../src/cli/inject/manifests.js';
+// The proxy's reader of ISTIO_KUBE_APP_PROBERS: what the injector writes must parse.
+import { parseAppProbers } from '../../src/admin/app-probes.js';
 import type { SidecarOptions } from '../../src/cli/inject/sidecar-template.js';
 
 // Manifests are loosely typed data.
@@ -78,6 +80,10 @@ describe('inject: what is added', () => {
     expect(pod.metadata['annotations']).toEqual({
       'kubectl.kubernetes.io/default-container': 'app',
       'kubectl.kubernetes.io/default-logs-container': 'app',
+      // Metrics merging: the proxy's own metrics are scraped even when the app has none.
+      'prometheus.io/scrape': 'true',
+      'prometheus.io/port': '15020',
+      'prometheus.io/path': '/stats/prometheus',
       'sidecar.istio.io/status': '{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["skiff-config"],"imagePullSecrets":null,"revision":"default"}',
     });
     expect(pod.spec['initContainers'][0]).toEqual({
@@ -507,6 +513,210 @@ describe('inject: holdApplicationUntilProxyStarts', () => {
     expect(injectError(workload('Deployment', { annotations: 'sidecar.istio.io/holdApplicationUntilProxyStarts: "1"' })).message).toMatch(
       /^in\.yaml:12:59: .*\[sidecar\.istio\.io\/holdApplicationUntilProxyStarts\]: "1" is not "true" or "false"$/,
     );
+  });
+});
+
+/** A bare Pod named web: `containers` are list items at column 2, `annotations` lines at column 4. */
+function webPod(containers: string, annotations?: string): string {
+  const meta = annotations === undefined ? '' : `  annotations:\n${annotations.split('\n').map((l) => `    ${l}`).join('\n')}\n`;
+  return `apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n${meta}spec:\n  containers:\n${containers}`;
+}
+
+/** The injected Pod, and its sidecar's env as a name-to-value map. */
+function injectedPod(text: string): { pod: Obj; env: Record<string, string | undefined> } {
+  const pod = docs(inject(text))[0]!;
+  const proxy = (pod['spec']['containers'] as Obj[]).find((c) => c['name'] === 'istio-proxy')!;
+  return { pod, env: Object.fromEntries((proxy['env'] as Obj[]).map((e) => [e['name'], e['value']])) };
+}
+
+const APP = `  - name: app
+    image: example/app:1
+    ports:
+    - {name: http, containerPort: 8080}
+    - {name: admin, containerPort: 9901}
+`;
+
+describe('inject: application probes (Istio\'s rewriteAppHTTPProbe)', () => {
+  it('points an httpGet probe at the status port, keeps its other fields, and hands the original to the proxy', () => {
+    const text = webPod(`${APP}    livenessProbe:
+      httpGet:
+        path: /healthz
+        port: 8080
+        scheme: HTTPS
+        host: 127.0.0.1
+        httpHeaders:
+        - {name: X-Probe, value: live}
+      initialDelaySeconds: 3
+      periodSeconds: 5
+      timeoutSeconds: 2
+      failureThreshold: 6
+`);
+    const { pod, env } = injectedPod(text);
+    expect(pod['spec']['containers'][0].livenessProbe).toEqual({
+      httpGet: { path: '/app-health/app/livez', port: 15020, scheme: 'HTTP' },
+      initialDelaySeconds: 3,
+      periodSeconds: 5,
+      timeoutSeconds: 2,
+      failureThreshold: 6,
+    });
+    // The whole action as Istio keeps it (host, scheme, headers), in Go's field order.
+    expect(env['ISTIO_KUBE_APP_PROBERS']).toBe(
+      '{"/app-health/app/livez":{"httpGet":{"path":"/healthz","port":8080,"host":"127.0.0.1","scheme":"HTTPS","httpHeaders":[{"name":"X-Probe","value":"live"}]},"timeoutSeconds":2}}',
+    );
+    // What the proxy's status server makes of it.
+    expect(parseAppProbers(env['ISTIO_KUBE_APP_PROBERS']!).get('/app-health/app/livez')).toEqual({
+      kind: 'http', host: '127.0.0.1', port: 8080, path: '/healthz', https: true, headers: [['X-Probe', 'live']], timeoutMs: 2000,
+    });
+  });
+
+  it('resolves a named port against the container\'s own ports', () => {
+    const { pod, env } = injectedPod(webPod(`${APP}    readinessProbe:\n      httpGet: {path: /ready, port: admin}\n`));
+    expect(pod['spec']['containers'][0].readinessProbe).toEqual({ httpGet: { path: '/app-health/app/readyz', port: 15020, scheme: 'HTTP' } });
+    expect(env['ISTIO_KUBE_APP_PROBERS']).toBe('{"/app-health/app/readyz":{"httpGet":{"path":"/ready","port":9901}}}');
+  });
+
+  it('an unknown port name is an error at the probe\'s port, naming the ports the container has', () => {
+    expect(injectError(webPod(`${APP}    readinessProbe:\n      httpGet: {path: /ready, port: metrics}\n`)).message).toBe(
+      'in.yaml:13:37: Pod/web: spec.containers[0].readinessProbe.httpGet.port: no port named "metrics" in the container\'s ports (it names "http", "admin")',
+    );
+    const bare = webPod('  - name: app\n    image: example/app:1\n    startupProbe:\n      tcpSocket:\n        port: db\n');
+    expect(injectError(bare).message).toBe('in.yaml:11:15: Pod/web: spec.containers[0].startupProbe.tcpSocket.port: no port named "db" in the container\'s ports (it names none)');
+    expect(injectError(webPod(`${APP}    livenessProbe:\n      httpGet: {port: 70000}\n`)).message).toMatch(/: spec\.containers\[0\]\.livenessProbe\.httpGet\.port: 70000 is not a port number \(1-65535\)$/);
+  });
+
+  it('turns a tcpSocket probe into an httpGet on the status port, so the proxy checks the app\'s port', () => {
+    const { pod, env } = injectedPod(webPod(`${APP}    readinessProbe:\n      tcpSocket: {port: http}\n      periodSeconds: 10\n`));
+    expect(pod['spec']['containers'][0].readinessProbe).toEqual({ httpGet: { path: '/app-health/app/readyz', port: 15020, scheme: 'HTTP' }, periodSeconds: 10 });
+    expect(env['ISTIO_KUBE_APP_PROBERS']).toBe('{"/app-health/app/readyz":{"tcpSocket":{"port":8080}}}');
+    expect(parseAppProbers(env['ISTIO_KUBE_APP_PROBERS']!).get('/app-health/app/readyz')).toEqual({ kind: 'tcp', host: undefined, port: 8080, timeoutMs: 1000 });
+  });
+
+  it('rewrites startup probes and every container\'s, keyed in sorted order; exec and gRPC probes stay', () => {
+    const text = webPod(`${APP}    startupProbe:
+      httpGet: {path: /started, port: 8080}
+      failureThreshold: 30
+    livenessProbe:
+      exec: {command: [cat, /tmp/healthy]}
+  - name: cache
+    image: example/cache:1
+    readinessProbe:
+      grpc: {port: 6379}
+    livenessProbe:
+      tcpSocket: {port: 6379}
+`);
+    const { pod, env } = injectedPod(text);
+    const [app, cache] = pod['spec']['containers'] as Obj[];
+    expect(app!['startupProbe']).toEqual({ httpGet: { path: '/app-health/app/startupz', port: 15020, scheme: 'HTTP' }, failureThreshold: 30 });
+    expect(app!['livenessProbe']).toEqual({ exec: { command: ['cat', '/tmp/healthy'] } });
+    expect(cache!['readinessProbe']).toEqual({ grpc: { port: 6379 } });
+    expect(cache!['livenessProbe']).toEqual({ httpGet: { path: '/app-health/cache/livez', port: 15020, scheme: 'HTTP' } });
+    expect(env['ISTIO_KUBE_APP_PROBERS']).toBe('{"/app-health/app/startupz":{"httpGet":{"path":"/started","port":8080}},"/app-health/cache/livez":{"tcpSocket":{"port":6379}}}');
+    expect([...parseAppProbers(env['ISTIO_KUBE_APP_PROBERS']!).keys()]).toEqual(['/app-health/app/startupz', '/app-health/cache/livez']);
+  });
+
+  it('rewrites the probes of native-sidecar init containers too, but not the sidecar\'s own', () => {
+    const text = webPod(APP).replace('spec:\n', 'spec:\n  initContainers:\n  - name: log-shipper\n    image: example/ship:1\n    restartPolicy: Always\n    readinessProbe:\n      httpGet: {path: /ok, port: 2020}\n');
+    const { pod, env } = injectedPod(text);
+    expect(pod['spec']['initContainers'][1].readinessProbe).toEqual({ httpGet: { path: '/app-health/log-shipper/readyz', port: 15020, scheme: 'HTTP' } });
+    expect(env['ISTIO_KUBE_APP_PROBERS']).toBe('{"/app-health/log-shipper/readyz":{"httpGet":{"path":"/ok","port":2020}}}');
+    expect(pod['spec']['containers'][1].readinessProbe.httpGet).toEqual({ path: '/healthz/ready', port: 15021 });
+  });
+
+  it('sidecar.istio.io/rewriteAppHTTPProbers: "false" leaves every probe alone; a value that is not a boolean keeps the default', () => {
+    const probe = `${APP}    livenessProbe:\n      httpGet: {path: /healthz, port: 8080}\n`;
+    for (const off of ['sidecar.istio.io/rewriteAppHTTPProbers: "false"', 'sidecar.istio.io/rewriteAppHTTPProbers: false', 'sidecar.istio.io/rewriteAppHTTPProbers: "0"']) {
+      const { pod, env } = injectedPod(webPod(probe, off));
+      expect(pod['spec']['containers'][0].livenessProbe).toEqual({ httpGet: { path: '/healthz', port: 8080 } });
+      expect(env['ISTIO_KUBE_APP_PROBERS']).toBeUndefined();
+    }
+    const { pod } = injectedPod(webPod(probe, 'sidecar.istio.io/rewriteAppHTTPProbers: "maybe"'));
+    expect(pod['spec']['containers'][0].livenessProbe.httpGet.port).toBe(15020);
+  });
+
+  it('adds no ISTIO_KUBE_APP_PROBERS when no probe is rewritten', () => {
+    const { env } = injectedPod(webPod(APP));
+    expect(Object.keys(env)).not.toContain('ISTIO_KUBE_APP_PROBERS');
+  });
+
+  it('is idempotent: the output injects to itself, and probes already on the status port are not rewritten again', () => {
+    const text = webPod(`${APP}    # checked by the proxy
+    livenessProbe:
+      httpGet: {path: /healthz, port: http}   # flow style kept
+      periodSeconds: 5
+    readinessProbe:
+      tcpSocket:
+        port: 8080
+`);
+    const once = inject(text);
+    expect(once).toContain('    # checked by the proxy\n    livenessProbe:\n      httpGet: {path: /app-health/app/livez, port: 15020, scheme: HTTP} # flow style kept\n      periodSeconds: 5\n');
+    expect(inject(once)).toBe(once);
+    // Without the status annotation (say, the sidecar was taken out by hand), probes already on
+    // the status port are kept as they are: no /app-health path pointing at another.
+    const rewritten = webPod(`${APP}    livenessProbe:
+      httpGet: {path: /app-health/app/livez, port: 15020, scheme: HTTP}
+      periodSeconds: 5
+    readinessProbe:
+      httpGet: {path: /app-health/app/readyz, port: 15020}
+`);
+    const { pod, env } = injectedPod(rewritten);
+    expect(pod['spec']['containers'][0].livenessProbe).toEqual({ httpGet: { path: '/app-health/app/livez', port: 15020, scheme: 'HTTP' }, periodSeconds: 5 });
+    expect(pod['spec']['containers'][0].readinessProbe).toEqual({ httpGet: { path: '/app-health/app/readyz', port: 15020 } });
+    expect(env['ISTIO_KUBE_APP_PROBERS']).toBeUndefined();
+  });
+});
+
+describe('inject: metrics merging (Istio\'s enablePrometheusMerge)', () => {
+  const MERGED = { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '15020', 'prometheus.io/path': '/stats/prometheus' };
+  const prometheusOf = (annotations: Obj): Obj => Object.fromEntries(Object.entries(annotations).filter(([k]) => k.startsWith('prometheus')));
+
+  it('moves the app\'s scrape settings into ISTIO_PROMETHEUS_ANNOTATIONS and points Prometheus at the proxy', () => {
+    const { pod, env } = injectedPod(webPod(APP, 'prometheus.io/scrape: "true"\nprometheus.io/port: "9901"\nprometheus.io/path: /stats'));
+    expect(prometheusOf(pod['metadata']['annotations'])).toEqual(MERGED);
+    expect(env['ISTIO_PROMETHEUS_ANNOTATIONS']).toBe('{"scrape":"true","path":"/stats","port":"9901"}');
+  });
+
+  it('writes the path and port the agent assumes when the pod leaves them out, and replaces every spelling of the annotations', () => {
+    const { pod, env } = injectedPod(webPod(APP, 'prometheus.io/scrape: "true"'));
+    expect(env['ISTIO_PROMETHEUS_ANNOTATIONS']).toBe('{"scrape":"true","path":"/metrics","port":"80"}');
+    expect(prometheusOf(pod['metadata']['annotations'])).toEqual(MERGED);
+    // Prometheus reads prometheus.io.port and prometheus-io/path as the same labels; a port without
+    // a scrape annotation still means scrape (Istio's getPrometheusScrape).
+    const variants = injectedPod(webPod(APP, 'prometheus.io.port: "8080"\nprometheus-io/path: /m'));
+    expect(variants.env['ISTIO_PROMETHEUS_ANNOTATIONS']).toBe('{"scrape":"true","path":"/m","port":"8080"}');
+    expect(prometheusOf(variants.pod['metadata']['annotations'])).toEqual(MERGED);
+  });
+
+  it('adds the three annotations, and no env, to a pod without any, so the proxy\'s own metrics are scraped', () => {
+    const { pod, env } = injectedPod(webPod(APP));
+    expect(prometheusOf(pod['metadata']['annotations'])).toEqual(MERGED);
+    expect(Object.keys(env)).not.toContain('ISTIO_PROMETHEUS_ANNOTATIONS');
+  });
+
+  it('leaves the pod alone when scraping or merging is off, or the port is already the status port', () => {
+    for (const annotations of [
+      'prometheus.io/scrape: "false"\nprometheus.io/port: "8080"',
+      'prometheus.istio.io/merge-metrics: "false"\nprometheus.io/scrape: "true"\nprometheus.io/port: "8080"',
+      'prometheus.io/scrape: "true"\nprometheus.io/port: "15020"\nprometheus.io/path: /stats/prometheus',
+    ]) {
+      const before = docs(webPod(APP, annotations))[0]!['metadata']['annotations'];
+      const { pod, env } = injectedPod(webPod(APP, annotations));
+      expect(prometheusOf(pod['metadata']['annotations'])).toEqual(prometheusOf(before));
+      expect(Object.keys(env)).not.toContain('ISTIO_PROMETHEUS_ANNOTATIONS');
+    }
+  });
+
+  it('refuses a merge-metrics value that is not a boolean (Istio\'s validateBool) and a port that is not a number', () => {
+    expect(injectError(webPod(APP, 'prometheus.istio.io/merge-metrics: "no thanks"')).message).toBe(
+      'in.yaml:6:40: Pod/web: metadata.annotations[prometheus.istio.io/merge-metrics]: "no thanks" is not "true" or "false"',
+    );
+    expect(injectError(webPod(APP, 'prometheus.io/scrape: "true"\nprometheus.io/port: metrics')).message).toBe(
+      'in.yaml:7:25: Pod/web: metadata.annotations[prometheus.io/port]: "metrics" is not a port number (1-65535): the proxy scrapes the application\'s metrics at that port',
+    );
+  });
+
+  it('is idempotent: the merged pod injects to itself', () => {
+    const once = inject(webPod(APP, 'prometheus.io/scrape: "true"\nprometheus.io/port: "9901"'));
+    expect(inject(once)).toBe(once);
   });
 });
 

@@ -24,6 +24,8 @@ export const ANNOTATION = {
   readinessInitialDelaySeconds: 'readiness.status.sidecar.istio.io/initialDelaySeconds',
   readinessPeriodSeconds: 'readiness.status.sidecar.istio.io/periodSeconds',
   readinessFailureThreshold: 'readiness.status.sidecar.istio.io/failureThreshold',
+  rewriteAppHTTPProbers: 'sidecar.istio.io/rewriteAppHTTPProbers',
+  prometheusMergeMetrics: 'prometheus.istio.io/merge-metrics',
   defaultContainer: 'kubectl.kubernetes.io/default-container',
   defaultLogsContainer: 'kubectl.kubernetes.io/default-logs-container',
 } as const;
@@ -85,6 +87,16 @@ export function checkCidrList(annotation: string, value: string, allowWildcard: 
   for (const c of value.split(',')) {
     if (!isCidr(c)) throw new InvalidAnnotation(annotation, `invalid CIDR "${c}" in "${value}": expected a comma-separated list of CIDRs such as 10.0.0.0/8${allowWildcard ? ' or "*"' : ''}`);
   }
+}
+
+const TRUE_WORDS: ReadonlySet<string> = new Set(['1', 't', 'T', 'true', 'TRUE', 'True']);
+const FALSE_WORDS: ReadonlySet<string> = new Set(['0', 'f', 'F', 'false', 'FALSE', 'False']);
+
+/** Go's strconv.ParseBool, which Istio reads its boolean annotations with; undefined when it refuses. */
+export function parseBool(value: string): boolean | undefined {
+  if (TRUE_WORDS.has(value)) return true;
+  if (FALSE_WORDS.has(value)) return false;
+  return undefined;
 }
 
 /** A non-negative 32-bit integer (probe timings). */

@@ -12,6 +12,7 @@
 import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, visit, type Document, type Node, type YAMLMap, type YAMLSeq } from 'yaml';
 import { SkiffError } from '../../core/errors.js';
 import { ANNOTATION, InvalidAnnotation } from './annotations.js';
+import { appHealthPath, appProbersEnv, namedPorts, PROBE_KINDS, ProbeProblem, rewriteProbe, shouldRewriteProbes, type Prober, type ProbeRewrite } from './app-probes.js';
 import { injectionDecision } from './policy.js';
 import { CONFIG_VOLUME, INIT_CONTAINER, SIDECAR_CONTAINER, sidecarTemplate, type SidecarOptions } from './sidecar-template.js';
 
@@ -138,10 +139,15 @@ function injectPod(pod: PodTemplate, workload: { name: string | undefined; names
   refuseClash(containers, SIDECAR_CONTAINER, 'containers', ctx, specPath);
   if (initContainers !== undefined) refuseClash(initContainers, INIT_CONTAINER, 'initContainers', ctx, specPath);
   if (volumes !== undefined) refuseClash(volumes, CONFIG_VOLUME, 'volumes', ctx, specPath);
+  // Istio's allContainers: init containers (native sidecars may have probes) and containers.
+  const probes = shouldRewriteProbes(annotations)
+    ? [...planProbeRewrites(initContainers, ctx, [...specPath, 'initContainers']), ...planProbeRewrites(containers, ctx, [...specPath, 'containers'])]
+    : [];
+  const probers = new Map<string, Prober>(probes.map((p) => [p.rewrite.httpGet.path, p.rewrite.prober]));
 
   let injection;
   try {
-    injection = sidecarTemplate({ annotations, workloadName: workload.name, appContainers }, ctx.options);
+    injection = sidecarTemplate({ annotations, workloadName: workload.name, appContainers, appProbers: appProbersEnv(probers) }, ctx.options);
   } catch (err) {
     if (!(err instanceof InvalidAnnotation)) throw err;
     const node = annotationsNode?.get(err.annotation, true) as Node | undefined;
@@ -149,6 +155,7 @@ function injectPod(pod: PodTemplate, workload: { name: string | undefined; names
   }
 
   const { doc } = ctx;
+  for (const p of probes) applyProbeRewrite(doc, p);
   if (injection.initContainers.length > 0) {
     const seq = initContainers ?? ensure(doc, spec, 'initContainers', doc.createNode([]) as YAMLSeq, 'containers');
     seq.items.unshift(...injection.initContainers.map((c) => doc.createNode(c)));
@@ -161,9 +168,62 @@ function injectPod(pod: PodTemplate, workload: { name: string | undefined; names
 
   const metaMap = meta ?? ensure(doc, owner, 'metadata', doc.createNode({}) as YAMLMap, 'spec');
   const annotationMap = annotationsNode ?? ensure(doc, metaMap, 'annotations', doc.createNode({}) as YAMLMap);
+  for (const k of injection.removeAnnotations) annotationMap.delete(k);
   for (const [k, v] of Object.entries(injection.setIfAbsent)) if (annotations[k] === undefined) annotationMap.set(k, v);
   for (const [k, v] of Object.entries(injection.annotations)) annotationMap.set(k, v);
   return true;
+}
+
+// === probe rewrite ===
+
+interface PlannedRewrite {
+  /** The probe's map (e.g. a container's `livenessProbe`). */
+  readonly probe: YAMLMap;
+  readonly rewrite: ProbeRewrite;
+}
+
+/**
+ * The probes of `seq`'s containers that get rewritten, read before anything changes so that a
+ * bad probe fails the pod as a whole. Containers without a name are left alone.
+ */
+function planProbeRewrites(seq: YAMLSeq | undefined, ctx: Context, path: Path): PlannedRewrite[] {
+  const out: PlannedRewrite[] = [];
+  seq?.items.forEach((item, i) => {
+    if (!isMap(item)) return;
+    const name = scalarText(item.get('name', true));
+    if (name === undefined || name === SIDECAR_CONTAINER) return;
+    const at = [...path, i];
+    const portsNode = item.get('ports', true);
+    const ports = namedPorts(isSeq(portsNode) ? portsNode.toJS(ctx.doc) : undefined);
+    for (const kind of PROBE_KINDS) {
+      const probe = mapAt(item, kind, ctx, at);
+      if (probe === undefined) continue;
+      let rewrite: ProbeRewrite | undefined;
+      try {
+        rewrite = rewriteProbe(probe.toJS(ctx.doc) as Record<string, unknown>, appHealthPath(name, kind), ports);
+      } catch (err) {
+        if (!(err instanceof ProbeProblem)) throw err;
+        const node = probe.getIn(err.field, true) as Node | undefined;
+        throw problem(ctx, node ?? probe, fieldPath([...at, kind, ...err.field]), err.message);
+      }
+      if (rewrite !== undefined) out.push({ probe, rewrite });
+    }
+  });
+  return out;
+}
+
+/** Puts the new `httpGet` where the probe's action was, in its style and with its comments; other fields stay. */
+function applyProbeRewrite(doc: Document, { probe, rewrite }: PlannedRewrite): void {
+  const i = probe.items.findIndex((p) => scalarText(p.key) === rewrite.action);
+  const old = probe.items[i]!.value;
+  const node = doc.createNode(rewrite.httpGet) as YAMLMap;
+  if (isMap(old)) {
+    node.flow = old.flow ?? false;
+    node.comment = old.comment;
+    node.commentBefore = old.commentBefore;
+  }
+  if (rewrite.action === 'httpGet') probe.items[i]!.value = node;
+  else probe.items[i] = doc.createPair('httpGet', node);
 }
 
 // === YAML helpers ===

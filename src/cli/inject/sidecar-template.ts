@@ -1,12 +1,14 @@
 /**
  * What injection adds to a pod, as plain data: the `istio-init` init container (runs
  * `skiff iptables`), the `istio-proxy` sidecar (runs `skiff run --mode sidecar`), the config
- * volume, and the annotations. Names, ports, probe timings and security contexts follow Istio's
- * injection template, so tools that look for `istio-proxy` or `sidecar.istio.io/status` work.
+ * volume, and the annotations, metrics merging's among them (prometheus-merge.ts). Names, ports,
+ * probe timings and security contexts follow Istio's injection template, so tools that look for
+ * `istio-proxy` or `sidecar.istio.io/status` work.
  */
 import { parse as parseYaml } from 'yaml';
 import { ANNOTATION, InvalidAnnotation, quantity, uint32, type Annotations } from './annotations.js';
 import { captureArgs, PROXY_UID } from './capture.js';
+import { prometheusMerge } from './prometheus-merge.js';
 
 export const DEFAULT_IMAGE = 'localhost/skiff:latest';
 export const DEFAULT_CONFIG_MAP = 'skiff-mesh';
@@ -28,6 +30,8 @@ export interface TemplateInput {
   readonly workloadName: string | undefined;
   /** The pod's own containers, in order. */
   readonly appContainers: readonly string[];
+  /** ISTIO_KUBE_APP_PROBERS, when the pod's probes were rewritten (see app-probes.ts). */
+  readonly appProbers?: string | undefined;
 }
 
 export type Manifest = Readonly<Record<string, unknown>>;
@@ -42,6 +46,8 @@ export interface Injection {
   /** Set on the pod; `setIfAbsent` only when the pod has none of that name. */
   readonly annotations: Readonly<Record<string, string>>;
   readonly setIfAbsent: Readonly<Record<string, string>>;
+  /** Removed from the pod (other spellings of the Prometheus annotations that metrics merging sets). */
+  readonly removeAnnotations: readonly string[];
 }
 
 /** Throws InvalidAnnotation when an annotation's value is one Istio would refuse. */
@@ -55,7 +61,12 @@ export function sidecarTemplate(input: TemplateInput, options: SidecarOptions = 
   if (mode !== 'REDIRECT' && mode !== 'NONE') throw new InvalidAnnotation(ANNOTATION.interceptionMode, `unknown interception mode "${mode}" (expected REDIRECT or NONE)`);
 
   const initContainers = mode === 'NONE' ? [] : [initContainer(image, captureArgs(a))];
-  const sidecar = sidecarContainer(image, input.workloadName, a, hold);
+  const metrics = prometheusMerge(a);
+  // In Istio's order: the merged-metrics settings, then the probes.
+  const env: Manifest[] = [];
+  if (metrics?.env !== undefined) env.push({ name: 'ISTIO_PROMETHEUS_ANNOTATIONS', value: metrics.env });
+  if (input.appProbers !== undefined) env.push({ name: 'ISTIO_KUBE_APP_PROBERS', value: input.appProbers });
+  const sidecar = sidecarContainer(image, input.workloadName, a, hold, env);
   const volumes = [{ name: CONFIG_VOLUME, configMap: { name: configMap } }];
   const status = {
     initContainers: initContainers.length === 0 ? null : initContainers.map((c) => c.name),
@@ -70,9 +81,10 @@ export function sidecarTemplate(input: TemplateInput, options: SidecarOptions = 
     sidecar,
     sidecarFirst: hold,
     volumes,
-    annotations: { [ANNOTATION.status]: JSON.stringify(status) },
+    annotations: { ...metrics?.set, [ANNOTATION.status]: JSON.stringify(status) },
     // kubectl logs/exec default to the app, not to a sidecar put first.
     setIfAbsent: app === undefined ? {} : { [ANNOTATION.defaultContainer]: app, [ANNOTATION.defaultLogsContainer]: app },
+    removeAnnotations: metrics?.remove ?? [],
   };
 }
 
@@ -98,7 +110,7 @@ function initContainer(image: string, args: readonly string[]): Manifest & { nam
   };
 }
 
-function sidecarContainer(image: string, workloadName: string | undefined, a: Annotations, hold: boolean): Manifest {
+function sidecarContainer(image: string, workloadName: string | undefined, a: Annotations, hold: boolean, extraEnv: readonly Manifest[]): Manifest {
   const fieldEnv = (name: string, fieldPath: string): Manifest => ({ name, valueFrom: { fieldRef: { fieldPath } } });
   const env: Manifest[] = [
     fieldEnv('POD_NAME', 'metadata.name'),
@@ -107,6 +119,7 @@ function sidecarContainer(image: string, workloadName: string | undefined, a: An
     fieldEnv('SERVICE_ACCOUNT', 'spec.serviceAccountName'),
   ];
   if (workloadName !== undefined) env.push({ name: 'ISTIO_META_WORKLOAD_NAME', value: workloadName });
+  env.push(...extraEnv);
   const container: Record<string, unknown> = {
     name: SIDECAR_CONTAINER,
     image,

@@ -18,7 +18,7 @@ import type { PickContext } from '../../upstream/lb/index.js';
 import { ResponseFlag } from '../../core/response-flags.js';
 import type { HeaderMap } from '../headers.js';
 import type { BodySink, DownstreamStream } from '../stream.js';
-import { mutatedHeaders } from './headers.js';
+import { mutatedHeaders, type PeerMetadataHeaders } from './headers.js';
 import { sendShadow } from './mirror.js';
 import { usesHttp2 } from './upstream-protocol.js';
 import { routeTimeoutFor } from './grpc-timeout.js';
@@ -40,6 +40,8 @@ export interface ForwardOptions {
   readonly decoration: ResponseDecoration;
   /** Hosts chosen for the request's mirrors (after their percentages were drawn). */
   readonly mirrorHosts: readonly Host[];
+  /** This workload's metadata exchange headers, for attempts to Istio mTLS hosts. */
+  readonly peerMetadata: PeerMetadataHeaders | null;
 }
 
 export class ForwardRequest implements AttemptOwner, BodySink {
@@ -90,8 +92,8 @@ export class ForwardRequest implements AttemptOwner, BodySink {
     if (this.#firstHost === null) this.#firstHost = host;
     else this.#tried?.push(host);
     const attempt: Attempt = usesHttp2(host, this.#stream)
-      ? new H2UpstreamRequest(this, this.#stream, host, this.#options.decoration)
-      : new UpstreamRequest(this, this.#stream, host, this.#options.decoration);
+      ? new H2UpstreamRequest(this, this.#stream, host, this.#options.decoration, this.#options.peerMetadata)
+      : new UpstreamRequest(this, this.#stream, host, this.#options.decoration, this.#options.peerMetadata);
     this.#attempt = attempt;
     attempt.start();
     if (this.#requestComplete && this.#policy !== null) attempt.armPerTryTimer(this.#policy.perTryTimeoutMs);

@@ -18,7 +18,7 @@ import type { H2Waiter } from '../../upstream/pool/h2-pool.js';
 import type { HeaderMap } from '../headers.js';
 import type { DownstreamStream } from '../stream.js';
 import { fromH2Headers, toH2Headers } from '../codec/h2/headers.js';
-import { prepareResponseHeaders } from './headers.js';
+import { PEER_METADATA, PEER_METADATA_ID, prepareResponseHeaders, type PeerMetadataHeaders } from './headers.js';
 import type { AttemptFailure } from './retry-state.js';
 import { CONNECTION_TERMINATION, OVERFLOW_RESET, PER_TRY_TIMEOUT, connectFailure, type UpstreamReset } from './upstream-failure.js';
 import type { Attempt, AttemptOwner, ResponseDecoration } from './upstream-request.js';
@@ -28,6 +28,7 @@ export class H2UpstreamRequest implements Attempt {
   readonly #owner: AttemptOwner;
   readonly #stream: DownstreamStream;
   readonly #decoration: ResponseDecoration;
+  readonly #peerMetadata: PeerMetadataHeaders | null;
   #req: ClientHttp2Stream | null = null;
   #startMs = 0;
   #started = false;
@@ -44,11 +45,13 @@ export class H2UpstreamRequest implements Attempt {
   #bodyEnded = false;
   #requestTrailers: HeaderMap | null = null;
 
-  constructor(owner: AttemptOwner, stream: DownstreamStream, host: Host, decoration: ResponseDecoration) {
+  constructor(owner: AttemptOwner, stream: DownstreamStream, host: Host, decoration: ResponseDecoration, peerMetadata: PeerMetadataHeaders | null = null) {
     this.#owner = owner;
     this.#stream = stream;
     this.host = host;
     this.#decoration = decoration;
+    // Istio's metadata exchange goes to mesh peers only: decided per attempt, by the host.
+    this.#peerMetadata = host.istioMtls ? peerMetadata : null;
   }
 
   get requestStarted(): boolean {
@@ -96,7 +99,12 @@ export class H2UpstreamRequest implements Attempt {
     const pseudo = { ':method': stream.method, ':path': stream.path, ':authority': stream.authority, ':scheme': this.host.pool.target.tls !== undefined ? 'https' : 'http' };
     let req: ClientHttp2Stream;
     try {
-      req = session!.request(toH2Headers(stream.headers, pseudo, true), { endStream: !stream.hasRequestBody, waitForTrailers: stream.hasRequestBody });
+      const h2Headers = toH2Headers(stream.headers, pseudo, true);
+      if (this.#peerMetadata !== null) {
+        h2Headers[PEER_METADATA_ID] = this.#peerMetadata.id;
+        h2Headers[PEER_METADATA] = this.#peerMetadata.value;
+      }
+      req = session!.request(h2Headers, { endStream: !stream.hasRequestBody, waitForTrailers: stream.hasRequestBody });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       // The session went away between acquire and request (GOAWAY): as if the stream was refused.

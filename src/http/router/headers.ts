@@ -9,6 +9,9 @@ import type { HeaderMutator } from '../../compile/header-mutation.js';
 import { HeaderMap } from '../headers.js';
 import type { DownstreamStream, StreamInfo } from '../stream.js';
 
+export const PEER_METADATA = 'x-envoy-peer-metadata';
+export const PEER_METADATA_ID = 'x-envoy-peer-metadata-id';
+
 /**
  * Header names a `Connection` header lists (RFC 9110 §7.6.1), other than close/keep-alive;
  * null in the usual case of none.
@@ -55,6 +58,10 @@ export function prepareRequestHeaders(stream: DownstreamStream): void {
       case 'transfer-encoding':
       case 'upgrade':
       case 'x-envoy-attempt-count':
+      // Only this proxy speaks for its workload: metadata a client sent never goes upstream
+      // (an attempt to an Istio mTLS host carries this proxy's own).
+      case PEER_METADATA:
+      case PEER_METADATA_ID:
         continue;
       case 'te':
         if (value.toLowerCase() !== 'trailers') continue;
@@ -101,10 +108,14 @@ export function appendUpgrade(headers: HeaderMap, protocol: string): void {
 export interface PeerMetadataHeaders {
   readonly id: string;
   readonly value: string;
+  /** Both as HTTP/1.1 header lines, serialized once. */
+  readonly h1Lines: string;
 }
 
-export const PEER_METADATA = 'x-envoy-peer-metadata';
-export const PEER_METADATA_ID = 'x-envoy-peer-metadata-id';
+export function peerMetadataHeaders(id: string, value: string): PeerMetadataHeaders {
+  return { id, value, h1Lines: `${PEER_METADATA_ID}: ${id}\r\n${PEER_METADATA}: ${value}\r\n` };
+}
+
 
 export function appendPeerMetadata(headers: HeaderMap, own: PeerMetadataHeaders): void {
   headers.append(PEER_METADATA_ID, own.id);

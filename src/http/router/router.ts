@@ -19,7 +19,7 @@ import { connectUpstream } from '../../upstream/connect.js';
 import type { DownstreamStream } from '../stream.js';
 import { injectTrace } from '../trace-context.js';
 import { hashRequest } from './hash-policy.js';
-import { appendPeerMetadata, mutatedHeaders, prepareRequestHeaders, type PeerMetadataHeaders } from './headers.js';
+import { mutatedHeaders, prepareRequestHeaders, type PeerMetadataHeaders } from './headers.js';
 import { RequestView, splitAuthority } from './request-view.js';
 import { connectFailure, replyNoHealthyUpstream, replyUpstreamReset } from './upstream-failure.js';
 import { ForwardRequest } from './forward-request.js';
@@ -131,10 +131,6 @@ export class Router {
     }
     prepareRequestHeaders(stream);
     const headers = stream.headers;
-    // Istio's metadata exchange, with mesh peers only (never leaked to other destinations).
-    const own = this.#options.peerMetadata;
-    const tls = upstream.pool.target.tls;
-    if (own != null && tls !== undefined && tls.origination === undefined) appendPeerMetadata(headers, own);
     if (stream.info.trace !== null) injectTrace(headers, stream.info.trace);
     target.requestHeaders?.(headers);
     route.requestHeaders?.(headers);
@@ -161,6 +157,7 @@ export class Router {
         setCookie: hashed?.setCookie,
       },
       mirrorHosts: action.mirrors.length === 0 ? NO_HOSTS : this.#mirrorHosts(snapshot, action.mirrors, destination),
+      peerMetadata: this.#options.peerMetadata ?? null,
     }).start(upstream);
   }
 

@@ -26,7 +26,7 @@ import { CHUNK_SUFFIX, chunkPrefix, lastChunk, requestHead } from '../codec/h1/e
 import type { ResponseHead } from '../codec/h1/head.js';
 import type { HeaderMap } from '../headers.js';
 import type { DownstreamStream } from '../stream.js';
-import { appendUpgrade, prepareResponseHeaders } from './headers.js';
+import { appendUpgrade, prepareResponseHeaders, type PeerMetadataHeaders } from './headers.js';
 import { tunnelUpgrade } from './upgrade-tunnel.js';
 import type { AttemptFailure } from './retry-state.js';
 import { CONNECTION_TERMINATION, OVERFLOW_RESET, PER_TRY_TIMEOUT, PROTOCOL_ERROR, connectFailure, type UpstreamReset } from './upstream-failure.js';
@@ -111,14 +111,15 @@ export class UpstreamRequest implements Attempt, ConnectionUser, DecoderCallback
     this.#conn?.socket.resume();
   };
 
-  constructor(owner: AttemptOwner, stream: DownstreamStream, host: Host, decoration: ResponseDecoration) {
+  constructor(owner: AttemptOwner, stream: DownstreamStream, host: Host, decoration: ResponseDecoration, peerMetadata: PeerMetadataHeaders | null = null) {
     this.#owner = owner;
     this.#stream = stream;
     this.host = host;
     this.#decoration = decoration;
     this.#chunked = stream.hasRequestBody && !stream.headers.has('content-length');
-    // Serialized now: the owner may change the headers for a later attempt.
-    this.#head = requestHead(stream.method, stream.path, stream.headers);
+    // Serialized now: the owner may change the headers for a later attempt. Istio's metadata
+    // exchange goes to mesh peers only, so it is decided per attempt, by the host.
+    this.#head = requestHead(stream.method, stream.path, stream.headers, peerMetadata !== null && host.istioMtls ? peerMetadata.h1Lines : '');
   }
 
   /** Bytes of the request reached the upstream (a reset now may have been seen by it). */

@@ -11,8 +11,9 @@ function appendFields(out: string, headers: HeaderMap): string {
   return out;
 }
 
-export function requestHead(method: string, path: string, headers: HeaderMap): string {
-  return appendFields(`${method} ${path} HTTP/1.1\r\n`, headers) + '\r\n';
+/** A request head; `extraLines` are header lines already serialized (`name: value\r\n`…). */
+export function requestHead(method: string, path: string, headers: HeaderMap, extraLines = ''): string {
+  return appendFields(`${method} ${path} HTTP/1.1\r\n`, headers) + extraLines + '\r\n';
 }
 
 export function responseHead(status: number, headers: HeaderMap, reason?: string): string {

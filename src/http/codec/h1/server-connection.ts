@@ -177,10 +177,10 @@ export class H1ServerConnection {
     if (this.idle && now - this.#lastActivity > this.#options.idleTimeoutMs) this.close();
   }
 
-  /** Graceful close: now if idle, else after the current response. */
+  /** Graceful close: now if idle, else after the current response (also one whose head is still arriving). */
   close(): void {
     if (this.#closed) return;
-    if (this.#stream === null) {
+    if (this.idle) {
       this.#destroy();
     } else {
       this.#closeAfterResponse = true;
