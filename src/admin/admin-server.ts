@@ -62,8 +62,12 @@ export function createAdminServer(view: AdminView): Server {
     '/server_info': async (_req, res) => json(res, await view.serverInfo()),
     '/stats': async (_req, res, query) => {
       if (query.get('format') === 'prometheus') send(res, 200, await view.prometheus(), PROMETHEUS_TEXT);
-      else if (query.get('format') === 'json') send(res, 405, 'format=json is not supported; use /stats or /stats/prometheus\n');
-      else send(res, 200, await view.statsText());
+      else if (query.get('format') === 'json') send(res, 400, 'format=json is not supported; use /stats or /stats/prometheus\n');
+      else {
+        const lines = filterLines(await view.statsText(), query.get('filter'));
+        if (lines === null) send(res, 400, `invalid filter regex ${JSON.stringify(query.get('filter'))}\n`);
+        else send(res, 200, lines);
+      }
     },
     '/stats/prometheus': async (_req, res) => send(res, 200, await view.prometheus(), PROMETHEUS_TEXT),
     '/reset_counters': async (req, res) => {
@@ -91,6 +95,18 @@ export function createAdminServer(view: AdminView): Server {
     },
     '/': (_req, res) => send(res, 200, ENDPOINTS.join('\n') + '\n'),
   });
+}
+
+/** Envoy's `/stats?filter=<regex>`: only the lines whose stat matches; null for a bad regex. */
+function filterLines(text: string, filter: string | null): string | null {
+  if (filter === null || filter === '') return text;
+  let re: RegExp;
+  try {
+    re = new RegExp(filter);
+  } catch {
+    return null;
+  }
+  return text.split('\n').filter((l) => l !== '' && re.test(l.slice(0, l.lastIndexOf(':')))).map((l) => l + '\n').join('');
 }
 
 /** `ip:port` or `[ip]:port` as Envoy's SocketAddress. */

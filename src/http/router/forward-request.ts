@@ -19,6 +19,7 @@ import { ResponseFlag } from '../../core/response-flags.js';
 import type { HeaderMap } from '../headers.js';
 import type { BodySink, DownstreamStream } from '../stream.js';
 import { mutatedHeaders, type PeerMetadataHeaders } from './headers.js';
+import { injectTrace } from '../trace-context.js';
 import { sendShadow } from './mirror.js';
 import { usesHttp2 } from './upstream-protocol.js';
 import { routeTimeoutFor } from './grpc-timeout.js';
@@ -227,6 +228,9 @@ export class ForwardRequest implements AttemptOwner, BodySink {
 
   #mirror(): void {
     const headers = this.#stream.headers.clone();
+    // Envoy's shadows are never sampled (trace_sampled: false): they must not add spans.
+    const trace = this.#stream.info.trace;
+    if (trace !== null && trace.sampled) injectTrace(headers, { ...trace, sampled: false });
     if (this.#requestComplete) this.#sendShadows(headers, this.#options.mirrorHosts);
     else this.#shadowsWaiting = { headers, hosts: this.#options.mirrorHosts };
   }

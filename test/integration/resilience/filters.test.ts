@@ -244,8 +244,12 @@ describe('route filters and mirroring', () => {
     });
 
     it('refills tokensPerFill every fillInterval', async () => {
-      expect((await get(proxy.port, 'app', '/refilled')).status).toBe(200);
-      expect((await get(proxy.port, 'app', '/refilled')).status).toBe(429);
+      // One token per 0.2s: a quick burst runs out (on a loaded machine two requests may straddle
+      // a refill, so the burst is a few requests long)…
+      const burst = await Promise.all(Array.from({ length: 4 }, () => get(proxy.port, 'app', '/refilled')));
+      expect(burst.map((r) => r.status)).toContain(429);
+      expect(burst.filter((r) => r.status === 200).length).toBeLessThanOrEqual(2);
+      // …and the next interval brings one back.
       await sleep(250);
       expect((await get(proxy.port, 'app', '/refilled')).status).toBe(200);
     });
