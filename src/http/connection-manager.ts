@@ -15,7 +15,7 @@ import { authorizeRequest } from './authorization-check.js';
 import { authenticateRequest } from './request-authentication-check.js';
 import { setClientCertHeader, setGatewayClientCertHeader } from './client-cert-header.js';
 import { normalizePath } from './path-normalization.js';
-import { startTrace } from './trace-context.js';
+import { startTrace, TRACE_B3, TRACE_W3C } from './trace-context.js';
 import { runRouteFilters } from './filter-chain.js';
 import { ResponseFlag } from '../core/response-flags.js';
 import type { Router } from './router/router.js';
@@ -82,7 +82,8 @@ export class HttpConnectionManager implements StreamHandler {
     // one in logs and spans too.
     if (!stream.headers.has('x-request-id')) stream.headers.append('x-request-id', randomUUID());
     const tracing = snapshot.mesh.tracing;
-    if (tracing.enabled) stream.info.trace = startTrace(stream.headers, tracing.samplingPercent);
+    // A trace starting here is propagated in the provider's format (Zipkin: B3; else W3C).
+    if (tracing.enabled) stream.info.trace = startTrace(stream.headers, tracing.samplingPercent, tracing.exporter?.kind === 'zipkin' ? TRACE_B3 : TRACE_W3C);
     if (stream.method === 'CONNECT') {
       // CONNECT is served on HTTP/1.1 outbound only; elsewhere no route takes it (Envoy's 404).
       stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });

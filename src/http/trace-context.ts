@@ -21,7 +21,16 @@ export interface TraceContext {
   readonly sampled: boolean;
   /** W3C tracestate as received, passed on unchanged; null when absent. */
   readonly traceState: string | null;
+  /** The header formats written upstream (TRACE_W3C, TRACE_B3, TRACE_B3_SINGLE, or'ed). */
+  readonly formats: number;
 }
+
+/** W3C `traceparent` / `tracestate`. */
+export const TRACE_W3C = 1;
+/** B3 multi-header: `x-b3-traceid`, `x-b3-spanid`, `x-b3-parentspanid`, `x-b3-sampled`. */
+export const TRACE_B3 = 2;
+/** The single `b3` header. */
+export const TRACE_B3_SINGLE = 4;
 
 /**
  * Reads the trace context a request carries and starts this proxy's span in it.
@@ -32,8 +41,12 @@ export interface TraceContext {
  * b3 `0`/`1`/`d`, `x-b3-sampled`, `x-b3-flags: 1`) is kept, even on its own without ids;
  * without one the request is sampled with probability `samplingPercent / 100`.
  */
-export function startTrace(headers: HeaderMap, samplingPercent: number): TraceContext {
+export function startTrace(headers: HeaderMap, samplingPercent: number, defaultFormats: number = TRACE_W3C): TraceContext {
   scanTraceHeaders(headers);
+  // Propagation answers in the formats the request came with (each format's headers are
+  // replaced, never left stale); a trace starting here uses the provider's (`defaultFormats`).
+  const arrived = (tpHeader !== undefined ? TRACE_W3C : 0) | (b3Header !== undefined ? TRACE_B3_SINGLE : 0)
+    | (xTraceId !== undefined || xSpanId !== undefined || xSampled !== undefined || xFlags !== undefined ? TRACE_B3 : 0);
   const found = (tpHeader !== undefined && readTraceparent(tpHeader))
     || (b3Header !== undefined && readB3Single(b3Header))
     || readB3Multi();
@@ -44,35 +57,40 @@ export function startTrace(headers: HeaderMap, samplingPercent: number): TraceCo
     parentSpanId: found ? inSpanId : null,
     sampled: decision === YES,
     traceState: found ? inTraceState : null,
+    formats: arrived === 0 ? defaultFormats : arrived,
   };
   clearScratch();
   return ctx;
 }
 
 /**
- * Writes `ctx` onto an upstream request with this proxy's span as the parent: `traceparent`,
- * `tracestate` (the one received; a stale one is removed), `x-b3-traceid` / `x-b3-spanid` /
- * `x-b3-parentspanid` (removed when the trace started here) / `x-b3-sampled`, and the single
- * `b3` header only when the request already carried one. Each replaces any previous value.
- * B3 trace ids whose upper 64 bits are zero go out in their 16-digit form, as they came.
+ * Writes `ctx` onto an upstream request with this proxy's span as the parent, in its formats:
+ * W3C `traceparent` and `tracestate` (the one received; a stale one is removed); B3
+ * `x-b3-traceid` / `x-b3-spanid` / `x-b3-parentspanid` (removed when the trace started here) /
+ * `x-b3-sampled`; the single `b3`. Each replaces any previous value. B3 trace ids whose upper 64
+ * bits are zero go out in their 16-digit form, as they came.
  */
 export function injectTrace(headers: HeaderMap, ctx: TraceContext): void {
   const flag = ctx.sampled ? '1' : '0';
-  headers.set('traceparent', `00-${ctx.traceId}-${ctx.spanId}-0${flag}`);
-  if (ctx.traceState !== null) headers.set('tracestate', ctx.traceState);
-  else headers.remove('tracestate');
+  const formats = ctx.formats;
+  if ((formats & TRACE_W3C) !== 0) {
+    headers.set('traceparent', `00-${ctx.traceId}-${ctx.spanId}-0${flag}`);
+    if (ctx.traceState !== null) headers.set('tracestate', ctx.traceState);
+    else headers.remove('tracestate');
+  }
+  if ((formats & (TRACE_B3 | TRACE_B3_SINGLE)) === 0) return;
   const b3TraceId = ctx.traceId.startsWith(ZERO_64) ? ctx.traceId.slice(16) : ctx.traceId;
-  headers.set('x-b3-traceid', b3TraceId);
-  headers.set('x-b3-spanid', ctx.spanId);
-  if (ctx.parentSpanId !== null) headers.set('x-b3-parentspanid', ctx.parentSpanId);
-  else headers.remove('x-b3-parentspanid');
-  headers.set('x-b3-sampled', flag);
-  // A debug flag left from an overridden context would turn an unsampled trace into a sampled one.
-  if (!ctx.sampled) headers.remove('x-b3-flags');
-  if (headers.has('b3')) {
-    headers.set('b3', ctx.parentSpanId === null
-      ? `${b3TraceId}-${ctx.spanId}-${flag}`
-      : `${b3TraceId}-${ctx.spanId}-${flag}-${ctx.parentSpanId}`);
+  if ((formats & TRACE_B3) !== 0) {
+    headers.set('x-b3-traceid', b3TraceId);
+    headers.set('x-b3-spanid', ctx.spanId);
+    if (ctx.parentSpanId !== null) headers.set('x-b3-parentspanid', ctx.parentSpanId);
+    else headers.remove('x-b3-parentspanid');
+    headers.set('x-b3-sampled', flag);
+    // A debug flag left from an overridden context would turn an unsampled trace into a sampled one.
+    if (!ctx.sampled) headers.remove('x-b3-flags');
+  }
+  if ((formats & TRACE_B3_SINGLE) !== 0) {
+    headers.set('b3', ctx.parentSpanId === null ? `${b3TraceId}-${ctx.spanId}-${flag}` : `${b3TraceId}-${ctx.spanId}-${flag}-${ctx.parentSpanId}`);
   }
 }
 

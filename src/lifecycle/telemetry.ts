@@ -3,7 +3,7 @@
  * gauges, the access log and the tracer, all fed by the records the data path hands over
  * (StreamInfo, TcpSessionInfo). Settings come from MeshConfig and follow reloads.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import type { Snapshot } from '../compile/snapshot.js';
 import { SkiffError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -13,9 +13,9 @@ import type { MeshSettings, WorkloadMetadata } from '../model/index.js';
 import type { TcpSessionInfo, TcpSessionObserver } from '../tcp/tcp-proxy.js';
 import { IstioMetrics, type ServiceLabels } from '../telemetry/istio-metrics.js';
 import { encodePeerMetadata, nodeId, workloadFromMetadata } from '../telemetry/peer-metadata.js';
-import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { AccessLog, accessLogFormatter } from '../telemetry/access-log.js';
 import { Tracer } from '../telemetry/tracing.js';
+import { registerOperatorGauges, type ProxyGauges } from './operator-gauges.js';
 
 export interface TelemetryOptions {
   readonly metadata: WorkloadMetadata;
@@ -33,15 +33,6 @@ export interface TelemetryOptions {
 interface TcpEvent {
   readonly tcp: 'open' | 'close';
   readonly info: TcpSessionInfo;
-}
-
-/** What the operator gauges read, each at scrape time. */
-export interface ProxyGauges {
-  activeConnections(): number;
-  readonly clusters: ClusterManager;
-  configVersion(): number;
-  /** When the workload certificate expires; null without one. */
-  certificateExpiry(): Date | null;
 }
 
 export class Telemetry {
@@ -129,50 +120,7 @@ export class Telemetry {
 
   /** The gauges operators watch, read at scrape time. */
   registerGauges(g: ProxyGauges): void {
-    const r = [this.registry];
-    new Gauge({ name: 'skiff_downstream_connections_active', help: 'Open downstream connections.', registers: r, collect() { this.set(g.activeConnections()); } });
-    new Gauge({
-      name: 'skiff_upstream_requests_pending',
-      help: 'Requests waiting for an upstream connection.',
-      registers: r,
-      collect() {
-        let n = 0;
-        for (const c of g.clusters.clusters.values()) for (const h of c.hosts) n += h.pool.pendingRequests;
-        this.set(n);
-      },
-    });
-    new Gauge({
-      name: 'skiff_upstream_requests_active',
-      help: 'Requests in flight to upstream hosts.',
-      registers: r,
-      collect() {
-        let n = 0;
-        for (const c of g.clusters.clusters.values()) for (const h of c.hosts) n += h.activeRequests;
-        this.set(n);
-      },
-    });
-    new Gauge({
-      name: 'skiff_outlier_ejected_hosts',
-      help: 'Hosts ejected by outlier detection, by cluster.',
-      labelNames: ['cluster_name'],
-      registers: r,
-      collect() {
-        this.reset();
-        for (const [name, c] of g.clusters.clusters) if (c.ejectedHosts > 0) this.set({ cluster_name: name }, c.ejectedHosts);
-      },
-    });
-    new Gauge({ name: 'skiff_config_version', help: 'Version of the configuration snapshot serving.', aggregator: 'max', registers: r, collect() { this.set(g.configVersion()); } });
-    new Gauge({
-      name: 'skiff_workload_certificate_expiry_seconds',
-      help: 'Seconds until the workload certificate expires (absent without one).',
-      aggregator: 'min',
-      registers: r,
-      collect() {
-        this.reset();
-        const at = g.certificateExpiry();
-        if (at !== null) this.set(Math.round((at.getTime() - Date.now()) / 1000));
-      },
-    });
+    registerOperatorGauges(this.registry, g);
   }
 
   countReload(ok: boolean): void {

@@ -2,7 +2,8 @@
  * Telemetry through real proxies and sockets. Traces: a client calls skiff A, A's upstream is
  * skiff B (a ServiceEntry endpoint on B's outbound port, the Host B routes), B's is the app; the
  * trace context the app receives and the spans both proxies export to an in-test OTLP/HTTP
- * collector must form one chain client → A → B. Access logs: MeshConfig's accessLogFile written
+ * collector must form one chain client → A → B, each hop writing the trace formats the request
+ * arrived with (W3C for a trace A starts: the provider is OpenTelemetry). Access logs: MeshConfig's accessLogFile written
  * in Istio's default TEXT format, in JSON, in a custom format, turned off, and a reload with a
  * bad format refused while the old log keeps writing.
  */
@@ -11,7 +12,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { TraceContext } from '../../src/http/trace-context.js';
+import { TRACE_B3, TRACE_B3_SINGLE, TRACE_W3C, type TraceContext } from '../../src/http/trace-context.js';
 import { Proxy, type ReloadOutcome } from '../../src/lifecycle/proxy.js';
 import type { WorkloadMetadata } from '../../src/model/index.js';
 import { ISTIO_DEFAULT_JSON_FORMAT } from '../../src/telemetry/access-log-format.js';
@@ -45,11 +46,19 @@ function metadata(app: string, ip: string): WorkloadMetadata {
 const APP = 'details.default.svc.cluster.local';
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const UNSAMPLED_TRACE = '80f198ee56343ba864fe8b2a57d3eff7';
+const MIXED_TRACE = '0af7651916cd43dd8448eb211c80319c';
 const B3_TRACE_64 = 'a3ce929d0e0e4736';
 const CLIENT_SPAN = '00f067aa0ba902b7';
 const TRACE_STATE = 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7';
 const HEX32 = /^[0-9a-f]{32}$/;
 const HEX16 = /^[0-9a-f]{16}$/;
+const W3C_HEADERS = ['traceparent', 'tracestate'];
+const B3_MULTI_HEADERS = ['x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags'];
+
+/** Fails naming the first of `names` that `headers` has. */
+function expectAbsent(headers: Record<string, string>, names: readonly string[]): void {
+  for (const name of names) expect(headers[name], `${name} sent upstream`).toBeUndefined();
+}
 
 describe('trace context and spans through two skiff hops', () => {
   let app: Upstream;
@@ -108,6 +117,7 @@ describe('trace context and spans through two skiff hops', () => {
     await call('/unsampled', { 'x-b3-traceid': UNSAMPLED_TRACE, 'x-b3-spanid': CLIENT_SPAN, 'x-b3-sampled': '0' });
     await call('/fresh');
     await call('/b3', { b3: `${B3_TRACE_64}-${CLIENT_SPAN}-1`, 'x-request-id': 'client-chosen-id-1' });
+    await call('/mixed', { 'traceparent': `00-${MIXED_TRACE}-${CLIENT_SPAN}-01`, 'x-b3-traceid': MIXED_TRACE, 'x-b3-spanid': CLIENT_SPAN, 'x-b3-sampled': '1' });
   });
 
   afterAll(async () => {
@@ -125,15 +135,13 @@ describe('trace context and spans through two skiff hops', () => {
     expect(atA.spanId).toMatch(HEX16);
     expect(atB.spanId).toMatch(HEX16);
     expect(new Set([CLIENT_SPAN, atA.spanId, atB.spanId]).size).toBe(3);
-    // The app's parent is B's span, in W3C and B3 alike.
+    // The client spoke W3C only, and so does each hop: the app's parent is B's span.
+    expect(atA.formats).toBe(TRACE_W3C);
+    expect(atB.formats).toBe(TRACE_W3C);
     expect(headers['traceparent']).toBe(`00-${TRACE}-${atB.spanId}-01`);
     expect(headers['tracestate']).toBe(TRACE_STATE);
-    expect(headers['x-b3-traceid']).toBe(TRACE);
-    expect(headers['x-b3-spanid']).toBe(atB.spanId);
-    expect(headers['x-b3-parentspanid']).toBe(atA.spanId);
-    expect(headers['x-b3-sampled']).toBe('1');
-    // No single b3 header appears when the client sent none.
-    expect(headers['b3']).toBeUndefined();
+    // No B3 header of either kind is added.
+    expectAbsent(headers, [...B3_MULTI_HEADERS, 'b3']);
   });
 
   it('keeps the x-request-id A made unchanged through B to the app', () => {
@@ -152,11 +160,14 @@ describe('trace context and spans through two skiff hops', () => {
     const { atA, atB } = records('/unsampled');
     expect(atA).toMatchObject({ traceId: UNSAMPLED_TRACE, parentSpanId: CLIENT_SPAN, sampled: false });
     expect(atB).toMatchObject({ traceId: UNSAMPLED_TRACE, parentSpanId: atA.spanId, sampled: false });
-    expect(headers['traceparent']).toBe(`00-${UNSAMPLED_TRACE}-${atB.spanId}-00`);
+    // B3 multi-header arrived, so B3 multi-header goes on at each hop, and nothing else.
+    expect(atA.formats).toBe(TRACE_B3);
+    expect(atB.formats).toBe(TRACE_B3);
     expect(headers['x-b3-traceid']).toBe(UNSAMPLED_TRACE);
     expect(headers['x-b3-spanid']).toBe(atB.spanId);
     expect(headers['x-b3-parentspanid']).toBe(atA.spanId);
     expect(headers['x-b3-sampled']).toBe('0');
+    expectAbsent(headers, [...W3C_HEADERS, 'b3']);
   });
 
   it('starts a new sampled trace at A for a request without trace headers (sampling 100)', () => {
@@ -166,11 +177,11 @@ describe('trace context and spans through two skiff hops', () => {
     expect(atA.traceId).not.toBe(TRACE);
     expect(atA).toMatchObject({ parentSpanId: null, sampled: true });
     expect(atB).toMatchObject({ traceId: atA.traceId, parentSpanId: atA.spanId, sampled: true });
+    // The provider is OpenTelemetry, so A starts the trace in W3C, and B continues it in W3C.
+    expect(atA.formats).toBe(TRACE_W3C);
+    expect(atB.formats).toBe(TRACE_W3C);
     expect(headers['traceparent']).toBe(`00-${atA.traceId}-${atB.spanId}-01`);
-    expect(headers['tracestate']).toBeUndefined();
-    expect(headers['x-b3-traceid']).toBe(atA.traceId);
-    expect(headers['x-b3-parentspanid']).toBe(atA.spanId);
-    expect(headers['x-b3-sampled']).toBe('1');
+    expectAbsent(headers, ['tracestate', ...B3_MULTI_HEADERS, 'b3']);
   });
 
   it('rewrites a single b3 header at each hop, keeping its 64-bit trace id', () => {
@@ -179,16 +190,29 @@ describe('trace context and spans through two skiff hops', () => {
     const padded = `0000000000000000${B3_TRACE_64}`;
     expect(atA).toMatchObject({ traceId: padded, parentSpanId: CLIENT_SPAN, sampled: true });
     expect(atB).toMatchObject({ traceId: padded, parentSpanId: atA.spanId, sampled: true });
+    // Only the single b3 header arrived, so only it goes on.
+    expect(atA.formats).toBe(TRACE_B3_SINGLE);
+    expect(atB.formats).toBe(TRACE_B3_SINGLE);
     expect(headers['b3']).toBe(`${B3_TRACE_64}-${atB.spanId}-1-${atA.spanId}`);
-    expect(headers['x-b3-traceid']).toBe(B3_TRACE_64);
+    expectAbsent(headers, [...W3C_HEADERS, ...B3_MULTI_HEADERS]);
+  });
+
+  it('writes both W3C and B3 multi-header when the request arrived with both, and no single b3', () => {
+    const { headers } = seen.get('/mixed')!;
+    const { atA, atB } = records('/mixed');
+    expect(atA).toMatchObject({ traceId: MIXED_TRACE, parentSpanId: CLIENT_SPAN, sampled: true, formats: TRACE_W3C | TRACE_B3 });
+    expect(atB).toMatchObject({ traceId: MIXED_TRACE, parentSpanId: atA.spanId, sampled: true, formats: TRACE_W3C | TRACE_B3 });
+    expect(headers['traceparent']).toBe(`00-${MIXED_TRACE}-${atB.spanId}-01`);
+    expect(headers['x-b3-traceid']).toBe(MIXED_TRACE);
     expect(headers['x-b3-spanid']).toBe(atB.spanId);
     expect(headers['x-b3-parentspanid']).toBe(atA.spanId);
-    expect(headers['traceparent']).toBe(`00-${padded}-${atB.spanId}-01`);
+    expect(headers['x-b3-sampled']).toBe('1');
+    expectAbsent(headers, ['tracestate', 'x-b3-flags', 'b3']);
   });
 
   it('exports one CLIENT span per hop for each sampled request, without closing the proxies', async () => {
-    // Three sampled requests, two hops each; the batch processor sends them within its 5 s delay.
-    await until('6 spans', () => receivedSpans().length >= 6, 12_000);
+    // Four sampled requests, two hops each; the batch processor sends them within its 5 s delay.
+    await until('8 spans', () => receivedSpans().length >= 8, 12_000);
     expect(new Set(collector.paths)).toEqual(new Set(['/v1/traces']));
     const sampled = records('/sampled');
     const spanA = receivedSpans().find((s) => s.spanId === sampled.atA.spanId)!;
@@ -197,8 +221,8 @@ describe('trace context and spans through two skiff hops', () => {
 
     expect(spanA).toMatchObject({ service: 'hop-a.default', traceId: TRACE, parentSpanId: CLIENT_SPAN, traceState: TRACE_STATE, kind: 3, name: `${APP}:9080/*` });
     expect(spanB).toMatchObject({ service: 'hop-b.default', traceId: TRACE, parentSpanId: spanA.spanId, traceState: TRACE_STATE, kind: 3, name: `${APP}:9080/*` });
-    // The app's parent (B's span id as sent) is B's exported span.
-    expect(seen.get('/sampled')!.headers['x-b3-spanid']).toBe(spanB.spanId);
+    // The app's parent (B's span id as sent in traceparent) is B's exported span.
+    expect(seen.get('/sampled')!.headers['traceparent']).toBe(`00-${TRACE}-${spanB.spanId}-01`);
     const common = {
       'component': 'proxy',
       'http.method': 'GET',
@@ -243,6 +267,12 @@ describe('trace context and spans through two skiff hops', () => {
     expect(b3A).toMatchObject({ traceId: `0000000000000000${B3_TRACE_64}`, parentSpanId: CLIENT_SPAN });
     expect(b3B).toMatchObject({ traceId: `0000000000000000${B3_TRACE_64}`, parentSpanId: b3A.spanId });
     expect(b3A.tags['guid:x-request-id']).toBe('client-chosen-id-1');
+
+    const mixed = records('/mixed');
+    const mixedA = receivedSpans().find((s) => s.spanId === mixed.atA.spanId)!;
+    const mixedB = receivedSpans().find((s) => s.spanId === mixed.atB.spanId)!;
+    expect(mixedA).toMatchObject({ traceId: MIXED_TRACE, parentSpanId: CLIENT_SPAN });
+    expect(mixedB).toMatchObject({ traceId: MIXED_TRACE, parentSpanId: mixedA.spanId });
   }, 20_000);
 
   it('exports nothing for the unsampled trace, also once closing flushed the tracers', async () => {
@@ -251,8 +281,8 @@ describe('trace context and spans through two skiff hops', () => {
     bClosed = true;
     await b.close();
     expect(receivedSpans().filter((s) => s.traceId === UNSAMPLED_TRACE)).toEqual([]);
-    expect(receivedSpans()).toHaveLength(6);
-    expect(new Set(receivedSpans().map((s) => s.spanId)).size).toBe(6);
+    expect(receivedSpans()).toHaveLength(8);
+    expect(new Set(receivedSpans().map((s) => s.spanId)).size).toBe(8);
   });
 });
 

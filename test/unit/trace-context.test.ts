@@ -4,20 +4,22 @@
  */
 import { describe, expect, it } from 'vitest';
 import { HeaderMap } from '../../src/http/headers.js';
-import { injectTrace, startTrace, type TraceContext } from '../../src/http/trace-context.js';
+import { injectTrace, startTrace, TRACE_B3, TRACE_B3_SINGLE, TRACE_W3C, type TraceContext } from '../../src/http/trace-context.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const SPAN = '00f067aa0ba902b7';
 const PARENT = '05e3ac9a4f6e3b90';
 const HEX16 = /^[0-9a-f]{16}$/;
 const HEX32 = /^[0-9a-f]{32}$/;
+const ALL_FORMATS = TRACE_W3C | TRACE_B3 | TRACE_B3_SINGLE;
 
 function headers(...pairs: [string, string][]): HeaderMap {
   return new HeaderMap(pairs.map((p) => p[0]), pairs.map((p) => p[1]));
 }
 
+/** A context to inject; W3C only unless `formats` says otherwise (startTrace's own default). */
 function ctx(overrides: Partial<TraceContext> = {}): TraceContext {
-  return { traceId: TRACE, spanId: 'aaaaaaaaaaaaaaaa', parentSpanId: SPAN, sampled: true, traceState: null, ...overrides };
+  return { traceId: TRACE, spanId: 'aaaaaaaaaaaaaaaa', parentSpanId: SPAN, sampled: true, traceState: null, formats: TRACE_W3C, ...overrides };
 }
 
 describe('startTrace: W3C traceparent', () => {
@@ -224,10 +226,89 @@ describe('startTrace: new traces and sampling', () => {
   });
 });
 
+describe('startTrace: the formats to propagate', () => {
+  it('is W3C when a traceparent arrived, whatever the default', () => {
+    expect(startTrace(headers(['traceparent', `00-${TRACE}-${SPAN}-01`]), 0).formats).toBe(TRACE_W3C);
+    expect(startTrace(headers(['traceparent', `00-${TRACE}-${SPAN}-01`]), 0, TRACE_B3).formats).toBe(TRACE_W3C);
+  });
+
+  it('is B3 multi when any x-b3-* header arrived, whatever the default', () => {
+    expect(startTrace(headers(['x-b3-traceid', TRACE], ['x-b3-spanid', SPAN], ['x-b3-sampled', '1']), 0).formats).toBe(TRACE_B3);
+    expect(startTrace(headers(['x-b3-traceid', TRACE], ['x-b3-spanid', SPAN]), 0, TRACE_W3C).formats).toBe(TRACE_B3);
+  });
+
+  it.each([
+    ['x-b3-traceid', TRACE], ['x-b3-spanid', SPAN], ['x-b3-sampled', '0'], ['x-b3-flags', '1'],
+  ])('counts %s on its own as B3 multi arriving', (name, value) => {
+    expect(startTrace(headers([name, value]), 0).formats).toBe(TRACE_B3);
+  });
+
+  it('is the single b3 header when b3 arrived, also a sampling-only one', () => {
+    expect(startTrace(headers(['b3', `${TRACE}-${SPAN}-1`]), 0).formats).toBe(TRACE_B3_SINGLE);
+    expect(startTrace(headers(['b3', '0']), 0, TRACE_B3).formats).toBe(TRACE_B3_SINGLE);
+  });
+
+  it('is every format that arrived when several did', () => {
+    const w3cAndB3 = headers(['traceparent', `00-${TRACE}-${SPAN}-01`], ['x-b3-traceid', TRACE], ['x-b3-spanid', SPAN]);
+    expect(startTrace(w3cAndB3, 0).formats).toBe(TRACE_W3C | TRACE_B3);
+    expect(startTrace(headers(['b3', `${TRACE}-${SPAN}-1`], ['x-b3-sampled', '1']), 0).formats).toBe(TRACE_B3 | TRACE_B3_SINGLE);
+    const all = headers(['traceparent', `00-${TRACE}-${SPAN}-01`], ['b3', `${TRACE}-${SPAN}-1`], ['x-b3-traceid', TRACE], ['x-b3-spanid', SPAN]);
+    expect(startTrace(all, 0, TRACE_B3).formats).toBe(ALL_FORMATS);
+  });
+
+  it('counts an invalid header as arrived, so that it is replaced rather than forwarded stale', () => {
+    expect(startTrace(headers(['traceparent', 'garbage']), 0, TRACE_B3).formats).toBe(TRACE_W3C);
+    expect(startTrace(headers(['b3', 'nonsense'], ['x-b3-traceid', TRACE], ['x-b3-spanid', SPAN]), 0).formats).toBe(TRACE_B3 | TRACE_B3_SINGLE);
+  });
+
+  it('is defaultFormats when no trace header arrived: W3C unless told otherwise', () => {
+    expect(startTrace(headers(['host', 'reviews:9080']), 100).formats).toBe(TRACE_W3C);
+    expect(startTrace(new HeaderMap(), 0).formats).toBe(TRACE_W3C);
+    expect(startTrace(headers(['host', 'reviews:9080']), 100, TRACE_B3).formats).toBe(TRACE_B3);
+    expect(startTrace(new HeaderMap(), 0, TRACE_W3C | TRACE_B3).formats).toBe(TRACE_W3C | TRACE_B3);
+  });
+
+  it('does not count tracestate or x-b3-parentspanid alone as a format arriving', () => {
+    expect(startTrace(headers(['tracestate', 'a=1']), 0, TRACE_B3).formats).toBe(TRACE_B3);
+    expect(startTrace(headers(['x-b3-parentspanid', PARENT]), 0, TRACE_W3C).formats).toBe(TRACE_W3C);
+  });
+});
+
 describe('injectTrace', () => {
-  it('writes every format with this proxy as the parent', () => {
+  it('writes only traceparent and tracestate for W3C, with this proxy as the parent', () => {
     const h = headers(['host', 'reviews:9080']);
-    injectTrace(h, ctx({ traceState: 'congo=t61rcWkgMzE' }));
+    injectTrace(h, ctx({ traceState: 'congo=t61rcWkgMzE', formats: TRACE_W3C }));
+    expect(h.toObject()).toEqual({
+      'host': 'reviews:9080',
+      'traceparent': `00-${TRACE}-aaaaaaaaaaaaaaaa-01`,
+      'tracestate': 'congo=t61rcWkgMzE',
+    });
+  });
+
+  it('writes only the x-b3-* headers for B3 multi, with this proxy as the parent', () => {
+    const h = headers(['host', 'reviews:9080']);
+    injectTrace(h, ctx({ traceState: 'congo=t61rcWkgMzE', formats: TRACE_B3 }));
+    expect(h.toObject()).toEqual({
+      'host': 'reviews:9080',
+      'x-b3-traceid': TRACE,
+      'x-b3-spanid': 'aaaaaaaaaaaaaaaa',
+      'x-b3-parentspanid': SPAN,
+      'x-b3-sampled': '1',
+    });
+  });
+
+  it('writes only the single b3 header for B3 single, with the parent when there is one', () => {
+    const withParent = headers(['host', 'reviews:9080']);
+    injectTrace(withParent, ctx({ traceState: 'congo=t61rcWkgMzE', formats: TRACE_B3_SINGLE }));
+    expect(withParent.toObject()).toEqual({ 'host': 'reviews:9080', 'b3': `${TRACE}-aaaaaaaaaaaaaaaa-1-${SPAN}` });
+    const started = new HeaderMap();
+    injectTrace(started, ctx({ parentSpanId: null, sampled: false, formats: TRACE_B3_SINGLE }));
+    expect(started.toObject()).toEqual({ 'b3': `${TRACE}-aaaaaaaaaaaaaaaa-0` });
+  });
+
+  it('writes every format when all of them are asked for', () => {
+    const h = headers(['host', 'reviews:9080']);
+    injectTrace(h, ctx({ traceState: 'congo=t61rcWkgMzE', formats: ALL_FORMATS }));
     expect(h.toObject()).toEqual({
       'host': 'reviews:9080',
       'traceparent': `00-${TRACE}-aaaaaaaaaaaaaaaa-01`,
@@ -236,6 +317,7 @@ describe('injectTrace', () => {
       'x-b3-spanid': 'aaaaaaaaaaaaaaaa',
       'x-b3-parentspanid': SPAN,
       'x-b3-sampled': '1',
+      'b3': `${TRACE}-aaaaaaaaaaaaaaaa-1-${SPAN}`,
     });
   });
 
@@ -247,7 +329,7 @@ describe('injectTrace', () => {
       ['x-b3-sampled', '1'], ['x-b3-flags', '1'],
       ['b3', `${'1'.repeat(32)}-${'2'.repeat(16)}-1`],
     );
-    injectTrace(h, ctx({ parentSpanId: null, sampled: false }));
+    injectTrace(h, ctx({ parentSpanId: null, sampled: false, formats: ALL_FORMATS }));
     expect(h.toObject()).toEqual({
       'traceparent': `00-${TRACE}-aaaaaaaaaaaaaaaa-00`,
       'x-b3-traceid': TRACE,
@@ -258,28 +340,109 @@ describe('injectTrace', () => {
     expect(h.count('traceparent')).toBe(1);
   });
 
-  it('rewrites a single b3 header only when the request carried one, with the parent', () => {
-    const withB3 = headers(['b3', '1']);
-    injectTrace(withB3, ctx());
-    expect(withB3.get('b3')).toBe(`${TRACE}-aaaaaaaaaaaaaaaa-1-${SPAN}`);
-    const without = new HeaderMap();
-    injectTrace(without, ctx());
-    expect(without.has('b3')).toBe(false);
+  it('keeps x-b3-flags on a sampled trace and drops it on an unsampled one', () => {
+    const sampled = headers(['x-b3-flags', '1']);
+    injectTrace(sampled, ctx({ formats: TRACE_B3 }));
+    expect(sampled.get('x-b3-flags')).toBe('1');
+    const unsampled = headers(['x-b3-flags', '1']);
+    injectTrace(unsampled, ctx({ sampled: false, formats: TRACE_B3 }));
+    expect(unsampled.has('x-b3-flags')).toBe(false);
+    expect(unsampled.get('x-b3-sampled')).toBe('0');
   });
 
   it('sends a padded 64-bit trace id in its 16-digit B3 form and 32 digits in traceparent', () => {
-    const h = headers(['b3', 'x']);
-    injectTrace(h, ctx({ traceId: '0000000000000000a3ce929d0e0e4736' }));
+    const h = new HeaderMap();
+    injectTrace(h, ctx({ traceId: '0000000000000000a3ce929d0e0e4736', formats: ALL_FORMATS }));
     expect(h.get('x-b3-traceid')).toBe('a3ce929d0e0e4736');
     expect(h.get('b3')).toBe(`a3ce929d0e0e4736-aaaaaaaaaaaaaaaa-1-${SPAN}`);
     expect(h.get('traceparent')).toBe('00-0000000000000000a3ce929d0e0e4736-aaaaaaaaaaaaaaaa-01');
   });
 
-  it('round-trips: what one proxy injects, the next extracts as its parent', () => {
+  it('round-trips: what one proxy injects, the next extracts as its parent, in the same format', () => {
     const first = startTrace(headers(['traceparent', `00-${TRACE}-${SPAN}-01`], ['tracestate', 'a=1']), 0);
     const upstream = new HeaderMap();
     injectTrace(upstream, first);
-    const second = startTrace(upstream, 0);
-    expect(second).toMatchObject({ traceId: TRACE, parentSpanId: first.spanId, sampled: true, traceState: 'a=1' });
+    const second = startTrace(upstream, 0, TRACE_B3);
+    expect(second).toMatchObject({ traceId: TRACE, parentSpanId: first.spanId, sampled: true, traceState: 'a=1', formats: TRACE_W3C });
+
+    const fresh = startTrace(new HeaderMap(), 100, TRACE_B3);
+    const b3Upstream = new HeaderMap();
+    injectTrace(b3Upstream, fresh);
+    const next = startTrace(b3Upstream, 0);
+    expect(next).toMatchObject({ traceId: fresh.traceId, parentSpanId: fresh.spanId, sampled: true, formats: TRACE_B3 });
+  });
+});
+
+describe('startTrace then injectTrace: the headers sent upstream for each arrival', () => {
+  /** What goes upstream when the request carried `pairs` (injected onto its own headers, as the router does). */
+  function upstream(pairs: [string, string][], defaultFormats?: number): { sent: Record<string, string>; c: TraceContext } {
+    const h = headers(['host', 'reviews:9080'], ...pairs);
+    const c = startTrace(h, 100, defaultFormats);
+    injectTrace(h, c);
+    return { sent: h.toObject(), c };
+  }
+
+  it('answers a traceparent with W3C only: no x-b3-* and no b3 added', () => {
+    const { sent, c } = upstream([['traceparent', `00-${TRACE}-${SPAN}-01`], ['tracestate', 'a=1']], TRACE_B3);
+    expect(sent).toEqual({ 'host': 'reviews:9080', 'traceparent': `00-${TRACE}-${c.spanId}-01`, 'tracestate': 'a=1' });
+  });
+
+  it('answers x-b3-* with B3 multi only: no traceparent, tracestate or b3 added', () => {
+    const { sent, c } = upstream([['x-b3-traceid', TRACE], ['x-b3-spanid', SPAN], ['x-b3-parentspanid', PARENT], ['x-b3-sampled', '0']]);
+    expect(sent).toEqual({
+      'host': 'reviews:9080',
+      'x-b3-traceid': TRACE,
+      'x-b3-spanid': c.spanId,
+      'x-b3-parentspanid': SPAN,
+      'x-b3-sampled': '0',
+    });
+  });
+
+  it('answers a single b3 with a single b3 only: no traceparent or x-b3-* added', () => {
+    const { sent, c } = upstream([['b3', `a3ce929d0e0e4736-${SPAN}-1`]]);
+    expect(sent).toEqual({ 'host': 'reviews:9080', 'b3': `a3ce929d0e0e4736-${c.spanId}-1-${SPAN}` });
+  });
+
+  it('answers traceparent and x-b3-* with both, in the one trace traceparent gave, and no b3', () => {
+    const { sent, c } = upstream([
+      ['traceparent', `00-${TRACE}-${SPAN}-01`],
+      ['x-b3-traceid', '1'.repeat(32)], ['x-b3-spanid', '2'.repeat(16)], ['x-b3-sampled', '0'],
+    ]);
+    expect(c).toMatchObject({ traceId: TRACE, parentSpanId: SPAN, sampled: true });
+    expect(sent).toEqual({
+      'host': 'reviews:9080',
+      'traceparent': `00-${TRACE}-${c.spanId}-01`,
+      'x-b3-traceid': TRACE,
+      'x-b3-spanid': c.spanId,
+      'x-b3-parentspanid': SPAN,
+      'x-b3-sampled': '1',
+    });
+  });
+
+  it('replaces an invalid traceparent that arrived, in the trace the B3 headers gave', () => {
+    const { sent, c } = upstream([['traceparent', 'garbage'], ['x-b3-traceid', TRACE], ['x-b3-spanid', SPAN], ['x-b3-sampled', '1']]);
+    expect(sent).toEqual({
+      'host': 'reviews:9080',
+      'traceparent': `00-${TRACE}-${c.spanId}-01`,
+      'x-b3-traceid': TRACE,
+      'x-b3-spanid': c.spanId,
+      'x-b3-parentspanid': SPAN,
+      'x-b3-sampled': '1',
+    });
+  });
+
+  it('starts a trace in W3C by default when nothing arrived, with no B3 headers', () => {
+    const { sent, c } = upstream([]);
+    expect(sent).toEqual({ 'host': 'reviews:9080', 'traceparent': `00-${c.traceId}-${c.spanId}-01` });
+  });
+
+  it('starts a trace in B3 multi when that is the default, with no traceparent', () => {
+    const { sent, c } = upstream([], TRACE_B3);
+    expect(sent).toEqual({
+      'host': 'reviews:9080',
+      'x-b3-traceid': c.traceId,
+      'x-b3-spanid': c.spanId,
+      'x-b3-sampled': '1',
+    });
   });
 });
