@@ -2,13 +2,6 @@
 /** The `skiff` command: dispatches to one module per subcommand. */
 import { readFileSync } from 'node:fs';
 import { SkiffError } from '../core/errors.js';
-import { caCommand } from './ca.js';
-import { demoCommand } from './demo.js';
-import { injectCommand } from './inject.js';
-import { runIptablesCommand } from './iptables.js';
-import { runCommand } from './run.js';
-import { validateCommand } from './validate.js';
-import { waitCommand } from './wait.js';
 
 const USAGE = `skiff — a TypeScript sidecar proxy for Istio-style meshes
 
@@ -100,20 +93,22 @@ async function main(argv: string[]): Promise<number> {
     case 'version':
       process.stdout.write(`skiff ${version()}\n`);
       return 0;
+    // Each command's module loads only when it runs (a proxy's start does not pay for the CA's
+    // certificate library, say).
     case 'run':
-      return runCommand(rest);
+      return (await import('./run.js')).runCommand(rest);
     case 'validate':
-      return validateCommand(rest);
+      return (await import('./validate.js')).validateCommand(rest);
     case 'demo':
-      return demoCommand(rest);
+      return (await import('./demo.js')).demoCommand(rest);
     case 'iptables':
-      return runIptablesCommand(rest);
+      return (await import('./iptables.js')).runIptablesCommand(rest);
     case 'inject':
-      return injectCommand(rest);
+      return (await import('./inject.js')).injectCommand(rest);
     case 'wait':
-      return waitCommand(rest);
+      return (await import('./wait.js')).waitCommand(rest);
     case 'ca':
-      return caCommand(rest);
+      return (await import('./ca.js')).caCommand(rest);
     default:
       throw new SkiffError('USAGE', `unknown command "${command}"`);
   }

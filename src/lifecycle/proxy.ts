@@ -204,7 +204,7 @@ export class Proxy {
     await jwks.prefetch(loaded.model.requestAuthentication);
     const verifier = jwtVerifier(jwks);
     const snapshot = compileSnapshot(loaded.model, store.nextVersion(), verifier);
-    const useTelemetry = telemetry.prepare(snapshot);
+    const useTelemetry = await telemetry.prepare(snapshot);
     try {
       (await clusters.prepare(snapshot.clusters))();
     } catch (err) {
@@ -394,7 +394,7 @@ export class Proxy {
       }
       await this.#parts.jwks.prefetch(loaded.model.requestAuthentication);
       const snapshot = compileSnapshot(loaded.model, this.#store.nextVersion(), this.#parts.verifier);
-      const useTelemetry = this.telemetry.prepare(snapshot);
+      const useTelemetry = await this.telemetry.prepare(snapshot);
       let commit: () => void;
       try {
         commit = await this.#clusters.prepare(snapshot.clusters);

@@ -14,7 +14,7 @@ import type { TcpSessionInfo, TcpSessionObserver } from '../tcp/tcp-proxy.js';
 import { IstioMetrics, type ServiceLabels } from '../telemetry/istio-metrics.js';
 import { encodePeerMetadata, nodeId, workloadFromMetadata } from '../telemetry/peer-metadata.js';
 import { AccessLog, accessLogFormatter } from '../telemetry/access-log.js';
-import { Tracer } from '../telemetry/tracing.js';
+import type { Tracer } from '../telemetry/tracing.js';
 import { registerOperatorGauges, type ProxyGauges } from './operator-gauges.js';
 
 export interface TelemetryOptions {
@@ -133,13 +133,13 @@ export class Telemetry {
    * changed (the old ones are then flushed and closed). Throws, changing nothing, when the
    * settings are unusable (an access log format with an unknown operator, say).
    */
-  prepare(snapshot: Snapshot): { commit(): void; abort(): void } {
+  async prepare(snapshot: Snapshot): Promise<{ commit(): void; abort(): void }> {
     const mesh = snapshot.mesh;
     const previous = this.#mesh;
     const logChanged = previous === null || JSON.stringify(previous.accessLog) !== JSON.stringify(mesh.accessLog);
     const tracingChanged = previous === null || JSON.stringify(previous.tracing) !== JSON.stringify(mesh.tracing);
     const services = serviceIndex(snapshot);
-    const tracer = tracingChanged ? this.#tracerFor(mesh) : null;
+    const tracer = tracingChanged ? await this.#tracerFor(mesh) : null;
     let accessLog: AccessLog | null;
     try {
       accessLog = logChanged ? this.#accessLogFor(mesh) : null;
@@ -177,10 +177,12 @@ export class Telemetry {
     }
   }
 
-  #tracerFor(mesh: MeshSettings): Tracer | null {
+  /** The tracer a mesh asks for; its module (OpenTelemetry's SDK and exporters) loads only then. */
+  async #tracerFor(mesh: MeshSettings): Promise<Tracer | null> {
     if (!mesh.tracing.enabled || mesh.tracing.exporter === null) return null;
     const identity = { serviceName: this.#serviceName(), nodeId: this.nodeId, resolveHost: (host: string) => this.#services.get(host)?.host };
     try {
+      const { Tracer } = await import('../telemetry/tracing.js');
       return new Tracer(mesh.tracing, identity);
     } catch (err) {
       throw new SkiffError('CONFIG_INVALID', `MeshConfig tracing: ${(err as Error).message}`, { cause: err });
