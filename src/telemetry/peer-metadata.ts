@@ -23,9 +23,6 @@
 import { isIP } from 'node:net';
 import type { WorkloadMetadata } from '../model/telemetry.js';
 
-export const PEER_METADATA_HEADER = 'x-envoy-peer-metadata';
-export const PEER_METADATA_ID_HEADER = 'x-envoy-peer-metadata-id';
-
 /** Header values longer than this (base64 characters) are refused undecoded. */
 export const MAX_PEER_METADATA_LENGTH = 16 * 1024;
 /** Struct/ListValue nesting allowed in a decoded value; the top-level Struct is depth 1. */

@@ -21,37 +21,50 @@ spec:
   http: [{route: [{destination: {host: main.example}}], mirror: {host: shadow.example}, mirrorPercentage: {value: 100}}]
 `;
 
-const MESH = `apiVersion: skiff.dev/v1alpha1
+/** A mesh sampling every request, with `tracing` added to defaultConfig.tracing. */
+const mesh = (tracing = ''): string => `apiVersion: skiff.dev/v1alpha1
 kind: MeshConfig
 metadata: {name: mesh}
 spec:
-  defaultConfig: {tracing: {sampling: 100}}
+  defaultConfig: {tracing: {sampling: 100${tracing}}}
 `;
+
+/** main.example mirrored to shadow.example, each a real upstream, behind a proxy with `meshYaml`. */
+async function startMirrored(meshYaml: string): Promise<{ main: Upstream; shadow: Upstream; tp: TestProxy; close(): Promise<void> }> {
+  const main = await startUpstream('main');
+  const shadow = await startUpstream('shadow');
+  const tp = await startProxy(
+    {
+      'mesh.yaml': meshYaml,
+      'main.yaml': serviceEntry('main.example', 80, [{ port: main.port }]),
+      'shadow.yaml': serviceEntry('shadow.example', 80, [{ port: shadow.port }]),
+      'vs.yaml': MIRROR_VS,
+    },
+    { stats: false },
+  );
+  return {
+    main,
+    shadow,
+    tp,
+    async close() {
+      await tp.close();
+      await main.close();
+      await shadow.close();
+    },
+  };
+}
 
 describe('trace headers on a mirrored request', () => {
   let main: Upstream;
   let shadow: Upstream;
   let tp: TestProxy;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    main = await startUpstream('main');
-    shadow = await startUpstream('shadow');
-    tp = await startProxy(
-      {
-        'mesh.yaml': MESH,
-        'main.yaml': serviceEntry('main.example', 80, [{ port: main.port }]),
-        'shadow.yaml': serviceEntry('shadow.example', 80, [{ port: shadow.port }]),
-        'vs.yaml': MIRROR_VS,
-      },
-      { stats: false },
-    );
+    ({ main, shadow, tp, close } = await startMirrored(mesh()));
   });
 
-  afterAll(async () => {
-    await tp?.close();
-    await main?.close();
-    await shadow?.close();
-  });
+  afterAll(async () => close?.());
 
   it('sends the shadow the same trace, unsampled, and the real request sampled', async () => {
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -83,33 +96,15 @@ describe('trace headers when the mesh traces to Zipkin', () => {
   let main: Upstream;
   let shadow: Upstream;
   let tp: TestProxy;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    main = await startUpstream('main');
-    shadow = await startUpstream('shadow');
     // Nothing listens at the collector address: exports fail, propagation does not care.
     const collector = await closedPort();
-    tp = await startProxy(
-      {
-        'mesh.yaml': `apiVersion: skiff.dev/v1alpha1
-kind: MeshConfig
-metadata: {name: mesh}
-spec:
-  defaultConfig: {tracing: {sampling: 100, zipkin: {address: "127.0.0.1:${collector}"}}}
-`,
-        'main.yaml': serviceEntry('main.example', 80, [{ port: main.port }]),
-        'shadow.yaml': serviceEntry('shadow.example', 80, [{ port: shadow.port }]),
-        'vs.yaml': MIRROR_VS,
-      },
-      { stats: false },
-    );
+    ({ main, shadow, tp, close } = await startMirrored(mesh(`, zipkin: {address: "127.0.0.1:${collector}"}`)));
   });
 
-  afterAll(async () => {
-    await tp?.close();
-    await main?.close();
-    await shadow?.close();
-  });
+  afterAll(async () => close?.());
 
   it('starts a trace in B3 multi-header for a request without trace headers, with no traceparent', async () => {
     expect(tp.proxy.snapshot.mesh.tracing.exporter?.kind).toBe('zipkin');
