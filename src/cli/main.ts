@@ -12,6 +12,9 @@ Usage:
   skiff iptables [flags]              install Istio's traffic-capture rules (the istio-init step)
   skiff inject -f <file|-> [flags]    add the skiff sidecar to Kubernetes manifests (istioctl kube-inject)
   skiff wait [flags]                  wait until the proxy is ready (pilot-agent wait); exit 1 on timeout
+  skiff route-check -c <routes> -t <tests> [--details]
+                                      check routing against expectations (Envoy's router_check_tool);
+                                      routes: an Envoy RouteConfiguration or Istio YAML; exit 1 on a failure
   skiff ca init|issue [flags]         a small CA: create a root; issue a workload cert in Istio's file layout
   skiff --version | --help
 
@@ -109,6 +112,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./wait.js')).waitCommand(rest);
     case 'ca':
       return (await import('./ca.js')).caCommand(rest);
+    case 'route-check':
+      return (await import('./route-check.js')).routeCheckCommand(rest);
     default:
       throw new SkiffError('USAGE', `unknown command "${command}"`);
   }

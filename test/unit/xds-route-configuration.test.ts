@@ -1,0 +1,336 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { translateRouteConfiguration } from '../../src/config/xds/route-configuration.js';
+import type { ForwardAction, Route, RouteConfig } from '../../src/model/index.js';
+
+const DATA = '/work/shared/xds-data/router_check';
+const load = (name: string): unknown => parse(readFileSync(`${DATA}/envoy__${name}.yaml`, 'utf8'));
+const NONE = { remove: [], add: [] };
+const one = (cluster: string) => [{ cluster, weight: 1, requestHeaders: NONE, responseHeaders: NONE }];
+
+function ok(rc: unknown): RouteConfig {
+  const r = translateRouteConfiguration(rc, 'fallback');
+  expect(r.problems).toEqual([]);
+  return r.config;
+}
+
+function problems(rc: unknown): Array<{ path: string; message: string }> {
+  return [...translateRouteConfiguration(rc).problems];
+}
+
+/** A one-route config around `route`; `vh` and `rc` add fields to the virtual host and the config. */
+function cfg(route: Record<string, unknown>, vh: Record<string, unknown> = {}, rc: Record<string, unknown> = {}): unknown {
+  return { name: 'r', virtual_hosts: [{ name: 'vh', domains: ['*'], routes: [route], ...vh }], ...rc };
+}
+const fwd = (extra: Record<string, unknown> = {}) => ({ match: { prefix: '/' }, route: { cluster: 'c', ...extra } });
+const firstRoute = (c: RouteConfig): Route => c.virtualHosts[0]!.routes[0]!;
+const firstAction = (c: RouteConfig): ForwardAction => firstRoute(c).action as ForwardAction;
+
+/** Renames every object key to lowerCamelCase (proto3 JSON names). */
+function camel(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(camel);
+  if (typeof v !== 'object' || v === null) return v;
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()), camel(x)]));
+}
+
+describe('Envoy router_check configurations', () => {
+  it('translates all four with no problems', () => {
+    for (const name of ['Redirect', 'TestRoutes', 'Timeout', 'Weighted']) {
+      expect(translateRouteConfiguration(load(name), name).problems, name).toEqual([]);
+    }
+  });
+
+  it('Redirect: require_tls becomes a first https redirect route; redirects', () => {
+    const c = ok(load('Redirect'));
+    expect(c.name).toBe('fallback');
+    const [www2, api, redirect] = c.virtualHosts;
+    expect(www2!.routes[0]).toEqual({
+      name: '',
+      match: { headers: [{ name: 'x-forwarded-proto', match: { kind: 'exact', value: 'https' }, invert: true, treatMissingAsEmpty: true }], queryParams: [] },
+      action: { kind: 'redirect', schemeRedirect: 'https', responseCode: 301 },
+      requestHeaders: NONE,
+      responseHeaders: NONE,
+    });
+    expect(api!.routes[0]!.match.headers.map((h) => h.name)).toEqual(['x-forwarded-proto', 'x-envoy-internal']);
+    expect(api!.routes[1]!.action).toEqual({ kind: 'forward', clusters: one('www2'), prefixRewrite: '/pre/test' });
+    expect(redirect!.routes.map((r) => r.action)).toEqual([
+      { kind: 'forward', clusters: one('www2') },
+      { kind: 'redirect', hostRedirect: 'new.lyft.com', responseCode: 301 },
+      { kind: 'redirect', pathRedirect: '/new_bar', responseCode: 301 },
+      { kind: 'redirect', pathRedirect: '/new_baz', hostRedirect: 'new.lyft.com', responseCode: 301 },
+      { kind: 'redirect', prefixRewrite: '/blah', responseCode: 301 },
+    ]);
+  });
+
+  it('TestRoutes: case_sensitive, direct response, config-level headers, internal_only_headers', () => {
+    const c = ok(load('TestRoutes'));
+    const [www2, , dflt] = c.virtualHosts;
+    expect(www2!.domains).toEqual(['lyft.com', 'www.lyft.com', 'w.lyft.com', 'ww.lyft.com', 'wwww.lyft.com']);
+    // Every route comes twice: internal requests, then external ones with x-lyft-user-id removed.
+    const ping = www2!.routes.filter((r) => r.match.path?.value === '/ping');
+    expect(ping).toHaveLength(2);
+    expect(ping[0]!.match.headers).toEqual([{ name: 'x-envoy-internal', match: { kind: 'exact', value: 'true' }, invert: false, treatMissingAsEmpty: false }]);
+    expect(ping[1]!.match.headers).toEqual([{ name: 'x-envoy-internal', match: { kind: 'exact', value: 'true' }, invert: true, treatMissingAsEmpty: true }]);
+    expect(ping[0]!.requestHeaders).toEqual(NONE);
+    expect(ping[1]!.requestHeaders).toEqual({ remove: ['x-lyft-user-id'], add: [] });
+    expect(ping[0]!.action).toEqual({ kind: 'direct', status: 200, body: Buffer.from("{ 'message': 'Success!' }") });
+    // Route-level additions first, then the route configuration's (remove, then add).
+    expect(ping[0]!.responseHeaders).toEqual({
+      remove: ['x-envoy-upstream-canary', 'x-envoy-virtual-cluster'],
+      add: [
+        { name: 'x-ping-response', value: 'yes', append: true },
+        { name: 'x-envoy-upstream-canary', value: 'true', append: true },
+      ],
+    });
+    const locations = dflt!.routes.find((r) => r.match.path?.value === '/api/locations')!;
+    expect(locations.match.path).toEqual({ kind: 'exact', value: '/api/locations', ignoreCase: true });
+    expect(locations.action).toEqual({ kind: 'forward', clusters: one('locations'), prefixRewrite: '/rewrote' });
+    const apples = dflt!.routes.find((r) => r.match.path?.value === '/ApplEs')!;
+    expect(apples.match.path).toEqual({ kind: 'exact', value: '/ApplEs', ignoreCase: false });
+    const custom = dflt!.routes.find((r) => r.match.path?.value === '/customheaders')!;
+    expect(custom.requestHeaders.add).toEqual([{ name: 'X-Client-IP', value: '%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%', append: true }]);
+    expect((custom.action as ForwardAction).hostRewrite).toBe('new_host');
+    const last = dflt!.routes.at(-1)!;
+    expect(last.action).toEqual({ kind: 'forward', clusters: one('instant-server'), timeoutMs: 30_000 });
+  });
+
+  it('Timeout: safe_regex and string durations', () => {
+    const c = ok(load('Timeout'));
+    expect(c.virtualHosts[0]!.routes.map((r) => [r.match.path, (r.action as ForwardAction).timeoutMs])).toEqual([
+      [{ kind: 'regex', value: '^/api/v[0-9]/.*' }, 120_000],
+      [{ kind: 'prefix', value: '/', ignoreCase: false }, 30_000],
+    ]);
+  });
+
+  it('Weighted: weighted clusters (runtime_key_prefix has no runtime to read)', () => {
+    const c = ok(load('Weighted'));
+    for (const vh of c.virtualHosts) {
+      expect((vh.routes[0]!.action as ForwardAction).clusters).toEqual([
+        { cluster: 'cluster1', weight: 30, requestHeaders: NONE, responseHeaders: NONE },
+        { cluster: 'cluster2', weight: 30, requestHeaders: NONE, responseHeaders: NONE },
+        { cluster: 'cluster3', weight: 40, requestHeaders: NONE, responseHeaders: NONE },
+      ]);
+    }
+  });
+
+  it('lowerCamelCase input translates the same', () => {
+    for (const name of ['Redirect', 'TestRoutes', 'Timeout', 'Weighted']) {
+      const snake = translateRouteConfiguration(load(name), name);
+      const camelCase = translateRouteConfiguration(camel(load(name)), name);
+      expect(camelCase, name).toEqual(snake);
+    }
+  });
+
+  it('reports a field set in both spellings', () => {
+    expect(problems(cfg(fwd(), { requireTls: 'ALL', require_tls: 'ALL' }))).toEqual([
+      { path: 'virtual_hosts[0].require_tls', message: 'set twice (snake_case and lowerCamelCase)' },
+    ]);
+  });
+});
+
+describe('scalars', () => {
+  it('durations: strings, {seconds, nanos}, 0 disables, absent is the Envoy default', () => {
+    const t = (timeout: unknown) => firstAction(ok(cfg(fwd(timeout === undefined ? {} : { timeout })))).timeoutMs;
+    expect(t('0.5s')).toBe(500);
+    expect(t('15s')).toBe(15_000);
+    expect(t({ seconds: 1, nanos: 250_000_000 })).toBe(1250);
+    expect(t({ seconds: '2' })).toBe(2000);
+    expect(t('0s')).toBe(0);
+    expect(t(undefined)).toBeUndefined();
+    expect(problems(cfg(fwd({ timeout: '5m' })))).toEqual([
+      { path: 'virtual_hosts[0].routes[0].route.timeout', message: 'invalid duration "5m": expected seconds with an "s" suffix, e.g. "15s" or "0.25s"' },
+    ]);
+  });
+
+  it('wrapped integers: numbers, decimal strings, {value}', () => {
+    for (const n of [3, '3', { value: 3 }]) {
+      expect(firstAction(ok(cfg(fwd({ retry_policy: { num_retries: n } })))).retryPolicy?.numRetries).toBe(3);
+    }
+    const weighted = { match: { prefix: '/' }, route: { weighted_clusters: { clusters: [{ name: 'a', weight: '1' }, { name: 'b', weight: 0 }], total_weight: 1 } } };
+    expect(firstAction(ok(cfg(weighted))).clusters).toEqual([{ cluster: 'a', weight: 1, requestHeaders: NONE, responseHeaders: NONE }]);
+    expect(problems(cfg(fwd({ retry_policy: { num_retries: -1 } })))).toEqual([
+      { path: 'virtual_hosts[0].routes[0].route.retry_policy.num_retries', message: 'must be a non-negative integer' },
+    ]);
+  });
+});
+
+describe('routes', () => {
+  it('retry policies: Envoy defaults and every mapped field', () => {
+    expect(firstAction(ok(cfg(fwd({ retry_policy: { retry_on: '5xx' } })))).retryPolicy).toEqual({
+      numRetries: 1, retryOn: ['5xx'], retriableStatusCodes: [], backoffBaseMs: 25, backoffMaxMs: 250,
+      avoidPreviousHosts: false, hostSelectionRetryMaxAttempts: 1,
+    });
+    const full = {
+      retry_on: 'connect-failure, retriable-status-codes',
+      num_retries: 2,
+      per_try_timeout: '0.2s',
+      retry_host_predicate: [{ name: 'envoy.retry_host_predicates.previous_hosts', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate' } }],
+      host_selection_retry_max_attempts: '5',
+      retriable_status_codes: [503, 429],
+      retry_back_off: { base_interval: '0.01s', max_interval: '1s' },
+    };
+    expect(firstAction(ok(cfg(fwd({ retry_policy: full })))).retryPolicy).toEqual({
+      numRetries: 2, retryOn: ['connect-failure', 'retriable-status-codes'], retriableStatusCodes: [503, 429], perTryTimeoutMs: 200,
+      backoffBaseMs: 10, backoffMaxMs: 1000, avoidPreviousHosts: true, hostSelectionRetryMaxAttempts: 5,
+    });
+    // A virtual-host policy applies unless the route has its own.
+    const c = ok(cfg(fwd(), { retry_policy: { retry_on: 'reset', num_retries: 4 } }));
+    expect(firstAction(c).retryPolicy?.numRetries).toBe(4);
+    expect(firstAction(ok(cfg(fwd({ retry_policy: { num_retries: 0 } }), { retry_policy: { num_retries: 4 } }))).retryPolicy?.numRetries).toBe(0);
+  });
+
+  it('matches: headers, query parameters, path_separated_prefix, grpc, runtime_fraction', () => {
+    const route = {
+      match: {
+        path_separated_prefix: '/api.v1',
+        case_sensitive: false,
+        grpc: {},
+        headers: [
+          { name: ':method', exact_match: 'GET' },
+          { name: 'x-a', string_match: { prefix: 'v', ignore_case: true }, invert_match: true },
+          { name: 'x-b', present_match: false },
+          { name: 'x-c', safe_regex_match: { google_re2: {}, regex: '\\d+' }, treat_missing_header_as_empty: true },
+          { name: 'x-d' },
+        ],
+        query_parameters: [{ name: 'q', string_match: { exact: 'yes' } }, { name: 'p', present_match: true }],
+        runtime_fraction: { default_value: { numerator: 100 }, runtime_key: 'k' },
+      },
+      route: { cluster: 'c' },
+    };
+    expect(firstRoute(ok(cfg(route))).match).toEqual({
+      path: { kind: 'regex', value: '(?s)(?i)/api\\.v1(?:/.*)?' },
+      headers: [
+        { name: ':method', match: { kind: 'exact', value: 'GET' }, invert: false, treatMissingAsEmpty: false },
+        { name: 'x-a', match: { kind: 'prefix', value: 'v', ignoreCase: true }, invert: true, treatMissingAsEmpty: false },
+        { name: 'x-b', invert: true, treatMissingAsEmpty: false },
+        { name: 'x-c', match: { kind: 'regex', value: '\\d+' }, invert: false, treatMissingAsEmpty: true },
+        { name: 'x-d', invert: false, treatMissingAsEmpty: false },
+        { name: 'content-type', match: { kind: 'regex', value: 'application/grpc([+;].*)?' }, invert: false, treatMissingAsEmpty: false },
+      ],
+      queryParams: [{ name: 'q', match: { kind: 'exact', value: 'yes' } }, { name: 'p' }],
+    });
+    // 0% never matches: the route is dropped.
+    const never = { match: { prefix: '/', runtime_fraction: { default_value: { numerator: 0, denominator: 'MILLION' } } }, route: { cluster: 'c' } };
+    expect(ok(cfg(never)).virtualHosts[0]!.routes).toEqual([]);
+  });
+
+  it('weighted clusters, rewrites, mirrors', () => {
+    const route = {
+      match: { prefix: '/' },
+      route: {
+        weighted_clusters: {
+          clusters: [
+            { name: 'a', weight: 90, request_headers_to_add: [{ header: { key: 'x-w', value: 'a' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }], host_rewrite_literal: 'a.example' },
+            { name: 'b', weight: 10, response_headers_to_remove: ['x-r'] },
+          ],
+        },
+        regex_rewrite: { pattern: { regex: '^/v1/(.*)' }, substitution: '/\\1' },
+        host_rewrite_literal: 'h.example',
+        request_mirror_policies: [
+          { cluster: 'm1' },
+          { cluster: 'm2', runtime_fraction: { default_value: { numerator: 2500, denominator: 'TEN_THOUSAND' } } },
+          { cluster: 'm3', runtime_fraction: { default_value: { numerator: 0 } } },
+        ],
+      },
+    };
+    expect(firstAction(ok(cfg(route)))).toEqual({
+      kind: 'forward',
+      clusters: [
+        { cluster: 'a', weight: 90, requestHeaders: { remove: [], add: [{ name: 'x-w', value: 'a', append: false }] }, responseHeaders: NONE, hostRewrite: 'a.example' },
+        { cluster: 'b', weight: 10, requestHeaders: NONE, responseHeaders: { remove: ['x-r'], add: [] } },
+      ],
+      regexRewrite: { pattern: '^/v1/(.*)', substitution: '/\\1' },
+      hostRewrite: 'h.example',
+      mirrors: [{ cluster: 'm1', percentage: 100 }, { cluster: 'm2', percentage: 25 }],
+    });
+  });
+
+  it('redirects: codes, schemes, ports; direct responses with inline bytes', () => {
+    const redirect = { match: { prefix: '/' }, redirect: { https_redirect: true, port_redirect: 8443, response_code: 'PERMANENT_REDIRECT' } };
+    expect(firstRoute(ok(cfg(redirect))).action).toEqual({ kind: 'redirect', schemeRedirect: 'https', portRedirect: 8443, responseCode: 308 });
+    const found = { match: { prefix: '/' }, redirect: { scheme_redirect: 'HTTP', response_code: 1 } };
+    expect(firstRoute(ok(cfg(found))).action).toEqual({ kind: 'redirect', schemeRedirect: 'http', responseCode: 302 });
+    const direct = { match: { prefix: '/' }, direct_response: { status: 503, body: { inline_bytes: Buffer.from('down').toString('base64') } } };
+    expect(firstRoute(ok(cfg(direct))).action).toEqual({ kind: 'direct', status: 503, body: Buffer.from('down') });
+  });
+
+  it('header mutations: route, then virtual host, then config; most_specific_header_mutations_wins reverses', () => {
+    const add = (key: string, value: string, extra: Record<string, unknown> = {}) => ({ header: { key, value }, ...extra });
+    const route = { ...fwd(), request_headers_to_add: [add('x-a', 'route', { append: false })], request_headers_to_remove: ['x-gone'] };
+    const vh = { request_headers_to_add: [add('x-b', 'vh')], request_headers_to_remove: ['x-a'] };
+    const rc = { request_headers_to_add: [add('x-a', 'config', { append_action: 'APPEND_IF_EXISTS_OR_ADD' }), add('x-empty', '')] };
+    // The virtual host's remove of x-a undoes the route's add of it.
+    expect(firstRoute(ok(cfg(route, vh, rc))).requestHeaders).toEqual({
+      remove: ['x-gone', 'x-a'],
+      add: [{ name: 'x-b', value: 'vh', append: true }, { name: 'x-a', value: 'config', append: true }],
+    });
+    expect(firstRoute(ok(cfg(route, vh, { ...rc, most_specific_header_mutations_wins: true }))).requestHeaders).toEqual({
+      remove: ['x-a', 'x-gone'],
+      add: [{ name: 'x-b', value: 'vh', append: true }, { name: 'x-a', value: 'route', append: false }],
+    });
+    const keep = { ...fwd(), response_headers_to_add: [add('x-empty', '', { keep_empty_value: true })] };
+    expect(firstRoute(ok(cfg(keep))).responseHeaders.add).toEqual([{ name: 'x-empty', value: '', append: true }]);
+  });
+
+  it('accepts fields that only name stats or spans', () => {
+    const route = { ...fwd(), decorator: { operation: 'op' }, stat_prefix: 's', metadata: { filter_metadata: {} } };
+    ok(cfg(route, { virtual_clusters: [{ name: 'v', headers: [] }], include_request_attempt_count: true }, { validate_clusters: false }));
+  });
+
+  it('domains lose their port; duplicates across virtual hosts are refused', () => {
+    const rc = {
+      virtual_hosts: [
+        { name: 'a', domains: ['A.example:8080', 'a.example'], routes: [fwd()] },
+        { name: 'b', domains: ['a.example:9090'], routes: [fwd()] },
+      ],
+    };
+    const r = translateRouteConfiguration(rc, 'x');
+    expect(r.config.virtualHosts[0]!.domains).toEqual(['a.example']);
+    expect(r.problems).toEqual([
+      { path: 'virtual_hosts[1].domains[0]', message: 'domain "a.example:9090" is also in virtual host "a" (domains are matched without their port)' },
+    ]);
+  });
+});
+
+describe('refusals name the field', () => {
+  const r0 = 'virtual_hosts[0].routes[0]';
+  const cases: Array<[string, unknown, string, string]> = [
+    ['invalid RE2', cfg({ match: { safe_regex: { regex: '(?=x)' } }, route: { cluster: 'c' } }), `${r0}.match.safe_regex.regex`, 'invalid RE2 regex'],
+    ['invalid header RE2', cfg({ match: { prefix: '/', headers: [{ name: 'x', string_match: { safe_regex: { regex: '(a' } } }] }, route: { cluster: 'c' } }), `${r0}.match.headers[0].string_match.safe_regex.regex`, 'invalid RE2 regex'],
+    ['unknown field', cfg({ ...fwd(), bogus: 1 }), `${r0}.bogus`, 'unknown field'],
+    ['runtime fraction between 0 and 100%', cfg({ match: { prefix: '/', runtime_fraction: { default_value: { numerator: 50 } } }, route: { cluster: 'c' } }), `${r0}.match.runtime_fraction`, 'a 50% route match is not supported'],
+    ['range match', cfg({ match: { prefix: '/', headers: [{ name: 'x', range_match: { start: 1, end: 3 } }] }, route: { cluster: 'c' } }), `${r0}.match.headers[0].range_match`, 'not supported'],
+    ['hash policy', cfg(fwd({ hash_policy: [{ header: { header_name: 'x' } }] })), `${r0}.route.hash_policy`, 'not supported'],
+    ['typed_per_filter_config', cfg({ ...fwd(), typed_per_filter_config: { 'envoy.filters.http.fault': {} } }), `${r0}.typed_per_filter_config`, 'not supported'],
+    ['virtual host typed_per_filter_config', cfg(fwd(), { typed_per_filter_config: { 'envoy.filters.http.rbac': {} } }), 'virtual_hosts[0].typed_per_filter_config', 'not supported'],
+    ['cors', cfg(fwd(), { cors: { allow_origin_string_match: [{ exact: 'x' }] } }), 'virtual_hosts[0].cors', 'not supported'],
+    ['strip_query', cfg({ match: { prefix: '/' }, redirect: { path_redirect: '/x', strip_query: true } }), `${r0}.redirect.strip_query`, 'not supported'],
+    ['ADD_IF_ABSENT', cfg({ ...fwd(), request_headers_to_add: [{ header: { key: 'x', value: 'v' }, append_action: 'ADD_IF_ABSENT' }] }), `${r0}.request_headers_to_add[0].append_action`, 'ADD_IF_ABSENT is not supported'],
+    ['append with append_action', cfg({ ...fwd(), request_headers_to_add: [{ header: { key: 'x', value: 'v' }, append: true, append_action: 0 }] }), `${r0}.request_headers_to_add[0].append_action`, 'exclusive'],
+    ['pseudo-header mutation', cfg({ ...fwd(), request_headers_to_add: [{ header: { key: ':authority', value: 'v' } }] }), `${r0}.request_headers_to_add[0].header.key`, 'may not be modified'],
+    ['other retry predicates', cfg(fwd({ retry_policy: { retry_host_predicate: [{ name: 'envoy.retry_host_predicates.omit_canary_hosts' }] } })), `${r0}.route.retry_policy.retry_host_predicate[0]`, 'not supported'],
+    ['retry priority', cfg(fwd({ retry_policy: { retry_priority: { name: 'p' } } })), `${r0}.route.retry_policy.retry_priority`, 'not supported'],
+    ['cluster_header', cfg({ match: { prefix: '/' }, route: { cluster_header: 'x-cluster' } }), `${r0}.route.cluster_header`, 'not supported'],
+    ['max_stream_duration', cfg(fwd({ max_stream_duration: { grpc_timeout_header_max: '0s' } })), `${r0}.route.max_stream_duration`, 'not supported'],
+    ['max_grpc_timeout', cfg(fwd({ max_grpc_timeout: '0s' })), `${r0}.route.max_grpc_timeout`, 'not supported'],
+    ['internal-only header matched', cfg({ match: { prefix: '/', headers: [{ name: 'X-Secret' }] }, route: { cluster: 'c' } }, {}, { internal_only_headers: ['x-secret'] }), `${r0}.match.headers[0]`, 'internal-only'],
+    ['vhds', cfg(fwd(), {}, { vhds: { config_source: { ads: {} } } }), 'vhds', 'not supported'],
+    ['total_weight mismatch', cfg({ match: { prefix: '/' }, route: { weighted_clusters: { clusters: [{ name: 'a', weight: 1 }], total_weight: 100 } } }), `${r0}.route.weighted_clusters.total_weight`, 'not the total_weight 100'],
+    ['direct body too large', cfg({ match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: 'x'.repeat(5000) } } }), `${r0}.direct_response.body`, 'max_direct_response_body_size_bytes'],
+    ['no action', cfg({ match: { prefix: '/' } }), r0, 'exactly one of route, redirect or direct_response'],
+    ['bad enum', cfg({ match: { prefix: '/' }, redirect: { response_code: 'GONE' } }), `${r0}.redirect.response_code`, 'must be one of'],
+    ['camelCase path is reported in snake_case', cfg({ match: { prefix: '/' }, route: { cluster: 'c', hashPolicy: [{}] } }), `${r0}.route.hash_policy`, 'not supported'],
+  ];
+  for (const [what, rc, path, message] of cases) {
+    it(what, () => {
+      const found = problems(rc);
+      expect(found.map((p) => p.path)).toEqual([path]);
+      expect(found[0]!.message).toContain(message);
+    });
+  }
+
+  it('a refused field holding its default is accepted', () => {
+    ok(cfg(fwd({ auto_host_rewrite: false, hash_policy: [] }), { include_attempt_count_in_response: false }));
+  });
+});
