@@ -96,6 +96,12 @@ describe('skiff route-check failures', () => {
 });
 
 describe('skiff route-check on Istio YAML', () => {
+  it('passes the README example: the demo canary checked before it is applied', async () => {
+    const r = await runCli(['route-check', '-c', join(REPO, 'config', 'demo'), '-t', join(REPO, 'config', 'route-check', 'demo-canary.yaml')]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stderr).toContain('3/3 tests passed');
+  });
+
   it('shows the VirtualService rule and destination cluster of each request', async () => {
     const tests = write(
       'istio.yaml',
