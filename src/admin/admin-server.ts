@@ -110,7 +110,7 @@ function filterLines(text: string, filter: string | null): string | null {
 }
 
 /** `ip:port` or `[ip]:port` as Envoy's SocketAddress. */
-function socketAddress(address: string): { address: string; port_value: number } {
+export function socketAddress(address: string): { address: string; port_value: number } {
   const colon = address.lastIndexOf(':');
   return { address: address.slice(0, colon).replace(/^\[|\]$/g, ''), port_value: Number(address.slice(colon + 1)) };
 }

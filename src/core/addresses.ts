@@ -5,6 +5,11 @@ export function unmappedAddress(address: string): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
+/** `host:port`, an IPv6 address bracketed (`[::1]:80`), as Envoy prints socket addresses. */
+export function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** Istio's inbound passthrough source address: the sidecar's own connections to the application. */
 export const INBOUND_SOURCE_IPV4 = '127.0.0.6';
 

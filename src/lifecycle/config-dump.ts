@@ -4,6 +4,7 @@
  * expect them. Fields without an Envoy equivalent keep skiff's names; the whole model follows
  * as a last entry (`type.skiff.dev/ModelDump`).
  */
+import { socketAddress } from '../admin/admin-server.js';
 import type { Cluster, Model, Route, RouteConfig, StringMatch } from '../model/index.js';
 
 const TYPE = 'type.googleapis.com/envoy.admin.v3.';
@@ -25,7 +26,7 @@ export function configDump(model: Model, ctx: DumpContext): unknown {
       {
         '@type': `${TYPE}ListenersConfigDump`,
         version_info: version,
-        dynamic_listeners: ctx.listeners.map((l) => ({ name: l.name, active_state: { version_info: version, listener: { name: l.name, address: socketAddress(l.address) } } })),
+        dynamic_listeners: ctx.listeners.map((l) => ({ name: l.name, active_state: { version_info: version, listener: { name: l.name, address: { socket_address: socketAddress(l.address) } } } })),
       },
       {
         '@type': `${TYPE}RoutesConfigDump`,
@@ -41,10 +42,6 @@ export function configDump(model: Model, ctx: DumpContext): unknown {
   };
 }
 
-function socketAddress(address: string): { socket_address: { address: string; port_value: number } } {
-  const colon = address.lastIndexOf(':');
-  return { socket_address: { address: address.slice(0, colon).replace(/^\[|\]$/g, ''), port_value: Number(address.slice(colon + 1)) } };
-}
 
 function seconds(ms: number): string {
   return `${ms / 1000}s`;

@@ -3,6 +3,7 @@
  * and readiness servers. Reloads are serialised; a failed reload keeps the old snapshot serving
  * and is reported in the log and on the admin port (`/config_status`).
  */
+import { hostPort } from '../core/addresses.js';
 import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { compileSnapshot, type Snapshot } from '../compile/snapshot.js';
@@ -514,8 +515,4 @@ function definedOnly<T extends object>(o: T): Partial<T> {
 
 function logWarnings(log: Logger, loaded: LoadResult): void {
   for (const d of loaded.diagnostics) if (d.severity === 'warning') log.warn(formatDiagnostic(d));
-}
-
-function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -14,6 +14,7 @@
  * routed like any other. The model has no `virtual_clusters` (stats only); this tool reads them
  * from the raw RouteConfiguration (see `RawVirtualHostExtras`) to check virtual_cluster_name.
  */
+import { splitAuthority } from '../http/router/request-view.js';
 import { compileRouteConfig, RouteTables } from '../compile/route-table.js';
 import type { CompiledRoute, CompiledVirtualHost } from '../compile/route-table.js';
 import type { CompiledForward, CompiledWeightedCluster } from '../compile/route-action.js';
@@ -412,7 +413,8 @@ export class RouteChecker {
       responseHeaders: new HeaderBag(),
       route: undefined,
     };
-    const { host, port } = splitHost(input.authority);
+    // The router's own reading of Host, so the check resolves exactly as requests do.
+    const { host, port } = splitAuthority(input.authority);
     const vhost = this.#resolve(host, port);
     if (vhost === undefined) return none;
     const extras = this.#extras.get(vhost.name);
@@ -500,14 +502,6 @@ function requestHeadersOf(req: CheckRequest, authority: string, path: string): H
   return new HeaderBag([[':authority', authority], [':path', path], [':method', req.method], ...req.entries]);
 }
 
-function splitHost(authority: string): { host: string; port: number | undefined } {
-  const colon = authority.lastIndexOf(':');
-  if (colon !== -1 && authority.indexOf(']', colon) === -1) {
-    const p = Number(authority.slice(colon + 1));
-    if (Number.isInteger(p) && p > 0 && p < 65536) return { host: authority.slice(0, colon).toLowerCase(), port: p };
-  }
-  return { host: authority.toLowerCase(), port: undefined };
-}
 
 // === comparison ===
 

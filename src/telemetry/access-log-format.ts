@@ -17,7 +17,7 @@
  * SkiffError naming the operator and its column (1-based offset of its opening `%`).
  */
 import { hostname } from 'node:os';
-import { unmappedAddress } from '../core/addresses.js';
+import { hostPort, unmappedAddress } from '../core/addresses.js';
 import { closest } from '../core/did-you-mean.js';
 import { SkiffError } from '../core/errors.js';
 import { flagsText } from '../core/response-flags.js';
@@ -264,8 +264,7 @@ function field(http: (s: StreamInfo) => Value, tcp: (t: TcpSessionInfo) => Value
 /** `ip:port`, IPv6 bracketed, as Envoy prints socket addresses; unset without an address. */
 function ipPort(address: string, port: number): string | null {
   if (address === '') return null;
-  const ip = unmappedAddress(address);
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+  return hostPort(unmappedAddress(address), port);
 }
 
 function ipOnly(address: string): string | null {

@@ -15,9 +15,10 @@
  * `unknown` (counted in skiff_metric_series_overflow_total), so a client cannot grow memory
  * without bound by varying what it sends.
  */
+import { splitHostPort } from '../compile/route-action.js';
 import { Counter, type Registry } from 'prom-client';
 import { flagsText } from '../core/response-flags.js';
-import { grpcStatusForHttp } from '../http/codec/local-reply.js';
+import { grpcStatusForHttp, isGrpcRequest } from '../http/codec/local-reply.js';
 import type { StreamInfo } from '../http/stream.js';
 import type { TcpSessionInfo } from '../tcp/tcp-proxy.js';
 import { decodePeerMetadataCached, type PeerWorkload } from './peer-metadata.js';
@@ -138,7 +139,7 @@ function headerBytes(h: { readonly names: readonly string[]; readonly values: re
 }
 
 function isGrpc(info: StreamInfo): boolean {
-  return info.request?.headers.get('content-type')?.startsWith('application/grpc') === true;
+  return info.request !== null && isGrpcRequest(info.request.headers);
 }
 
 /**
@@ -334,9 +335,7 @@ export class IstioMetrics {
     const o = this.#options;
     if (inbound) {
       const own = side(this.#ownSide, downstreamIdentity !== '' ? o.ownPrincipal() : '');
-      const colon = authority.lastIndexOf(':');
-      const host = (colon > 0 && !authority.endsWith(']') ? authority.slice(0, colon) : authority).toLowerCase();
-      const service = o.serviceOfHost(host);
+      const service = o.serviceOfHost(splitHostPort(authority)[0].toLowerCase());
       return ['destination', side(peer(downstreamMetadata), downstreamIdentity), own, service, own.canonicalService];
     }
     const own = side(this.#ownSide, upstreamIdentity !== '' ? o.ownPrincipal() : '');

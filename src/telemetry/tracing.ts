@@ -16,6 +16,9 @@
  * No global tracer provider, propagator or context manager is registered: spans are built as
  * plain ReadableSpan records and handed straight to the processor.
  */
+import { splitHostPort } from '../compile/route-action.js';
+import { isGrpcRequest } from '../http/codec/local-reply.js';
+import { hostPort } from '../core/addresses.js';
 import {
   SpanKind, SpanStatusCode, TraceFlags, createTraceState,
   type Attributes, type HrTime, type Link, type SpanContext, type SpanStatus,
@@ -218,12 +221,10 @@ export function operationName(info: StreamInfo, resolveHost?: (host: string) => 
   return `${resolveHost?.(host) ?? host}:${port}/*`;
 }
 
-/** `host[:port]` or `[v6]:port` → [host, port or '']. */
+/** `host[:port]` or `[v6]:port` → [host, port or '']; a port that is not digits stays in the host. */
 function splitAuthority(authority: string): [string, string] {
-  const colon = authority.lastIndexOf(':');
-  if (colon === -1 || authority.endsWith(']')) return [authority, ''];
-  const port = authority.slice(colon + 1);
-  return /^\d+$/.test(port) ? [authority.slice(0, colon), port] : [authority, ''];
+  const [host, port] = splitHostPort(authority);
+  return /^\d+$/.test(port) ? [host, port] : [authority, ''];
 }
 
 // === impl span record ===
@@ -305,7 +306,7 @@ function spanTags(info: StreamInfo, identity: TracerIdentity, error: boolean): A
     'http.protocol': req === null ? '-' : `HTTP/${req.httpVersion}`,
     'downstream_cluster': h?.get('x-envoy-downstream-service-cluster') ?? '-',
     'user_agent': h?.get('user-agent') ?? '-',
-    'peer.address': peerAddress(info.downstreamRemoteAddress, info.downstreamRemotePort),
+    'peer.address': hostPort(info.downstreamRemoteAddress, info.downstreamRemotePort),
     'request_size': String(info.bytesReceived),
     'response_size': String(info.bytesSent),
     'response_flags': flagsText(info.responseFlags),
@@ -317,7 +318,7 @@ function spanTags(info: StreamInfo, identity: TracerIdentity, error: boolean): A
   if (clientTraceId !== undefined) tags['guid:x-client-trace-id'] = clientTraceId;
   if (info.upstreamCluster !== '') tags['upstream_cluster'] = info.upstreamCluster;
   if (info.upstreamHost !== '') tags['upstream_address'] = info.upstreamHost;
-  if (h?.get('content-type')?.startsWith('application/grpc')) {
+  if (h !== undefined && isGrpcRequest(h)) {
     const status = info.responseTrailers?.get('grpc-status') ?? info.responseHeaders?.get('grpc-status');
     if (status !== undefined) tags['grpc.status_code'] = status;
     const message = info.responseTrailers?.get('grpc-message') ?? info.responseHeaders?.get('grpc-message');
@@ -334,9 +335,6 @@ function httpUrl(scheme: string, authority: string, path: string): string {
   return `${scheme}://${authority}${p}`;
 }
 
-function peerAddress(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
 
 /** [seconds, nanoseconds] normalised so nanoseconds < 1e9; `ns` is an integer below 2^53. */
 function hrTime(seconds: number, ns: number): HrTime {

@@ -7,6 +7,7 @@
  * server's name against the configured subjectAltNames or the SNI. Any TLS problem fails the
  * connection; it never falls back to plaintext.
  */
+import { hostPort } from '../core/addresses.js';
 import { connect, isIP, type Socket } from 'node:net';
 import { checkServerIdentity, connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import { sanEntries, spiffeUriOf, type WorkloadCredentials } from '../security/cert-store.js';
@@ -72,10 +73,6 @@ export function upstreamConnectionFacts(socket: Socket): UpstreamConnectionFacts
   return connectionFacts.get(socket) ?? NO_FACTS;
 }
 
-function addressWithPort(address: string | undefined, port: number | undefined): string {
-  if (address === undefined || port === undefined) return '';
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
 
 /** Connects; exactly one callback, with the connected (and, with `tls`, handshaken) socket or the failure. */
 export function connectUpstream(
@@ -127,7 +124,7 @@ export function connectUpstream(
     socket.removeListener('error', onError);
     socket.setNoDelay(true);
     const identity = tls !== undefined && tls.origination === undefined ? (spiffeUriOf((socket as TLSSocket).getPeerCertificate()) ?? '') : '';
-    connectionFacts.set(socket, { identity, localAddress: addressWithPort(socket.localAddress, socket.localPort) });
+    connectionFacts.set(socket, { identity, localAddress: socket.localAddress === undefined || socket.localPort === undefined ? '' : hostPort(socket.localAddress, socket.localPort) });
     cb(null, socket);
   });
 }

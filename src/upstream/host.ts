@@ -2,6 +2,7 @@
  * An upstream host: one endpoint address of a cluster, with its connection pool and the
  * counters load balancers read.
  */
+import { hostPort } from '../core/addresses.js';
 import type { HostOutlierMonitor } from './outlier-detector.js';
 import type { ConnectionPool } from './pool/connection-pool.js';
 import type { H2Pool } from './pool/h2-pool.js';
@@ -33,6 +34,5 @@ export class Host {
 
 /** `address:port` (IPv6 bracketed), or the `unix://` path as given. */
 export function hostKey(address: string, port: number): string {
-  if (address.startsWith('unix://')) return address;
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+  return address.startsWith('unix://') ? address : hostPort(address, port);
 }

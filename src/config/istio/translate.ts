@@ -3,6 +3,7 @@
  * references to unknown hosts and subsets) and so do the honest refusals: a field that would
  * change security if ignored is an error; one skiff does not enforce yet is a warning.
  */
+import { hostPort } from '../../core/addresses.js';
 import { DEFAULT_MESH, type MeshSettings, type Model, type TraceExporter, type TracingSettings } from '../../model/index.js';
 import type { Diagnostic } from '../diagnostics.js';
 import { authorizationFor } from './authz-policy.js';
@@ -103,10 +104,6 @@ function tracingSettings(mesh: Kind<'MeshConfig'>, diagnostics: Diagnostic[]): T
 
 function absolutePath(path: string): string {
   return path.startsWith('/') ? path : `/${path}`;
-}
-
-function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** Duplicate kind/namespace/name: the later one is an error, as the API server would refuse it. */
