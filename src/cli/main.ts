@@ -7,6 +7,9 @@ const USAGE = `skiff — a TypeScript sidecar proxy for Istio-style meshes
 
 Usage:
   skiff run -c <file|dir> [flags]     run the proxy with Istio YAML config
+  skiff run --xds <host:port> [flags] run the proxy with config from an xDS server (istiod)
+  skiff proxy sidecar [pilot-agent flags]
+                                      as istio-proxy's pilot-agent: sidecar mode, config from istiod
   skiff validate -c <file|dir>        check config; one line per problem, exit 1 on errors
   skiff demo                          start sample services and the proxy with an example mesh
   skiff iptables [flags]              install Istio's traffic-capture rules (the istio-init step)
@@ -37,6 +40,15 @@ Run flags:
   --log-as-json             one JSON object per log line
   --drain-time-s <n>        on SIGTERM/SIGINT, keep serving outbound this long, then close
                             (Istio's terminationDrainDuration; default 5, or MeshConfig's)
+  --xds <address>           take listeners, routes, clusters and endpoints from an ADS server:
+                            host:port or a unix socket path (--config then gives MeshConfig only)
+  --xds-auth NONE|MUTUAL_TLS  plaintext (istiod's 15010) or mTLS with --certs (default: mTLS on 15012)
+  --xds-service-cluster <s>, --xds-domain <d>   the node's cluster and id domain
+
+Proxy sidecar flags (pilot-agent's; others are accepted and logged):
+  --discoveryAddress, --controlPlaneAuthPolicy, --serviceCluster, --domain, --proxyAdminPort,
+  --statusPort, --concurrency, --drainDuration, --parentShutdownDuration, --zipkinAddress,
+  --dnsRefreshRate, --connectTimeout, --proxyLogLevel; PROXY_CONFIG (JSON) is read as well
 
 Iptables flags (as istio-iptables; lists are comma-separated):
   -p <port>            outbound capture port (15001)
@@ -114,6 +126,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./ca.js')).caCommand(rest);
     case 'route-check':
       return (await import('./route-check.js')).routeCheckCommand(rest);
+    case 'proxy':
+      return (await import('./proxy-sidecar.js')).proxyCommand(rest);
     default:
       throw new SkiffError('USAGE', `unknown command "${command}"`);
   }

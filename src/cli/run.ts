@@ -1,4 +1,8 @@
-/** `skiff run -c PATH [--mode standalone|sidecar|gateway]`: the proxy, until SIGINT or SIGTERM. */
+/**
+ * `skiff run -c PATH [--mode standalone|sidecar|gateway]` or `skiff run --xds HOST:PORT`: the
+ * proxy, until SIGINT or SIGTERM. With --xds the routes, clusters and listeners come from the
+ * control plane, and --config (optional) gives only the MeshConfig.
+ */
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { SkiffError } from '../core/errors.js';
@@ -7,6 +11,10 @@ import { loadConfigIsolated } from '../config/isolated-load.js';
 import { statusOptionsFromEnv } from '../lifecycle/environment.js';
 import { ConfigInvalidError, Proxy, type ProxyMode } from '../lifecycle/proxy.js';
 import { connectToPrimary, Primary, requestQuit } from '../lifecycle/workers.js';
+import { DEFAULT_MESH, type MeshSettings } from '../model/index.js';
+import { existsSync } from 'node:fs';
+import type { ControlPlaneAuth } from '../lifecycle/xds.js';
+import { DEFAULT_CERT_DIRS } from '../security/cert-store.js';
 import { parse, portFlag, secondsFlag } from './args.js';
 
 export const RUN_OPTIONS = {
@@ -19,6 +27,9 @@ export const RUN_OPTIONS = {
   'stats-port': { type: 'string' },
   mode: { type: 'string' },
   xds: { type: 'string' },
+  'xds-auth': { type: 'string' },
+  'xds-service-cluster': { type: 'string' },
+  'xds-domain': { type: 'string' },
   'log-level': { type: 'string' },
   'log-as-json': { type: 'boolean' },
   'drain-time-s': { type: 'string' },
@@ -31,14 +42,20 @@ export const DEFAULT_DRAIN_SECONDS = 5;
 
 type RunValues = ReturnType<typeof parse<typeof RUN_OPTIONS>>['values'];
 
-export async function runCommand(argv: string[]): Promise<number> {
+/** Adjusts the mesh settings after they are read (`skiff proxy sidecar`'s pilot-agent flags). */
+export type MeshOverride = (mesh: MeshSettings) => MeshSettings;
+
+export async function runCommand(argv: string[], meshOverride: MeshOverride = (m) => m): Promise<number> {
   const { values } = parse(argv, RUN_OPTIONS);
-  if (values.config === undefined) throw new SkiffError('USAGE', 'run needs --config <file|dir>');
-  if (values.xds !== undefined) throw new SkiffError('USAGE', '--xds is not supported yet: configure skiff with Istio YAML (--config)');
+  overrideMesh = meshOverride;
+  if (values.config === undefined && values.xds === undefined) throw new SkiffError('USAGE', 'run needs --config <file|dir> or --xds <host:port>');
   const mode = values.mode ?? 'standalone';
   if (mode !== 'standalone' && mode !== 'sidecar' && mode !== 'gateway') {
     throw new SkiffError('USAGE', `unknown --mode ${mode} (standalone, sidecar or gateway)`);
   }
+  if (values.xds !== undefined && mode === 'gateway') throw new SkiffError('USAGE', '--xds configures sidecars (and the standalone proxy); a gateway takes Istio YAML');
+  const auth = values['xds-auth'];
+  if (auth !== undefined && auth !== 'NONE' && auth !== 'MUTUAL_TLS') throw new SkiffError('USAGE', `--xds-auth must be NONE or MUTUAL_TLS, got "${auth}"`);
   const level = values['log-level'] ?? 'info';
   if (!isLogLevel(level)) throw new SkiffError('USAGE', `unknown --log-level ${level}`);
   const concurrency = concurrencyFlag(values.concurrency);
@@ -94,9 +111,29 @@ async function runProxy(values: RunValues, mode: ProxyMode, concurrency: number,
   return 0;
 }
 
-function startProxy(values: RunValues, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger, onQuit: () => void): Promise<Proxy> {
+async function startProxy(values: RunValues, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger, onQuit: () => void): Promise<Proxy> {
+  const xds = values.xds;
+  // gRPC and the protobuf schemas load only when xDS is used.
+  const xdsParts =
+    xds === undefined
+      ? undefined
+      : (await import('../lifecycle/xds.js')).openXdsSource({
+          address: xds,
+          ...(values['xds-auth'] !== undefined ? { auth: values['xds-auth'] as ControlPlaneAuth } : {}),
+          ...(values.certs !== undefined ? { certificatesDir: values.certs } : {}),
+          // Certificates come as files when there are any, else over the stream (SDS).
+          secretsOverXds: values.certs === undefined && !DEFAULT_CERT_DIRS.some((d) => existsSync(d)),
+          type: 'sidecar',
+          ...(values['xds-service-cluster'] !== undefined ? { serviceCluster: values['xds-service-cluster'] } : {}),
+          ...(values['xds-domain'] !== undefined ? { domain: values['xds-domain'] } : {}),
+          mesh: await meshSettings(values),
+          env: process.env,
+          log,
+        });
   return Proxy.start({
-    configPath: values.config!,
+    configPath: xds === undefined ? values.config! : `xds:${xds}`,
+    ...(xdsParts !== undefined ? { source: xdsParts.source } : {}),
+    ...(xdsParts?.credentials !== undefined ? { credentials: xdsParts.credentials } : {}),
     mode,
     ...(values.certs !== undefined ? { certificatesDir: values.certs } : {}),
     logger: log,
@@ -119,9 +156,8 @@ function startProxy(values: RunValues, mode: ProxyMode, concurrency: number, sta
 async function runPrimary(values: RunValues, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger): Promise<number> {
   // The config is checked once here, so a broken one fails before any worker starts, and its
   // MeshConfig gives the ports the primary serves.
-  const loaded = await loadConfigIsolated(values.config!);
-  if (loaded.model === undefined) throw new ConfigInvalidError(loaded.diagnostics);
-  const ports = loaded.model.mesh.ports;
+  const mesh = await meshSettings(values);
+  const ports = mesh.ports;
   const flag = (name: 'admin-port' | 'readiness-port' | 'status-port' | 'stats-port', fallback: number): number => portFlag(values[name], name) ?? fallback;
   let quit: () => void = () => undefined;
   const quitRequested = new Promise<'quit'>((resolve) => (quit = () => resolve('quit')));
@@ -134,7 +170,7 @@ async function runPrimary(values: RunValues, mode: ProxyMode, concurrency: numbe
     status,
     log,
     // Each worker closes what is left at drainDuration; one still running 5s later is stuck.
-    killAfterMs: loaded.model.mesh.drainDurationMs + 5_000,
+    killAfterMs: mesh.drainDurationMs + 5_000,
     onQuit: () => quit(),
   });
   await primary.start();
@@ -155,6 +191,20 @@ async function runPrimary(values: RunValues, mode: ProxyMode, concurrency: numbe
   await primary.shutdown(how === 'quit');
   return 0;
 }
+
+/**
+ * The mesh settings: those of --config (whose other resources xDS replaces), else defaults.
+ * Throws ConfigInvalidError for a broken config.
+ */
+async function meshSettings(values: RunValues): Promise<MeshSettings> {
+  if (values.config === undefined) return overrideMesh(DEFAULT_MESH);
+  const loaded = await loadConfigIsolated(values.config);
+  if (loaded.model === undefined) throw new ConfigInvalidError(loaded.diagnostics);
+  return overrideMesh(loaded.model.mesh);
+}
+
+/** Set once per process by runCommand. */
+let overrideMesh: MeshOverride = (m) => m;
 
 /** --concurrency: worker processes; 0 means one per core (Envoy's meaning). */
 function concurrencyFlag(value: string | undefined): number {

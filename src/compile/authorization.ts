@@ -14,11 +14,14 @@
  * Identity fields on a connection without a peer certificate (plaintext): `principals`,
  * `namespaces`, `serviceAccounts` and their conditions never match; their `notX` forms therefore
  * always match (Envoy's `not_id` of a principal matcher that fails without TLS).
+ *
+ * Envoy RBAC policies (`AuthzPolicy.rbac`, from xDS) compile to the same predicates, with
+ * Envoy's semantics on HTTP and TCP alike (see RbacMatcher).
  */
 import { BlockList, isIP } from 'node:net';
 import { compileFullMatch } from '../core/re2.js';
-import type { Authorization, AuthzCondition, AuthzField, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource } from '../model/index.js';
-import { asciiLowerCase, utf8ByteString } from './string-matcher.js';
+import type { Authorization, AuthzCondition, AuthzField, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, HeaderMatch, RbacMatcher, RbacPolicy } from '../model/index.js';
+import { asciiLowerCase, compileStringMatch, utf8ByteString } from './string-matcher.js';
 
 export interface AuthzAttributes {
   /** The connection's peer address. */
@@ -355,6 +358,87 @@ function conditionTerm(c: AuthzCondition): Term {
   throw new Error(`authorization condition key ${JSON.stringify(k)} is not supported`);
 }
 
+// === Envoy RBAC matchers (xDS) ===
+
+/** Envoy HeaderUtility::matchHeaders over the request's headers; a TCP connection has none. */
+function rbacHeaderPred(h: HeaderMatch): Pred {
+  const name = h.name.toLowerCase();
+  const test = h.match === undefined ? undefined : compileStringMatch(h.match);
+  const { invert, treatMissingAsEmpty } = h;
+  const read = name === 'host' ? (a: AuthzAttributes): string | undefined => a.http?.host : (a: AuthzAttributes): string | undefined => a.http?.header(name);
+  return (a) => {
+    let value = read(a);
+    if (value === undefined) {
+      if (!treatMissingAsEmpty) return test === undefined ? invert : false;
+      value = '';
+    }
+    return (test === undefined || test(value)) !== invert;
+  };
+}
+
+function rbacPred(m: RbacMatcher): Pred {
+  switch (m.kind) {
+    case 'any':
+      return ALWAYS;
+    case 'and':
+      return all(m.of.map(rbacPred));
+    case 'or':
+      return some(m.of.map(rbacPred));
+    case 'not': {
+      const p = rbacPred(m.of);
+      return (a) => !p(a);
+    }
+    case 'header':
+      return rbacHeaderPred(m.header);
+    case 'path': {
+      const test = compileStringMatch(m.match);
+      return (a) => a.http !== undefined && test(a.http.path);
+    }
+    case 'pathTemplate': {
+      const re = pathTemplate(m.template);
+      return (a) => a.http !== undefined && re.test(a.http.path);
+    }
+    case 'ip': {
+      const inRange = blockList([m.cidr]);
+      if (m.of === 'source') return (a) => inRange(a.sourceIp);
+      if (m.of === 'remote') return (a) => inRange(a.remoteIp);
+      return (a) => inRange(a.destinationIp);
+    }
+    case 'port': {
+      const { start, end } = m;
+      return (a) => a.destinationPort >= start && a.destinationPort < end;
+    }
+    case 'sni': {
+      const test = compileStringMatch(m.match);
+      return (a) => test(a.sni ?? '');
+    }
+    case 'peer': {
+      if (m.match === undefined) return (a) => a.principal !== undefined;
+      const test = compileStringMatch(m.match);
+      return (a) => a.principal !== undefined && test(a.principal);
+    }
+    case 'requestPrincipal': {
+      const test = compileStringMatch(m.match);
+      return (a) => a.requestPrincipal !== undefined && test(a.requestPrincipal);
+    }
+    case 'claim': {
+      const test = compileStringMatch(m.match);
+      const path = m.path;
+      return (a) => {
+        const v = claim(a, path);
+        if (typeof v === 'string') return test(v);
+        if (Array.isArray(v)) return v.some((x) => typeof x === 'string' && test(x));
+        return false;
+      };
+    }
+  }
+}
+
+/** One permission and one principal. */
+function rbacPolicyPred(p: RbacPolicy): Pred {
+  return all([some(p.permissions.map(rbacPred)), some(p.principals.map(rbacPred))]);
+}
+
 // === rules and policies ===
 
 interface CompiledRule {
@@ -388,9 +472,10 @@ interface CompiledPolicy {
 
 function compilePolicy(p: AuthzPolicy, action: 'ALLOW' | 'DENY'): CompiledPolicy {
   const rules = p.rules.map(compileRule);
+  const rbac = p.rbac === undefined ? [] : [rbacPolicyPred(p.rbac)];
   return {
-    http: some(rules.map((r) => r.http)),
-    tcp: some(rules.filter((r) => action === 'DENY' || !r.hasHttpOnly).map((r) => r.tcp)),
+    http: some([...rules.map((r) => r.http), ...rbac]),
+    tcp: some([...rules.filter((r) => action === 'DENY' || !r.hasHttpOnly).map((r) => r.tcp), ...rbac]),
     decision: Object.freeze({ allowed: action === 'ALLOW', policy: p.name }),
   };
 }

@@ -3,9 +3,11 @@
  * Everything that does not depend on the request is prepared here.
  */
 import { compileSearch } from '../core/re2.js';
+import type { HashPolicy } from '../model/cluster.js';
 import type {
   DirectResponseAction,
   ForwardAction,
+  GrpcTimeoutPolicy,
   RedirectAction,
   RouteMatch,
   StringMatch,
@@ -37,6 +39,12 @@ export interface CompiledForward {
   readonly retryPolicy: CompiledRetryPolicy | null;
   /** Shadow copies of the request; empty for most routes. */
   readonly mirrors: readonly CompiledMirror[];
+  /** How `grpc-timeout` bounds the request; undefined: Istio's reading (see grpc-timeout.ts). */
+  readonly grpcTimeout: GrpcTimeoutPolicy | undefined;
+  /** The route's hash policy, used instead of the cluster's. */
+  readonly hashPolicy: HashPolicy | undefined;
+  /** Whether x-envoy-attempt-count goes upstream. */
+  readonly requestAttemptCount: boolean;
 }
 
 export interface CompiledRedirect {
@@ -96,6 +104,9 @@ export function compileForward(a: ForwardAction, match: RouteMatch): CompiledFor
     timeoutMs: a.timeoutMs ?? ENVOY_DEFAULT_ROUTE_TIMEOUT_MS,
     retryPolicy: a.retryPolicy === undefined ? null : compileRetryPolicy(a.retryPolicy),
     mirrors: a.mirrors ?? NO_MIRRORS,
+    grpcTimeout: a.grpcTimeout,
+    hashPolicy: a.hashPolicy,
+    requestAttemptCount: a.requestAttemptCount ?? true,
   };
 }
 

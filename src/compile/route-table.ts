@@ -5,6 +5,7 @@
  * one port the name (or the most specific wildcard domain covering it) is served on when it is
  * not served on 80.
  */
+import type { AddressRouteConfig } from '../model/index.js';
 import type { Route, RouteConfig, VirtualHost } from '../model/route.js';
 import { compileHeaderMutation, type HeaderMutator } from './header-mutation.js';
 import { DomainTable } from './domain-table.js';
@@ -96,6 +97,8 @@ export function compileRouteConfig(rc: RouteConfig, buckets: BucketRegistry = ne
 
 export class RouteTables {
   readonly #byPort: ReadonlyMap<number, DomainTable<CompiledVirtualHost>>;
+  /** `address port` → the table for that destination only; empty for Istio YAML config. */
+  readonly #byAddress: ReadonlyMap<string, DomainTable<CompiledVirtualHost>>;
   readonly #fallback: DomainTable<CompiledVirtualHost>;
   /**
    * Every domain (exact or wildcard) → the port it is served on, or 0 when it is served on
@@ -103,7 +106,7 @@ export class RouteTables {
    */
   readonly #soloPort: DomainTable<number>;
 
-  constructor(routeConfigs: readonly RouteConfig[], fallback: RouteConfig) {
+  constructor(routeConfigs: readonly RouteConfig[], fallback: RouteConfig, byAddress: readonly AddressRouteConfig[] = []) {
     const byPort = new Map<number, DomainTable<CompiledVirtualHost>>();
     const ports = new Map<string, Set<number>>();
     const buckets: BucketRegistry = new Map();
@@ -124,13 +127,20 @@ export class RouteTables {
     this.#byPort = byPort;
     this.#fallback = compileRouteConfig(fallback, buckets);
     this.#soloPort = solo;
+    this.#byAddress = new Map(byAddress.map((a) => [`${a.address} ${a.port}`, compileRouteConfig(a.routeConfig, buckets)]));
   }
 
   /**
    * The virtual host for `host` (lowercase, without port). `port` is the port the client
    * addressed, or undefined when the Host header named none. Returns the port used as well.
+   * `address` is the connection's original destination when it was redirected: a route config
+   * for that address and port wins.
    */
-  resolve(host: string, port: number | undefined): { vhost: CompiledVirtualHost | undefined; port: number } {
+  resolve(host: string, port: number | undefined, address?: string): { vhost: CompiledVirtualHost | undefined; port: number } {
+    if (address !== undefined && port !== undefined && this.#byAddress.size > 0) {
+      const table = this.#byAddress.get(`${address} ${port}`);
+      if (table !== undefined) return { vhost: table.find(host), port };
+    }
     if (port === undefined) {
       const on80 = this.#byPort.get(80)?.find(host, false);
       if (on80 !== undefined) return { vhost: on80, port: 80 };

@@ -27,14 +27,21 @@ export interface Snapshot {
   readonly l4: L4Table;
   /** The sidecar inbound listener's HTTP routes. */
   readonly inboundRoutes: RouteTables;
-  /** AuthorizationPolicy for inbound requests and connections. */
+  /** AuthorizationPolicy for inbound requests (and connections, unless tcpAuthorization differs). */
   readonly authorization: CompiledAuthorization;
+  /** AuthorizationPolicy for inbound TCP connections. */
+  readonly tcpAuthorization: CompiledAuthorization;
   /** RequestAuthentication (JWT) for inbound requests. */
   readonly requestAuthentication: CompiledRequestAuthentication;
   /** A gateway proxy's ports, by port number. */
   readonly gateways: ReadonlyMap<number, CompiledGatewayPort>;
   /** The model this snapshot was compiled from (admin config dumps). */
   readonly model: Model;
+}
+
+function compileBothAuthorizations(model: Model): { authorization: CompiledAuthorization; tcpAuthorization: CompiledAuthorization } {
+  const authorization = compileAuthorization(model.authorization);
+  return { authorization, tcpAuthorization: model.tcpAuthorization === undefined ? authorization : compileAuthorization(model.tcpAuthorization) };
 }
 
 /** Without a JWKS source every token is refused: a snapshot never accepts a token unchecked. */
@@ -52,12 +59,12 @@ export function compileSnapshot(model: Model, version: number, jwtVerifier: JwtV
   return {
     version,
     mesh: model.mesh,
-    routes: new RouteTables(model.routeConfigs, model.fallbackRouteConfig),
+    routes: new RouteTables(model.routeConfigs, model.fallbackRouteConfig, model.addressRouteConfigs),
     clusters,
     tcp,
     l4: new L4Table(model.tcpServices, model.mesh),
-    inboundRoutes: new RouteTables([], model.inboundRouteConfig),
-    authorization: compileAuthorization(model.authorization),
+    inboundRoutes: new RouteTables(model.inboundPortRouteConfigs ?? [], model.inboundRouteConfig),
+    ...compileBothAuthorizations(model),
     requestAuthentication: compileRequestAuthentication(model.requestAuthentication, jwtVerifier),
     gateways: compileGateways(model.gateways),
     model,

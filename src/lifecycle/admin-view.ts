@@ -2,12 +2,11 @@
  * What the admin, readiness, status and Prometheus servers see of a running proxy (the AdminView
  * the admin layer is written against), and the Envoy-format texts they serve.
  */
-import { join } from 'node:path';
 import type { AdminView } from '../admin/admin-server.js';
 import type { Snapshot } from '../compile/snapshot.js';
 import { isLogLevel, type Logger } from '../core/logger.js';
 import type { SnapshotStore } from '../config/store.js';
-import { CERT_FILES, certificateDetails, type CertStore } from '../security/cert-store.js';
+import { certificateDetails, type CredentialSource } from '../security/cert-store.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { configDump } from './config-dump.js';
 import type { Telemetry } from './telemetry.js';
@@ -35,7 +34,7 @@ export function adminView(
   proxy: () => RunningProxy | undefined,
   store: SnapshotStore<Snapshot>,
   clusters: ClusterManager,
-  certs: CertStore | null,
+  certs: CredentialSource | null,
   log: Logger,
   options: StartFacts,
 ): AdminView {
@@ -94,14 +93,14 @@ export function adminView(
 }
 
 /** Envoy's /certs: the workload certificate and its roots, with the days each has left. */
-function certsDump(certs: CertStore | null): unknown {
+function certsDump(certs: CredentialSource | null): unknown {
   const c = certs?.current() ?? null;
   if (certs === null || c === null) return { certificates: [] };
   return {
     certificates: [
       {
-        ca_cert: c.roots.map((r) => certificateDetails(r, join(certs.dir, CERT_FILES.root))),
-        cert_chain: [certificateDetails(c.leaf, join(certs.dir, CERT_FILES.chain))],
+        ca_cert: c.roots.map((r) => certificateDetails(r, certs.origin.root)),
+        cert_chain: [certificateDetails(c.leaf, certs.origin.chain)],
       },
     ],
   };

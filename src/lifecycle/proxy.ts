@@ -11,17 +11,16 @@ import { SkiffError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/logger.js';
 import { enableLinearRegexFallback } from '../core/re2.js';
 import { formatDiagnostic, type Diagnostic } from '../config/diagnostics.js';
-import { loadConfigIsolated } from '../config/isolated-load.js';
 import type { LoadResult } from '../config/load.js';
+import { fileConfigSource, type ConfigSource } from '../config/source.js';
 import { SnapshotStore } from '../config/store.js';
-import { watchConfig, type ConfigWatcher } from '../config/watch.js';
 import { HttpConnectionManager } from '../http/connection-manager.js';
 import { Router } from '../http/router/router.js';
 import type { StreamInfo } from '../http/stream.js';
 import { GatewayListeners } from '../listener/gateway-listener.js';
 import { HttpListener } from '../listener/http-listener.js';
 import { SidecarListener } from '../listener/sidecar-listener.js';
-import { CertStore, DEFAULT_CERT_DIRS, type WorkloadCredentials } from '../security/cert-store.js';
+import { CertStore, DEFAULT_CERT_DIRS, type CredentialSource, type WorkloadCredentials } from '../security/cert-store.js';
 import { GatewayTlsContexts } from '../security/gateway-tls.js';
 import { JwksCache } from '../security/jwks-cache.js';
 import { jwtVerifier } from '../security/jwt-verifier.js';
@@ -46,7 +45,10 @@ import { Telemetry } from './telemetry.js';
 export type ProxyMode = 'standalone' | 'sidecar' | 'gateway';
 
 export interface ProxyOptions {
+  /** The config file or folder; with `source`, only a description of it (admin, logs). */
   readonly configPath: string;
+  /** Where the config comes from when not from `configPath`'s files (xDS). */
+  readonly source?: ConfigSource;
   readonly mode?: ProxyMode;
   /** Port overrides from flags; they win over MeshConfig. Port 0 picks a free port. */
   readonly ports?: Partial<Pick<ListenerPorts, 'outbound' | 'inbound' | 'admin' | 'status' | 'readiness' | 'stats'>>;
@@ -60,6 +62,8 @@ export interface ProxyOptions {
    * to plaintext.
    */
   readonly certificatesDir?: string;
+  /** Credentials from elsewhere than files (SDS over xDS); replaces `certificatesDir`. */
+  readonly credentials?: CredentialSource;
   /** Called when a local client asks the status or admin server to quit (`POST /quitquitquit`). */
   readonly onQuit?: () => void;
   /** This workload's metadata (metrics labels, metadata exchange); by default from the environment. */
@@ -126,11 +130,12 @@ interface ProxyParts {
   readonly options: ProxyOptions;
   readonly log: Logger;
   readonly store: SnapshotStore<Snapshot>;
+  readonly source: ConfigSource;
   readonly clusters: ClusterManager;
   readonly listeners: readonly Listener[];
   /** The sidecar's inbound listener (also in listeners); null otherwise. */
   readonly inbound: Listener | null;
-  readonly certs: CertStore | null;
+  readonly certs: CredentialSource | null;
   readonly jwks: JwksCache;
   readonly verifier: JwtVerifier;
   readonly telemetry: Telemetry;
@@ -152,7 +157,7 @@ export class Proxy {
   readonly #listeners: readonly Listener[];
   readonly #servers: Server[];
   readonly #startedAt = Date.now();
-  #watcher: ConfigWatcher | null = null;
+  #watcher: { close(): void } | null = null;
   #lastReload: ReloadOutcome & { at: string };
   #reloading: Promise<ReloadOutcome> | null = null;
   #reloadAgain = false;
@@ -178,9 +183,19 @@ export class Proxy {
   static async start(options: ProxyOptions): Promise<Proxy> {
     enableLinearRegexFallback();
     const log = options.logger ?? createLogger();
-    const loaded = await loadConfigIsolated(options.configPath);
+    const source = options.source ?? fileConfigSource(options.configPath);
+    let loaded: LoadResult;
+    try {
+      loaded = await source.load();
+    } catch (err) {
+      source.close?.();
+      throw err;
+    }
     logWarnings(log, loaded);
-    if (loaded.model === undefined) throw new ConfigInvalidError(loaded.diagnostics);
+    if (loaded.model === undefined) {
+      source.close?.();
+      throw new ConfigInvalidError(loaded.diagnostics);
+    }
     const mesh = loaded.model.mesh;
     const mode = options.mode ?? 'standalone';
     const sidecar = mode === 'sidecar';
@@ -190,7 +205,7 @@ export class Proxy {
     const wanted = { ...mesh.ports, ...definedOnly(options.ports ?? {}) };
 
     const store = new SnapshotStore<Snapshot>();
-    const certs = await openCertStore(options, log);
+    const certs = options.credentials ?? (await openCertStore(options, log));
     const credentials = (): WorkloadCredentials | null => certs?.current() ?? null;
     const telemetry = new Telemetry({
       metadata: options.metadata ?? workloadMetadataFromEnv(process.env, { namespace: mesh.defaultNamespace, labels: mesh.workloadLabels }),
@@ -287,19 +302,20 @@ export class Proxy {
         ...(inbound !== null ? [{ name: 'virtualInbound', address: hostPort('0.0.0.0', inboundPort) }] : []),
         ...gatewayPorts.map((port) => ({ name: `0.0.0.0_${port}`, address: hostPort('0.0.0.0', port) })),
       ];
-      const parts: ProxyParts = { options, log, store, clusters, listeners, inbound, certs, jwks, verifier, telemetry, servers, ports, listenerNames, view };
+      const parts: ProxyParts = { options, log, store, source, clusters, listeners, inbound, certs, jwks, verifier, telemetry, servers, ports, listenerNames, view };
       proxy = new Proxy(parts, { ok: true, version: store.version, diagnostics: loaded.diagnostics });
     } catch (err) {
       await Promise.all(listeners.map((l) => l.close(true).catch(() => undefined)));
       for (const s of servers) s.close();
       clusters.close();
       certs?.close();
+      source.close?.();
       await telemetry.close();
       throw new SkiffError('LISTEN_FAILED', `cannot listen: ${(err as Error).message}`, { cause: err });
     }
     if (options.watch !== false) {
       try {
-        proxy.#watcher = await watchConfig(options.configPath, () => void proxy!.reload());
+        proxy.#watcher = await source.watch(() => void proxy!.reload());
       } catch (err) {
         // E.g. out of inotify watches: keep serving; the listeners are bound already.
         log.warn(`cannot watch ${options.configPath} (${(err as Error).message}): edits apply on restart only`);
@@ -307,7 +323,7 @@ export class Proxy {
     }
     const p = proxy.ports;
     log.info(
-      `ready: config version ${store.version} (${loaded.files.length} file${loaded.files.length === 1 ? '' : 's'}), ` +
+      `ready: config version ${store.version} (${options.source !== undefined ? `from ${options.configPath}` : `${loaded.files.length} file${loaded.files.length === 1 ? '' : 's'}`}), ` +
         (sidecar
           ? `sidecar outbound ${outboundHost}:${p.outbound}, inbound ${anyAddress}:${p.inbound}, status :${p.status}, `
           : gatewayMode
@@ -382,7 +398,7 @@ export class Proxy {
   async #reloadOnce(): Promise<ReloadOutcome> {
     let loaded: LoadResult;
     try {
-      loaded = await loadConfigIsolated(this.#options.configPath);
+      loaded = await this.#parts.source.load();
     } catch (err) {
       return this.#recordFailure([], (err as Error).message);
     }
@@ -446,6 +462,7 @@ export class Proxy {
   async #closeOnce(force: boolean): Promise<void> {
     this.#watcher?.close();
     this.#watcher = null;
+    this.#parts.source.close?.();
     // A reload in progress must not build clusters after they are closed.
     await this.#reloading?.catch(() => undefined);
     // The admin-side servers go last: readiness (failing) and metrics answer during the drain.

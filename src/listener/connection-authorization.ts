@@ -54,6 +54,6 @@ export class ConnectionAuthorizer {
 
   #allowed(attrs: AuthzAttributes, mtls: boolean, snapshot: Snapshot): boolean {
     if (!this.#rule(attrs, mtls, snapshot)) return false;
-    return !snapshot.authorization.enabled || snapshot.authorization.check(attrs).allowed;
+    return !snapshot.tcpAuthorization.enabled || snapshot.tcpAuthorization.check(attrs).allowed;
   }
 }

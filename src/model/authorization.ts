@@ -3,6 +3,8 @@
  * workload, grouped by action, with rules normalised (CIDRs canonical, service accounts as
  * `ns/sa`, condition keys as written). CUSTOM never reaches the model (refused at load).
  */
+import type { HeaderMatch } from './route.js';
+import type { StringMatch } from './string-match.js';
 
 /** `values` ORed; the field matches when one value matches and no `notValues` does. */
 export interface AuthzField {
@@ -54,11 +56,62 @@ export interface AuthzRule {
   readonly when: readonly AuthzCondition[];
 }
 
+/**
+ * An Envoy RBAC matcher (config.rbac.v3 Permission or Principal), for policies that arrive as
+ * Envoy RBAC filters over xDS. Evaluated as Envoy does; attributes a TCP connection lacks (HTTP
+ * headers and path, request principal, claims) are absent there, so a leaf on them does not
+ * match (a header matcher follows Envoy's rules for an absent header, so `invert` matches).
+ */
+export type RbacMatcher =
+  | { readonly kind: 'any' }
+  /** `and` of none matches; `or` of none does not (Envoy forbids both, so translators refuse them). */
+  | { readonly kind: 'and' | 'or'; readonly of: readonly RbacMatcher[] }
+  | { readonly kind: 'not'; readonly of: RbacMatcher }
+  /** A request header, Envoy HeaderMatcher semantics (pseudo-headers `:method`, `:authority`, `:path`, `:scheme`). */
+  | { readonly kind: 'header'; readonly header: HeaderMatch }
+  /** The request path without the query (Envoy `url_path`). */
+  | { readonly kind: 'path'; readonly match: StringMatch }
+  /** The request path against an Istio path template: `{*}` one segment, `{**}` any remainder. */
+  | { readonly kind: 'pathTemplate'; readonly template: string }
+  /**
+   * A CIDR (canonical `address/bits`) against the connection's peer (`source`), the original
+   * client (`remote`) or the original destination address.
+   */
+  | { readonly kind: 'ip'; readonly of: 'source' | 'remote' | 'destination'; readonly cidr: string }
+  /** The destination port in [start, end). */
+  | { readonly kind: 'port'; readonly start: number; readonly end: number }
+  /** The TLS SNI, `''` when none was sent (Envoy `requested_server_name`). */
+  | { readonly kind: 'sni'; readonly match: StringMatch }
+  /**
+   * The peer certificate's principal name (URI SAN, else DNS SAN, else subject). Never matches
+   * without a peer certificate; `match` absent: any peer certificate.
+   */
+  | { readonly kind: 'peer'; readonly match?: StringMatch }
+  /** The JWT request principal `iss/sub`; never matches without a validated token. */
+  | { readonly kind: 'requestPrincipal'; readonly match: StringMatch }
+  /**
+   * A claim of the validated JWT at `path`: a string claim that matches, or a list with a string
+   * element that matches (Istio's normalised claims). Never matches without a validated token.
+   */
+  | { readonly kind: 'claim'; readonly path: readonly string[]; readonly match: StringMatch };
+
+/** An Envoy RBAC Policy: it matches when one permission and one principal match. */
+export interface RbacPolicy {
+  readonly permissions: readonly RbacMatcher[];
+  readonly principals: readonly RbacMatcher[];
+}
+
 export interface AuthzPolicy {
-  /** `namespace.name`. */
+  /** `namespace.name` (Istio YAML), or the Envoy RBAC policy's name (xDS). */
   readonly name: string;
   /** Empty: the policy matches nothing (Istio: `rules` unset). */
   readonly rules: readonly AuthzRule[];
+  /**
+   * xDS only: the policy as Envoy RBAC gives it (`rules` is then empty). The policy matches when
+   * one of `rules` matches or `rbac` matches. It is evaluated as it stands on HTTP requests and
+   * TCP connections alike (no Istio HTTP-only rewriting: istiod did that when it built the filter).
+   */
+  readonly rbac?: RbacPolicy;
 }
 
 /**

@@ -28,6 +28,17 @@ export interface Endpoint {
   readonly port: number;
   readonly weight: number;
   readonly labels: Readonly<Record<string, string>>;
+  /**
+   * Envoy priority level (0 is the highest; absent means 0). Only the highest-priority level that
+   * has an available host (healthy and not ejected) receives traffic.
+   */
+  readonly priority?: number;
+  /**
+   * False: the control plane reports the endpoint unhealthy (EDS health_status UNHEALTHY,
+   * DRAINING or TIMEOUT); it counts in its level's size but takes traffic only in panic.
+   * Absent: healthy.
+   */
+  readonly healthy?: boolean;
 }
 
 /**
@@ -47,6 +58,13 @@ export interface Cluster {
   readonly endpoints: readonly Endpoint[];
   readonly connectTimeoutMs: number;
   readonly dnsRefreshRateMs: number;
+  /**
+   * STRICT_DNS: which resolved addresses are used. Absent: all of both families;
+   * `*_ONLY`: one family; `*_PREFERRED`: that family when the name has any, else the other.
+   */
+  readonly dnsLookupFamily?: 'V4_ONLY' | 'V6_ONLY' | 'V4_PREFERRED' | 'V6_PREFERRED';
+  /** STRICT_DNS: only the first address of each name is used (Envoy LOGICAL_DNS). */
+  readonly firstAddressOnly?: boolean;
   /** Idle upstream connections are closed after this long (Istio http.idleTimeout, 1h). */
   readonly idleTimeoutMs: number;
   /** Requests per upstream connection; 0 = unlimited (Istio http.maxRequestsPerConnection). */

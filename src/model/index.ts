@@ -22,6 +22,13 @@ export * from './security.js';
 export * from './tcp.js';
 export * from './telemetry.js';
 
+export interface AddressRouteConfig {
+  /** Canonical IP address. */
+  readonly address: string;
+  readonly port: number;
+  readonly routeConfig: RouteConfig;
+}
+
 export interface Model {
   readonly mesh: MeshSettings;
   /** Outbound HTTP route configs, one per service port, named by port. */
@@ -33,10 +40,25 @@ export interface Model {
   readonly fallbackRouteConfig: RouteConfig;
   /** The sidecar inbound listener's HTTP routes (to the application). */
   readonly inboundRouteConfig: RouteConfig;
+  /**
+   * Inbound routes of single ports, named by port (xDS: Istio's per-port inbound chains); ports
+   * without one use `inboundRouteConfig`.
+   */
+  readonly inboundPortRouteConfigs?: readonly RouteConfig[];
+  /**
+   * Outbound routes for one destination address and port only (xDS: Istio's per-VIP listeners
+   * `<vip>_<port>`), chosen before the port's route config for redirected connections.
+   */
+  readonly addressRouteConfigs?: readonly AddressRouteConfig[];
   /** What the inbound listener requires of clients (mTLS). */
   readonly peerAuthentication: PeerAuthentication;
   /** The AuthorizationPolicies in force for this proxy's workload (inbound). */
   readonly authorization: Authorization;
+  /**
+   * Policies for inbound TCP connections when they differ from `authorization` (xDS: the
+   * network RBAC filters of Istio's TCP chains); absent: `authorization` applies to both.
+   */
+  readonly tcpAuthorization?: Authorization;
   /** The JWT rules (RequestAuthentication) in force for this proxy's workload (inbound). */
   readonly requestAuthentication: RequestAuthentication;
   readonly clusters: readonly Cluster[];

@@ -2,6 +2,7 @@
  * Routes: a small typed subset of Envoy's RouteConfiguration (route_components.proto). Both
  * config sources produce these; `compile/` turns them into matchers.
  */
+import type { HashPolicy } from './cluster.js';
 import type { CorsPolicy, FaultPolicy, LocalRateLimit, MirrorPolicy, RetryPolicy } from './policies.js';
 import type { StringMatch } from './string-match.js';
 
@@ -72,7 +73,32 @@ export interface ForwardAction {
   /** Undefined: no retries. */
   readonly retryPolicy?: RetryPolicy;
   readonly mirrors?: readonly MirrorPolicy[];
+  /**
+   * How the request's `grpc-timeout` header bounds it; undefined: Istio's reading (the header's
+   * deadline, capped by `timeoutMs` when that is set).
+   */
+  readonly grpcTimeout?: GrpcTimeoutPolicy;
+  /** What a consistent-hash cluster hashes the request on; overrides the cluster's hashPolicy. */
+  readonly hashPolicy?: HashPolicy;
+  /** Send `x-envoy-attempt-count` upstream (Envoy include_request_attempt_count); undefined: sent, as Istio sets it. */
+  readonly requestAttemptCount?: boolean;
 }
+
+/**
+ * Envoy's three readings of `grpc-timeout` (router.cc finalTimeout, conn_manager_impl.cc
+ * refreshDurationTimeout). A deadline of 0 is none.
+ * - `ignore`: the header is not read; the route timeout applies (neither field is set);
+ * - `grpc` (max_grpc_timeout): for gRPC requests the route timeout is replaced by the header's
+ *   deadline less `offsetMs` (when it is more), capped at `maxMs` (0: uncapped) — a gRPC request
+ *   without the header gets `maxMs`;
+ * - `stream` (max_stream_duration set, even to zeros): the route timeout does not apply at all;
+ *   a request with the header gets its deadline capped at `headerMaxMs` (0: uncapped) less
+ *   `offsetMs`, when `headerMaxMs` is set; any other request gets `streamMs` (0: none).
+ */
+export type GrpcTimeoutPolicy =
+  | { readonly kind: 'ignore' }
+  | { readonly kind: 'grpc'; readonly maxMs: number; readonly offsetMs: number }
+  | { readonly kind: 'stream'; readonly streamMs: number; readonly headerMaxMs?: number; readonly offsetMs: number };
 
 export interface RedirectAction {
   readonly kind: 'redirect';

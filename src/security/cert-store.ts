@@ -101,17 +101,66 @@ function chainsToRoot(chain: readonly X509Certificate[], roots: readonly X509Cer
 /** Loads and checks one credential set; throws with the reason when it is unusable. */
 export async function loadCredentials(dir: string, now = new Date()): Promise<WorkloadCredentials> {
   const [chain, key, root] = await Promise.all([CERT_FILES.chain, CERT_FILES.key, CERT_FILES.root].map((f) => readFile(join(dir, f), 'utf8')));
-  const leaf = new X509Certificate(chain!);
-  const roots = pemCertificates(root!);
-  if (roots.length === 0) throw new Error(`${CERT_FILES.root} holds no certificate`);
+  return credentialsFromPem({ chain: chain!, key: key!, root: root! }, CERT_FILES, now);
+}
+
+/**
+ * Checks one credential set given as PEM; throws with the reason when it is unusable (`names`
+ * say where each part came from, for the messages).
+ */
+export function credentialsFromPem(
+  pem: { readonly chain: string; readonly key: string; readonly root: string },
+  names: { readonly chain: string; readonly root: string } = CERT_FILES,
+  now = new Date(),
+): WorkloadCredentials {
+  const leaf = new X509Certificate(pem.chain);
+  const roots = pemCertificates(pem.root);
+  if (roots.length === 0) throw new Error(`${names.root} holds no certificate`);
   const identity = spiffeUriOf(leaf);
-  if (identity === undefined) throw new Error(`${CERT_FILES.chain} has no SPIFFE URI SAN`);
+  if (identity === undefined) throw new Error(`${names.chain} has no SPIFFE URI SAN`);
   const notAfter = new Date(leaf.validTo);
-  if (notAfter <= now) throw new Error(`${CERT_FILES.chain} expired at ${notAfter.toISOString()}`);
-  if (!chainsToRoot(pemCertificates(chain!), roots)) throw new Error(`${CERT_FILES.chain} is not issued by ${CERT_FILES.root}`);
+  if (notAfter <= now) throw new Error(`${names.chain} expired at ${notAfter.toISOString()}`);
+  if (!chainsToRoot(pemCertificates(pem.chain), roots)) throw new Error(`${names.chain} is not issued by ${names.root}`);
   // createSecureContext checks that the key matches the certificate.
-  const context = createSecureContext({ cert: chain, key, ca: root, minVersion: 'TLSv1.2' });
+  const context = createSecureContext({ cert: pem.chain, key: pem.key, ca: pem.root, minVersion: 'TLSv1.2' });
   return { identity, notAfter, context, leaf, roots };
+}
+
+/** Where the workload credentials come from: files (CertStore) or the control plane (SDS). */
+export interface CredentialSource {
+  /** The newest good credentials, or null when none ever loaded. */
+  current(): WorkloadCredentials | null;
+  /** Where the chain and the root came from (file paths, or SDS secret names), for /certs. */
+  readonly origin: { readonly chain: string; readonly root: string };
+  close(): void;
+}
+
+/**
+ * Credentials pushed by the control plane (SDS secrets `default` and `ROOTCA` over ADS). Each
+ * good set replaces the previous one for new handshakes; a bad one is refused and the previous
+ * one stays.
+ */
+export class PushedCredentials implements CredentialSource {
+  readonly origin = { chain: 'sds:default', root: 'sds:ROOTCA' } as const;
+  #current: WorkloadCredentials | null = null;
+  readonly #onLoaded: ((c: WorkloadCredentials) => void) | undefined;
+
+  constructor(onLoaded?: (c: WorkloadCredentials) => void) {
+    this.#onLoaded = onLoaded;
+  }
+
+  current(): WorkloadCredentials | null {
+    return this.#current;
+  }
+
+  /** Checks and takes a set; throws with the reason (and keeps the previous set) when it is unusable. */
+  update(pem: { readonly chain: string; readonly key: string; readonly root: string }): void {
+    const loaded = credentialsFromPem(pem, { chain: 'secret default', root: 'secret ROOTCA' });
+    this.#current = loaded;
+    this.#onLoaded?.(loaded);
+  }
+
+  close(): void {}
 }
 
 export interface CertStoreOptions {
@@ -119,7 +168,7 @@ export interface CertStoreOptions {
   readonly onError?: (message: string) => void;
 }
 
-export class CertStore {
+export class CertStore implements CredentialSource {
   readonly dir: string;
   #current: WorkloadCredentials | null = null;
   #watcher: FSWatcher | null = null;
@@ -154,6 +203,10 @@ export class CertStore {
   /** The newest good credentials, or null when none ever loaded. */
   current(): WorkloadCredentials | null {
     return this.#current;
+  }
+
+  get origin(): { readonly chain: string; readonly root: string } {
+    return { chain: join(this.dir, CERT_FILES.chain), root: join(this.dir, CERT_FILES.root) };
   }
 
   /** Kubernetes swaps secret volumes by renaming a symlinked directory: the directory is watched. */

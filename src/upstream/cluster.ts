@@ -3,7 +3,8 @@
  * and the load balancer over the hosts not ejected. Built from a ClusterSpec; replaced (not
  * mutated) when the spec's config changes. Host discovery differs by type:
  * - STATIC: the endpoints as given;
- * - STRICT_DNS: endpoint names resolved to every address, re-resolved every refresh period;
+ * - STRICT_DNS: endpoint names resolved to every address (of the lookup family; only the first
+ *   for LOGICAL_DNS), re-resolved every refresh period;
  * - ORIGINAL_DST: a host per destination the request names, created on demand.
  */
 import { lookup } from 'node:dns/promises';
@@ -117,7 +118,7 @@ export abstract class Cluster {
     return { tls: { sni: tls.sni, subjectAltNames: tls.subjectAltNames, trustDomain: tls.trustDomain, credentials: this.#credentials } };
   }
 
-  protected makeHost(address: string, port: number, weight: number, labels: Readonly<Record<string, string>>): Host {
+  protected makeHost(address: string, port: number, weight: number, labels: Readonly<Record<string, string>>, priority = 0, healthy = true): Host {
     const target = address.startsWith('unix://')
       ? { host: '', port: 0, path: address.slice('unix://'.length), ...this.#tlsFor(labels) }
       : {
@@ -133,18 +134,33 @@ export abstract class Cluster {
       pool.retire();
       h2?.retire();
     }
-    return new Host(address, port, weight, labels, pool, this.outlier?.monitor() ?? null, h2);
+    return new Host(address, port, weight, labels, pool, this.outlier?.monitor() ?? null, h2, priority, healthy);
   }
 }
 
+/** An endpoint as a host list holds it (a model Endpoint, or one address a DNS name resolved to). */
+type HostEntry = Pick<Endpoint, 'address' | 'port' | 'weight' | 'labels' | 'priority' | 'healthy'>;
+
+/** A host takes traffic outside panic: the control plane calls it healthy and it is not ejected. */
+const isAvailable = (h: Host): boolean => h.healthy && !(h.outlier?.ejected ?? false);
+
 /**
- * A cluster whose host list is replaced as a whole (STATIC and STRICT_DNS). The balancer covers
- * the hosts outlier detection has not ejected, or every host in panic: when the healthy share
- * falls below the panic threshold (a threshold of 0 disables panic, so with every host ejected
- * there is no host to pick).
+ * A cluster whose host list is replaced as a whole (STATIC and STRICT_DNS).
+ *
+ * Which hosts the balancer covers (recomputed on every host-list or ejection change, never per
+ * request): the serving level is the highest priority (lowest number) with an available host, or
+ * the highest priority when none has one. The balancer covers that level's available hosts, or
+ * all its hosts in panic: when their share falls below the panic threshold (a threshold of 0
+ * disables panic, so with no available host there is no host to pick).
+ *
+ * Envoy differs with several priorities: it spills a share of the traffic to the next level as
+ * soon as a level's availability × overprovisioning factor (1.4) drops below 100%, where skiff
+ * moves everything only once a level has no available host at all.
  */
 class HostListCluster extends Cluster {
   #hosts: readonly Host[] = [];
+  /** The hosts by priority level, highest priority first; one entry when all share a level. */
+  #levels: ReadonlyArray<readonly Host[]> = [];
   #lb: LoadBalancer;
 
   constructor(spec: ClusterSpec, options: ClusterOptions) {
@@ -154,10 +170,11 @@ class HostListCluster extends Cluster {
   }
 
   #rebalance(): void {
-    const all = this.#hosts;
-    const healthy = this.outlier === null ? all : all.filter((h) => !h.outlier!.ejected);
-    const panic = healthy.length < all.length && (100 * healthy.length) / all.length < this.spec.healthyPanicThreshold;
-    this.#lb = createLoadBalancer(this.spec.lb, panic ? all : healthy);
+    const levels = this.#levels;
+    const level = levels.find((l) => l.some(isAvailable)) ?? levels[0] ?? [];
+    const available = level.every(isAvailable) ? level : level.filter(isAvailable);
+    const panic = available.length < level.length && (100 * available.length) / level.length < this.spec.healthyPanicThreshold;
+    this.#lb = createLoadBalancer(this.spec.lb, panic ? level : available);
   }
 
   protected discovered(): Promise<void> {
@@ -172,17 +189,18 @@ class HostListCluster extends Cluster {
     return this.#lb.pick(ctx);
   }
 
-  /** Installs a new host list, keeping the Host (and pool) of every endpoint that stays. */
-  protected setHosts(next: ReadonlyArray<{ address: string; port: number; weight: number; labels: Readonly<Record<string, string>> }>): void {
-    const old = new Map(this.#hosts.map((h) => [`${h.key}|${h.weight}`, h]));
+  /** Installs a new host list, keeping the Host (and pool) of every endpoint that stays as it was. */
+  protected setHosts(next: readonly HostEntry[]): void {
+    const probeOf = (key: string, e: HostEntry): string => `${key}|${e.weight}|${e.priority ?? 0}|${e.healthy ?? true}`;
+    const old = new Map(this.#hosts.map((h) => [probeOf(h.key, h), h]));
     const hosts = next.map((e) => {
-      const probe = `${hostKey(e.address, e.port)}|${e.weight}`;
+      const probe = probeOf(hostKey(e.address, e.port), e);
       const kept = old.get(probe);
       if (kept !== undefined) {
         old.delete(probe);
         return kept;
       }
-      return this.makeHost(e.address, e.port, e.weight, e.labels);
+      return this.makeHost(e.address, e.port, e.weight, e.labels, e.priority ?? 0, e.healthy ?? true);
     });
     for (const gone of old.values()) {
       gone.pool.retire();
@@ -190,8 +208,21 @@ class HostListCluster extends Cluster {
       if (gone.outlier !== null) this.outlier?.remove(gone.outlier);
     }
     this.#hosts = hosts;
+    this.#levels = byPriority(hosts);
     this.#rebalance();
   }
+}
+
+/** Hosts grouped by priority, highest priority (lowest number) first; `[hosts]` when all share one. */
+function byPriority(hosts: readonly Host[]): ReadonlyArray<readonly Host[]> {
+  if (hosts.every((h) => h.priority === hosts[0]!.priority)) return hosts.length === 0 ? [] : [hosts];
+  const levels = new Map<number, Host[]>();
+  for (const h of hosts) {
+    const level = levels.get(h.priority);
+    if (level === undefined) levels.set(h.priority, [h]);
+    else level.push(h);
+  }
+  return [...levels.entries()].sort((a, b) => a[0] - b[0]).map(([, l]) => l);
 }
 
 export class StaticCluster extends HostListCluster {
@@ -217,7 +248,7 @@ export class StrictDnsCluster extends HostListCluster {
   }
 
   async #resolve(): Promise<void> {
-    const resolved: Array<{ address: string; port: number; weight: number; labels: Readonly<Record<string, string>> }> = [];
+    const resolved: HostEntry[] = [];
     let failures = 0;
     await Promise.all(
       this.spec.endpoints.map(async (e: Endpoint) => {
@@ -226,7 +257,7 @@ export class StrictDnsCluster extends HostListCluster {
           return;
         }
         try {
-          const addrs = await lookup(e.address, { all: true });
+          const addrs = pickAddresses(await lookup(e.address, { all: true }), this.spec.dnsLookupFamily, this.spec.firstAddressOnly === true);
           for (const a of addrs) resolved.push({ ...e, address: a.address });
         } catch (err) {
           failures++;
@@ -280,6 +311,24 @@ export class OriginalDstCluster extends Cluster {
       if (h.activeRequests === 0 && h.pool.activeConnections === 0 && (h.h2?.activeConnections ?? 0) === 0) this.#hosts.delete(key);
     }
   }
+}
+
+/**
+ * The addresses of one name a STRICT_DNS cluster uses, by the cluster's lookup family (Envoy
+ * dns_lookup_family; absent: all), then only the first when `firstOnly` (LOGICAL_DNS).
+ */
+function pickAddresses(
+  addrs: ReadonlyArray<{ address: string; family: number }>,
+  family: ClusterSpec['dnsLookupFamily'],
+  firstOnly: boolean,
+): ReadonlyArray<{ address: string; family: number }> {
+  const of = (f: number): ReadonlyArray<{ address: string; family: number }> => addrs.filter((a) => a.family === f);
+  let used = addrs;
+  if (family === 'V4_ONLY') used = of(4);
+  else if (family === 'V6_ONLY') used = of(6);
+  else if (family === 'V4_PREFERRED') used = of(4).length > 0 ? of(4) : of(6);
+  else if (family === 'V6_PREFERRED') used = of(6).length > 0 ? of(6) : of(4);
+  return firstOnly ? used.slice(0, 1) : used;
 }
 
 export function createCluster(spec: ClusterSpec, options: ClusterOptions): Cluster {

@@ -25,6 +25,10 @@ export class Host {
     readonly outlier: HostOutlierMonitor | null = null,
     /** HTTP/2 sessions, for clusters that speak HTTP/2 upstream; null otherwise. */
     readonly h2: H2Pool | null = null,
+    /** Priority level, 0 the highest (Envoy EDS priorities). */
+    readonly priority: number = 0,
+    /** False when the control plane reports the host unhealthy: it takes traffic only in panic. */
+    readonly healthy: boolean = true,
   ) {
     this.key = hostKey(address, port);
     const tls = pool.target.tls;

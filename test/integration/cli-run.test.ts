@@ -13,6 +13,9 @@ import { get, request } from '../helpers/client.js';
 import { REPO, runCli, startCli, waitReady, type CliProcess } from '../helpers/cli.js';
 import { serviceEntry } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
+import { assignment, edsCluster, httpListener, PASSTHROUGH_CLUSTER, routeConfig, virtualOutbound } from '../helpers/xds-resources.js';
+import { AdsServer } from '../support/ads-server.js';
+import { TypeUrl } from '../../src/config/xds/proto.js';
 
 const MISSPELT = `apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -316,10 +319,41 @@ describe('skiff command line', () => {
     expect(r.stdout).toBe('');
   });
 
-  it('refuses --xds for now', async () => {
-    const r = await runCli(['run', '-c', '.', '--xds', '127.0.0.1:15010', '--outbound-port', '0', '--admin-port', '0', '--readiness-port', '0']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain('--xds is not supported yet');
-    expect(r.stderr).not.toContain('ready:');
+  it('takes its config from an ADS server on a unix socket (--xds PATH), and drains on SIGTERM', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'skiff-xds-'));
+    const server = await AdsServer.start({ socketPath: join(dir, 'xds.sock') });
+    const a = await startUpstream('a');
+    try {
+      server.setResources(TypeUrl.cluster, [edsCluster('a.test', 80), PASSTHROUGH_CLUSTER]);
+      server.setResources(TypeUrl.endpoints, [assignment('outbound|80||a.test', [a.port])]);
+      server.setResources(TypeUrl.listener, [virtualOutbound(), httpListener(80)]);
+      server.setResources(TypeUrl.routes, [routeConfig('80', { 'a.test': [{ to: 'outbound|80||a.test' }] })]);
+      const p = startCli(['run', '--xds', join(dir, 'xds.sock'), '--outbound-port', '0', '--admin-port', '0', '--readiness-port', '0'], { ...process.env, POD_NAME: 'cli-pod', POD_NAMESPACE: 'shop', INSTANCE_IP: '10.1.2.3' });
+      try {
+        const ports = await waitReady(p);
+        expect(p.stderr()).toContain(`from xds:${join(dir, 'xds.sock')}`);
+        expect((await get(ports.outbound, 'a.test')).json().server).toBe('a');
+        expect((await get(ports.readiness, 'localhost', '/healthz/ready')).status).toBe(200);
+        // The node istiod expects of a sidecar in namespace shop.
+        expect(server.requests.find((r) => r.node !== undefined)?.node).toMatchObject({ id: 'sidecar~10.1.2.3~cli-pod.shop~shop.svc.cluster.local', metadata: { NAMESPACE: 'shop', INSTANCE_IPS: '10.1.2.3' } });
+        p.child.kill('SIGTERM');
+        expect((await p.exited()).code).toBe(0);
+      } finally {
+        p.kill();
+      }
+    } finally {
+      await server.close();
+      await a.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses --xds for a gateway, and a control plane address without a port', async () => {
+    const gateway = await runCli(['run', '--xds', '127.0.0.1:15010', '--mode', 'gateway']);
+    expect(gateway.code).toBe(1);
+    expect(gateway.stderr).toContain('a gateway takes Istio YAML');
+    const noPort = await runCli(['run', '--xds', 'istiod.istio-system.svc']);
+    expect(noPort.code).toBe(1);
+    expect(noPort.stderr).toContain('--xds needs HOST:PORT or a unix socket path');
   });
 });

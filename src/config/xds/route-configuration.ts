@@ -21,9 +21,17 @@
  * - a route `runtime_fraction` of 0% drops the route and of 100% is no condition (skiff has no
  *   runtime and no random route match, so fractions in between are refused);
  * - `path_separated_prefix` becomes an RE2 full match `prefix(/.*)?`; `grpc` becomes a
- *   content-type match.
+ *   content-type match;
+ * - per-filter configs (per-filter-config.ts), mirror policies and retry policies are inherited
+ *   from the virtual host and the route configuration by the routes that set none, the most
+ *   specific winning (Envoy's mostSpecificPerFilterConfig and policy precedence);
+ * - `include_request_attempt_count` of the virtual host is set on each of its forwarding routes.
+ *
+ * Timeouts, hash policies and upgrades of a route action are read in route-action-policies.ts.
  */
 import type {
+  CorsPolicy,
+  ForwardAction,
   HeaderMatch,
   HeaderMutation,
   HeaderToAdd,
@@ -39,13 +47,12 @@ import type {
   VirtualHost,
   WeightedCluster,
 } from '../../model/index.js';
-import { translateRe2 } from '../../core/re2.js';
+import { FieldReader, isObject, isSet, type Fields, type Spec, type XdsProblem } from './fields.js';
+import { PerFilterConfigReader, type FilterPolicies } from './per-filter-config.js';
+import { RouteActionPolicyReader } from './route-action-policies.js';
 
-export interface XdsProblem {
-  /** snake_case field path, e.g. `virtual_hosts[0].routes[3].match.safe_regex.regex`. */
-  readonly path: string;
-  readonly message: string;
-}
+export type { XdsProblem } from './fields.js';
+
 
 /** `problems` non-empty means the configuration must not be used (a NACK). */
 export type RouteConfigurationResult = { readonly config: RouteConfig; readonly problems: readonly XdsProblem[] };
@@ -58,35 +65,29 @@ export function translateRouteConfiguration(rc: unknown, fallbackName?: string):
 
 // === field specs ===
 
-/** How one message's fields are handled: translated, accepted without effect (why), or refused unless unset. */
-interface Spec {
-  readonly handled: readonly string[];
-  readonly ignored?: Readonly<Record<string, string>>;
-  readonly refused?: Readonly<Record<string, string>>;
-}
 
 const NO_RUNTIME = 'skiff has no runtime: the configured default applies';
 const STATS_ONLY = 'names stats only';
-const TYPED_PER_FILTER = 'per-filter configuration (fault, local rate limit, RBAC, …) is not translated yet';
+const TYPED_PER_FILTER = 'per-filter configuration of a weighted cluster is not supported';
 
 const ROUTE_CONFIGURATION: Spec = {
   handled: [
     'name', 'virtual_hosts', 'internal_only_headers', 'request_headers_to_add', 'request_headers_to_remove',
     'response_headers_to_add', 'response_headers_to_remove', 'most_specific_header_mutations_wins',
-    'max_direct_response_body_size_bytes',
+    'max_direct_response_body_size_bytes', 'typed_per_filter_config', 'request_mirror_policies',
   ],
   ignored: {
     // Only makes Envoy check at load time that routed clusters exist in CDS; routing is unchanged.
     validate_clusters: 'a load-time check only',
     metadata: 'opaque to routing',
+    // Istio sets it on every route configuration. skiff matches domains without the Host's port
+    // whatever it says (virtual host domains lose their port below).
+    ignore_port_in_host_matching: 'skiff always matches the host without its port',
   },
   refused: {
     vhds: 'on-demand virtual hosts (VHDS) are not supported',
     cluster_specifier_plugins: 'cluster specifier plugins are not supported',
-    request_mirror_policies: 'route-configuration-level mirror policies are not supported',
-    ignore_port_in_host_matching: 'host matching ignoring the port is not supported',
     ignore_path_parameters_in_path_matching: 'path parameters are not stripped before matching',
-    typed_per_filter_config: TYPED_PER_FILTER,
   },
 };
 
@@ -94,6 +95,7 @@ const VIRTUAL_HOST: Spec = {
   handled: [
     'name', 'domains', 'routes', 'require_tls', 'request_headers_to_add', 'request_headers_to_remove',
     'response_headers_to_add', 'response_headers_to_remove', 'retry_policy', 'include_request_attempt_count',
+    'cors', 'typed_per_filter_config', 'request_mirror_policies',
   ],
   ignored: {
     virtual_clusters: STATS_ONLY,
@@ -102,21 +104,18 @@ const VIRTUAL_HOST: Spec = {
   refused: {
     matcher: 'the generic matcher tree is not supported',
     rate_limits: 'global rate limiting is not supported',
-    cors: 'virtual-host CORS is not supported',
-    typed_per_filter_config: TYPED_PER_FILTER,
     include_attempt_count_in_response: 'x-envoy-attempt-count in responses is not supported',
     retry_policy_typed_config: 'typed retry policies are not supported',
     hedge_policy: 'request hedging is not supported',
     per_request_buffer_limit_bytes: 'per-route buffer limits are not supported',
     request_body_buffer_limit: 'per-route buffer limits are not supported',
-    request_mirror_policies: 'virtual-host-level mirror policies are not supported',
   },
 };
 
 const ROUTE: Spec = {
   handled: [
     'name', 'match', 'route', 'redirect', 'direct_response', 'request_headers_to_add', 'request_headers_to_remove',
-    'response_headers_to_add', 'response_headers_to_remove',
+    'response_headers_to_add', 'response_headers_to_remove', 'typed_per_filter_config',
   ],
   ignored: {
     // Istio sets it on every route; it names the tracing span only.
@@ -127,7 +126,6 @@ const ROUTE: Spec = {
   refused: {
     filter_action: 'filter actions are not supported',
     non_forwarding_action: 'non-forwarding actions are not supported',
-    typed_per_filter_config: TYPED_PER_FILTER,
     tracing: 'per-route tracing overrides are not supported',
     per_request_buffer_limit_bytes: 'per-route buffer limits are not supported',
     request_body_buffer_limit: 'per-route buffer limits are not supported',
@@ -137,10 +135,9 @@ const ROUTE: Spec = {
 const ROUTE_MATCH: Spec = {
   handled: [
     'prefix', 'path', 'safe_regex', 'path_separated_prefix', 'case_sensitive', 'headers', 'query_parameters',
-    'runtime_fraction', 'grpc',
+    'runtime_fraction', 'grpc', 'connect_matcher',
   ],
   refused: {
-    connect_matcher: 'CONNECT matching is not supported',
     path_match_policy: 'path match policies (URI templates) are not supported',
     tls_context: 'TLS context matching is not supported',
     dynamic_metadata: 'dynamic metadata matching is not supported',
@@ -158,20 +155,14 @@ const HEADER_MATCHER: Spec = {
 };
 
 const QUERY_PARAMETER_MATCHER: Spec = { handled: ['name', 'string_match', 'present_match'] };
-const STRING_MATCHER: Spec = {
-  handled: ['exact', 'prefix', 'suffix', 'safe_regex', 'contains', 'ignore_case'],
-  refused: { custom: 'custom string matchers are not supported' },
-};
-const REGEX_MATCHER: Spec = { handled: ['regex', 'google_re2'] };
-const GOOGLE_RE2: Spec = { handled: [], ignored: { max_program_size: 'deprecated; program size is not limited' } };
 const RUNTIME_FRACTION: Spec = { handled: ['default_value'], ignored: { runtime_key: NO_RUNTIME } };
-const FRACTIONAL_PERCENT: Spec = { handled: ['numerator', 'denominator'] };
 
 const ROUTE_ACTION: Spec = {
   handled: [
     'cluster', 'weighted_clusters', 'prefix_rewrite', 'regex_rewrite', 'host_rewrite_literal', 'timeout',
     'retry_policy', 'request_mirror_policies', 'priority', 'cluster_not_found_response_code',
-    'internal_redirect_action',
+    'internal_redirect_action', 'hash_policy', 'cors', 'max_grpc_timeout', 'grpc_timeout_offset',
+    'max_stream_duration', 'upgrade_configs',
   ],
   ignored: { include_vh_rate_limits: 'rate limits are refused where they are configured' },
   refused: {
@@ -188,12 +179,6 @@ const ROUTE_ACTION: Spec = {
     early_data_policy: 'early data policies are not supported',
     retry_policy_typed_config: 'typed retry policies are not supported',
     rate_limits: 'global rate limiting is not supported',
-    hash_policy: 'hash policies (consistent hashing) are not supported on routes yet',
-    cors: 'route-action CORS is not supported',
-    max_grpc_timeout: 'grpc-timeout handling is not supported',
-    grpc_timeout_offset: 'grpc-timeout handling is not supported',
-    max_stream_duration: 'stream duration limits are not supported',
-    upgrade_configs: 'per-route upgrade configuration is not supported',
     internal_redirect_policy: 'internal redirects are not supported',
     max_internal_redirects: 'internal redirects are not supported',
     hedge_policy: 'request hedging is not supported',
@@ -266,8 +251,6 @@ const REGEX_MATCH_AND_SUBSTITUTE: Spec = { handled: ['pattern', 'substitution'] 
 
 const REDIRECT_CODES = ['MOVED_PERMANENTLY', 'FOUND', 'SEE_OTHER', 'TEMPORARY_REDIRECT', 'PERMANENT_REDIRECT'] as const;
 const REDIRECT_STATUS: readonly RedirectAction['responseCode'][] = [301, 302, 303, 307, 308];
-const DENOMINATORS = ['HUNDRED', 'TEN_THOUSAND', 'MILLION'] as const;
-const DENOMINATOR_VALUES = [100, 10_000, 1_000_000] as const;
 const APPEND_ACTIONS = ['APPEND_IF_EXISTS_OR_ADD', 'ADD_IF_ABSENT', 'OVERWRITE_IF_EXISTS_OR_ADD', 'OVERWRITE_IF_EXISTS'] as const;
 const TLS_REQUIREMENTS = ['NONE', 'EXTERNAL_ONLY', 'ALL'] as const;
 const PREVIOUS_HOSTS = 'envoy.retry_host_predicates.previous_hosts';
@@ -281,20 +264,6 @@ const DEFAULT_HOST_SELECTION_ATTEMPTS = 1;
 
 const NONE: HeaderMutation = { remove: [], add: [] };
 
-type Obj = Readonly<Record<string, unknown>>;
-/** A message's fields by snake_case name (absent and null fields left out). */
-type Fields = ReadonlyMap<string, unknown>;
-
-const snake = (name: string): string => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-const isObject = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** A refused field counts as set unless it holds its proto3 default. */
-function isSet(v: unknown): boolean {
-  if (v === undefined || v === null || v === false || v === 0 || v === '' || v === '0') return false;
-  if (Array.isArray(v)) return v.length > 0;
-  if (isObject(v)) return Object.keys(v).length > 0;
-  return true;
-}
 
 /** RE2 quoting of a literal. */
 const quoteRe2 = (s: string): string => s.replace(/[\\.+*?()|[\]{}^$]/g, (c) => `\\${c}`);
@@ -321,138 +290,34 @@ interface Mutations {
 
 // === impl Translator ===
 
-class Translator {
-  readonly problems: XdsProblem[] = [];
+class Translator extends FieldReader {
+  readonly #filters = new PerFilterConfigReader();
+  readonly #policies = new RouteActionPolicyReader();
 
-  #problem(path: string, message: string): void {
-    this.problems.push({ path, message });
-  }
-
-  /** Reads a message: checks that it is an object, maps names to snake_case, reports unknown, duplicate and refused fields. */
-  #message(v: unknown, path: string, spec: Spec): Fields {
-    const out = new Map<string, unknown>();
-    if (v === undefined || v === null) return out;
-    if (!isObject(v)) {
-      this.#problem(path, 'must be an object');
-      return out;
-    }
-    for (const [key, value] of Object.entries(v)) {
-      const name = snake(key);
-      const at = path === '' ? name : `${path}.${name}`;
-      if (out.has(name)) {
-        this.#problem(at, 'set twice (snake_case and lowerCamelCase)');
-        continue;
-      }
-      if (value === null) continue;
-      if (spec.handled.includes(name)) out.set(name, value);
-      else if (spec.ignored !== undefined && name in spec.ignored) continue;
-      else if (spec.refused !== undefined && name in spec.refused) {
-        if (isSet(value)) this.#problem(at, `not supported: ${spec.refused[name]}`);
-      } else this.#problem(at, 'unknown field');
-    }
-    return out;
-  }
-
-  #string(v: unknown, path: string): string | undefined {
-    if (v === undefined) return undefined;
-    if (typeof v === 'string') return v;
-    this.#problem(path, 'must be a string');
-    return undefined;
-  }
-
-  /** bool, or a BoolValue wrapper `{value}`. */
-  #bool(v: unknown, path: string): boolean | undefined {
-    if (v === undefined) return undefined;
-    if (isObject(v) && Object.keys(v).every((k) => k === 'value')) return this.#bool(v['value'] ?? false, path);
-    if (typeof v === 'boolean') return v;
-    this.#problem(path, 'must be a boolean');
-    return undefined;
-  }
-
-  /** uint32/uint64 or their wrappers: a number, a decimal string, or `{value}`. */
-  #uint(v: unknown, path: string): number | undefined {
-    if (v === undefined) return undefined;
-    if (isObject(v) && Object.keys(v).every((k) => k === 'value')) return this.#uint(v['value'] ?? 0, path);
-    const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
-    if (Number.isSafeInteger(n) && n >= 0) return n;
-    this.#problem(path, 'must be a non-negative integer');
-    return undefined;
-  }
-
-  /** google.protobuf.Duration: `"1.5s"` or `{seconds, nanos}`; milliseconds. */
-  #duration(v: unknown, path: string): number | undefined {
-    if (v === undefined) return undefined;
-    if (typeof v === 'string') {
-      const m = /^(\d+)(?:\.(\d{1,9}))?s$/.exec(v.trim());
-      if (m === null) {
-        this.#problem(path, `invalid duration ${JSON.stringify(v)}: expected seconds with an "s" suffix, e.g. "15s" or "0.25s"`);
-        return undefined;
-      }
-      return Number(m[1]) * 1000 + Number((m[2] ?? '').padEnd(9, '0')) / 1e6;
-    }
-    if (isObject(v)) {
-      const f = this.#message(v, path, { handled: ['seconds', 'nanos'] });
-      const seconds = this.#uint(f.get('seconds'), `${path}.seconds`) ?? 0;
-      const nanos = this.#uint(f.get('nanos'), `${path}.nanos`) ?? 0;
-      if (nanos > 999_999_999) this.#problem(`${path}.nanos`, 'must be below 1e9');
-      return seconds * 1000 + nanos / 1e6;
-    }
-    this.#problem(path, 'must be a duration ("15s" or {seconds, nanos})');
-    return undefined;
-  }
-
-  /** An enum given by name or number; returns its index. */
-  #enum(v: unknown, path: string, names: readonly string[]): number | undefined {
-    if (v === undefined) return undefined;
-    const i = typeof v === 'number' ? v : typeof v === 'string' ? names.indexOf(v) : -1;
-    if (Number.isInteger(i) && i >= 0 && i < names.length) return i;
-    this.#problem(path, `must be one of ${names.join(', ')}`);
-    return undefined;
-  }
-
-  #list(v: unknown, path: string): readonly unknown[] {
-    if (v === undefined) return [];
-    if (Array.isArray(v)) return v;
-    this.#problem(path, 'must be a list');
-    return [];
-  }
-
-  #strings(v: unknown, path: string): string[] {
-    return this.#list(v, path).flatMap((s, i) => this.#string(s, `${path}[${i}]`) ?? []);
-  }
-
-  /** An RE2 pattern, validated as the Istio translator does (core/re2). */
-  #regex(v: unknown, path: string): string | undefined {
-    const f = this.#message(v, path, REGEX_MATCHER);
-    this.#message(f.get('google_re2'), `${path}.google_re2`, GOOGLE_RE2);
-    const regex = this.#string(f.get('regex'), `${path}.regex`);
-    if (regex === undefined) {
-      this.#problem(`${path}.regex`, 'required');
-      return undefined;
-    }
-    const t = translateRe2(regex);
-    if ('error' in t) {
-      this.#problem(`${path}.regex`, `invalid RE2 regex ${JSON.stringify(regex)}: ${t.error}`);
-      return undefined;
-    }
-    return regex;
+  /** Moves the sub-readers' problems here, keeping their order; returns `v`. */
+  #take<T>(v: T): T {
+    this.problems.push(...this.#filters.problems.splice(0), ...this.#policies.problems.splice(0));
+    return v;
   }
 
   // --- route configuration ---
 
   routeConfiguration(rc: unknown, fallbackName: string): RouteConfig {
-    const f = this.#message(rc, '', ROUTE_CONFIGURATION);
-    const name = this.#string(f.get('name'), 'name') || fallbackName;
-    const maxBody = this.#uint(f.get('max_direct_response_body_size_bytes'), 'max_direct_response_body_size_bytes') ?? DEFAULT_MAX_DIRECT_BODY;
-    const internalOnly = this.#strings(f.get('internal_only_headers'), 'internal_only_headers').map((h) => h.toLowerCase());
+    const f = this.message(rc, '', ROUTE_CONFIGURATION);
+    const name = this.string(f.get('name'), 'name') || fallbackName;
+    const maxBody = this.uint(f.get('max_direct_response_body_size_bytes'), 'max_direct_response_body_size_bytes') ?? DEFAULT_MAX_DIRECT_BODY;
+    const internalOnly = this.strings(f.get('internal_only_headers'), 'internal_only_headers').map((h) => h.toLowerCase());
     const ctx: ConfigContext = {
+      name,
       mutations: this.#mutations(f, ''),
-      mostSpecificWins: this.#bool(f.get('most_specific_header_mutations_wins'), 'most_specific_header_mutations_wins') ?? false,
+      mostSpecificWins: this.bool(f.get('most_specific_header_mutations_wins'), 'most_specific_header_mutations_wins') ?? false,
       maxBody,
       internalOnly,
+      filters: this.#take(this.#filters.typedPerFilterConfig(f.get('typed_per_filter_config'), 'typed_per_filter_config', `${name}|`)),
+      mirrors: this.#mirrors(f.get('request_mirror_policies'), 'request_mirror_policies'),
     };
     const seen = new Map<string, string>();
-    const virtualHosts = this.#list(f.get('virtual_hosts'), 'virtual_hosts').map((vh, i) => this.#virtualHost(vh, `virtual_hosts[${i}]`, ctx, seen));
+    const virtualHosts = this.list(f.get('virtual_hosts'), 'virtual_hosts').map((vh, i) => this.#virtualHost(vh, `virtual_hosts[${i}]`, ctx, seen));
     return { name, virtualHosts };
   }
 
@@ -471,45 +336,45 @@ class Translator {
   }
 
   #removals(v: unknown, path: string): string[] {
-    const names = this.#strings(v, path);
+    const names = this.strings(v, path);
     names.forEach((n, i) => this.#checkMutable(n, `${path}[${i}]`));
     return names;
   }
 
   /** Envoy refuses to mutate pseudo-headers and Host through header lists. */
   #checkMutable(name: string, path: string): void {
-    if (name === '') this.#problem(path, 'header name must not be empty');
-    else if (name.startsWith(':') || name.toLowerCase() === 'host') this.#problem(path, `${name} may not be modified (Envoy: ":-prefixed or host headers may not be modified")`);
+    if (name === '') this.problem(path, 'header name must not be empty');
+    else if (name.startsWith(':') || name.toLowerCase() === 'host') this.problem(path, `${name} may not be modified (Envoy: ":-prefixed or host headers may not be modified")`);
   }
 
   /** HeaderValueOption list. `append` defaults to true; `append_action` to APPEND_IF_EXISTS_OR_ADD. */
   #additions(v: unknown, path: string): HeaderToAdd[] {
     const out: HeaderToAdd[] = [];
-    this.#list(v, path).forEach((o, i) => {
+    this.list(v, path).forEach((o, i) => {
       const at = `${path}[${i}]`;
-      const f = this.#message(o, at, HEADER_VALUE_OPTION);
-      const h = this.#message(f.get('header'), `${at}.header`, HEADER_VALUE);
-      const name = this.#string(h.get('key'), `${at}.header.key`) ?? '';
+      const f = this.message(o, at, HEADER_VALUE_OPTION);
+      const h = this.message(f.get('header'), `${at}.header`, HEADER_VALUE);
+      const name = this.string(h.get('key'), `${at}.header.key`) ?? '';
       this.#checkMutable(name, `${at}.header.key`);
-      let value = this.#string(h.get('value'), `${at}.header.value`);
-      const raw = this.#string(h.get('raw_value'), `${at}.header.raw_value`);
+      let value = this.string(h.get('value'), `${at}.header.value`);
+      const raw = this.string(h.get('raw_value'), `${at}.header.raw_value`);
       if (raw !== undefined) {
-        if (value !== undefined) this.#problem(`${at}.header`, 'value and raw_value are exclusive');
+        if (value !== undefined) this.problem(`${at}.header`, 'value and raw_value are exclusive');
         value = Buffer.from(raw, 'base64').toString('latin1');
       }
-      const appendFlag = this.#bool(f.get('append'), `${at}.append`);
-      const action = this.#enum(f.get('append_action'), `${at}.append_action`, APPEND_ACTIONS);
+      const appendFlag = this.bool(f.get('append'), `${at}.append`);
+      const action = this.enum(f.get('append_action'), `${at}.append_action`, APPEND_ACTIONS);
       let append = appendFlag ?? true;
       if (appendFlag !== undefined && f.get('append_action') !== undefined) {
-        this.#problem(`${at}.append_action`, 'append and append_action are exclusive');
+        this.problem(`${at}.append_action`, 'append and append_action are exclusive');
       } else if (action !== undefined) {
         if (action === 1 || action === 3) {
-          this.#problem(`${at}.append_action`, `${APPEND_ACTIONS[action]} is not supported: the model only appends or overwrites`);
+          this.problem(`${at}.append_action`, `${APPEND_ACTIONS[action]} is not supported: the model only appends or overwrites`);
         }
         append = action === 0;
       }
       // Envoy drops headers whose value is empty unless keep_empty_value.
-      const keepEmpty = this.#bool(f.get('keep_empty_value'), `${at}.keep_empty_value`) ?? false;
+      const keepEmpty = this.bool(f.get('keep_empty_value'), `${at}.keep_empty_value`) ?? false;
       if ((value ?? '') === '' && !keepEmpty) return;
       out.push({ name, value: value ?? '', append });
     });
@@ -519,12 +384,12 @@ class Translator {
   // --- virtual hosts ---
 
   #virtualHost(v: unknown, path: string, ctx: ConfigContext, seen: Map<string, string>): VirtualHost {
-    const f = this.#message(v, path, VIRTUAL_HOST);
-    const name = this.#string(f.get('name'), `${path}.name`) ?? '';
-    if (name === '') this.#problem(`${path}.name`, 'required');
+    const f = this.message(v, path, VIRTUAL_HOST);
+    const name = this.string(f.get('name'), `${path}.name`) ?? '';
+    if (name === '') this.problem(`${path}.name`, 'required');
     const domains: string[] = [];
-    const raw = this.#strings(f.get('domains'), `${path}.domains`);
-    if (raw.length === 0) this.#problem(`${path}.domains`, 'at least one domain is required');
+    const raw = this.strings(f.get('domains'), `${path}.domains`);
+    if (raw.length === 0) this.problem(`${path}.domains`, 'at least one domain is required');
     raw.forEach((d, i) => {
       // The model's domains have no port; skiff matches the Host without its port.
       const lower = d.toLowerCase();
@@ -532,23 +397,28 @@ class Translator {
       const owner = seen.get(host);
       if (owner === name || domains.includes(host)) return;
       if (owner !== undefined) {
-        this.#problem(`${path}.domains[${i}]`, `domain ${JSON.stringify(d)} is also in virtual host ${JSON.stringify(owner)} (domains are matched without their port)`);
+        this.problem(`${path}.domains[${i}]`, `domain ${JSON.stringify(d)} is also in virtual host ${JSON.stringify(owner)} (domains are matched without their port)`);
         return;
       }
       seen.set(host, name);
       domains.push(host);
     });
-    // Not expressible either way: skiff always sends x-envoy-attempt-count upstream, as istio-proxy
-    // does (Istio sets include_request_attempt_count on every virtual host).
-    this.#bool(f.get('include_request_attempt_count'), `${path}.include_request_attempt_count`);
+    const requestAttemptCount = this.bool(f.get('include_request_attempt_count'), `${path}.include_request_attempt_count`) ?? false;
+    const own = this.#take(this.#filters.typedPerFilterConfig(f.get('typed_per_filter_config'), `${path}.typed_per_filter_config`, `${ctx.name}|${path}`));
+    const cors = f.has('cors') ? this.#take(this.#filters.corsPolicy(f.get('cors'), `${path}.cors`)) : undefined;
+    const mirrors = this.#mirrors(f.get('request_mirror_policies'), `${path}.request_mirror_policies`);
     const vh: VhostContext = {
       mutations: this.#mutations(f, path),
       ...(f.has('retry_policy') ? { retryPolicy: this.#retryPolicy(f.get('retry_policy'), `${path}.retry_policy`) } : {}),
+      requestAttemptCount,
+      // The older `cors` field and the CORS filter's config are the same policy at this level.
+      filters: { ...ctx.filters, ...(cors !== undefined ? { cors } : {}), ...own },
+      mirrors: mirrors.length > 0 ? mirrors : ctx.mirrors,
     };
     const routes: Route[] = [];
-    const tls = this.#enum(f.get('require_tls'), `${path}.require_tls`, TLS_REQUIREMENTS) ?? 0;
+    const tls = this.enum(f.get('require_tls'), `${path}.require_tls`, TLS_REQUIREMENTS) ?? 0;
     if (tls !== 0) routes.push(sslRedirectRoute(tls === 1));
-    this.#list(f.get('routes'), `${path}.routes`).forEach((r, i) => {
+    this.list(f.get('routes'), `${path}.routes`).forEach((r, i) => {
       routes.push(...this.#route(r, `${path}.routes[${i}]`, ctx, vh));
     });
     return { name, domains, routes };
@@ -557,28 +427,40 @@ class Translator {
   // --- routes ---
 
   #route(v: unknown, path: string, ctx: ConfigContext, vh: VhostContext): Route[] {
-    const f = this.#message(v, path, ROUTE);
-    const name = this.#string(f.get('name'), `${path}.name`) ?? '';
-    if (!f.has('match')) this.#problem(`${path}.match`, 'required');
+    const f = this.message(v, path, ROUTE);
+    const name = this.string(f.get('name'), `${path}.name`) ?? '';
+    if (!f.has('match')) this.problem(`${path}.match`, 'required');
     const match = this.#routeMatch(f.get('match'), `${path}.match`);
     const actions = ['route', 'redirect', 'direct_response'].filter((a) => f.has(a));
-    if (actions.length !== 1) this.#problem(path, 'exactly one of route, redirect or direct_response is required');
+    if (actions.length !== 1) this.problem(path, 'exactly one of route, redirect or direct_response is required');
     let action: RouteAction;
+    let actionCors: CorsPolicy | undefined;
     if (f.has('redirect')) action = this.#redirect(f.get('redirect'), `${path}.redirect`);
     else if (f.has('direct_response')) action = this.#direct(f.get('direct_response'), `${path}.direct_response`, ctx.maxBody);
-    else if (f.has('route')) action = this.#forward(f.get('route'), `${path}.route`, vh);
+    else if (f.has('route')) [action, actionCors] = this.#forward(f.get('route'), `${path}.route`, vh);
     else action = { kind: 'direct', status: 404 }; // unused: the missing action is a problem
+    const ownFilters = this.#take(this.#filters.typedPerFilterConfig(f.get('typed_per_filter_config'), `${path}.typed_per_filter_config`, `${ctx.name}|${path}`));
+    const filters: FilterPolicies = { ...vh.filters, ...(actionCors !== undefined ? { cors: actionCors } : {}), ...ownFilters };
     const own = this.#mutations(f, path);
     const levels = ctx.mostSpecificWins ? [ctx.mutations, vh.mutations, own] : [own, vh.mutations, ctx.mutations];
     const requestHeaders = foldMutations(levels.map((l) => l.request));
     const responseHeaders = foldMutations(levels.map((l) => l.response));
     if (match === 'never') return [];
-    const route: Route = { name, match, action, requestHeaders, responseHeaders };
+    const route: Route = {
+      name,
+      match,
+      action,
+      requestHeaders,
+      responseHeaders,
+      ...(filters.fault !== undefined ? { fault: filters.fault } : {}),
+      ...(filters.cors !== undefined ? { cors: filters.cors } : {}),
+      ...(filters.rateLimit !== undefined ? { rateLimit: filters.rateLimit } : {}),
+    };
     if (ctx.internalOnly.length === 0) return [route];
     // Envoy removes internal-only headers from external requests before routing.
     match.headers.forEach((h, i) => {
       if (ctx.internalOnly.includes(h.name.toLowerCase())) {
-        this.#problem(`${path}.match.headers[${i}]`, `matching on internal-only header ${h.name} is not supported`);
+        this.problem(`${path}.match.headers[${i}]`, `matching on internal-only header ${h.name} is not supported`);
       }
     });
     const internal: HeaderMatch = { name: 'x-envoy-internal', match: { kind: 'exact', value: 'true' }, invert: false, treatMissingAsEmpty: false };
@@ -594,14 +476,16 @@ class Translator {
 
   /** The route match, or 'never' for a 0% runtime fraction. */
   #routeMatch(v: unknown, path: string): RouteMatch | 'never' {
-    const f = this.#message(v, path, ROUTE_MATCH);
+    const f = this.message(v, path, ROUTE_MATCH);
+    // An empty message is set: `connect_matcher: {}` is how it is always written.
+    if (f.has('connect_matcher')) this.problem(`${path}.connect_matcher`, 'not supported: CONNECT requests are not routed by route configurations (skiff tunnels CONNECT itself)');
     const specifiers = ['prefix', 'path', 'safe_regex', 'path_separated_prefix'].filter((s) => f.has(s));
-    if (specifiers.length !== 1) this.#problem(path, 'exactly one of prefix, path, safe_regex or path_separated_prefix is required');
-    const ignoreCase = !(this.#bool(f.get('case_sensitive'), `${path}.case_sensitive`) ?? true);
+    if (specifiers.length !== 1 && !f.has('connect_matcher')) this.problem(path, 'exactly one of prefix, path, safe_regex or path_separated_prefix is required');
+    const ignoreCase = !(this.bool(f.get('case_sensitive'), `${path}.case_sensitive`) ?? true);
     let pathMatch: StringMatch | undefined;
-    const prefix = this.#string(f.get('prefix'), `${path}.prefix`);
-    const exact = this.#string(f.get('path'), `${path}.path`);
-    const separated = this.#string(f.get('path_separated_prefix'), `${path}.path_separated_prefix`);
+    const prefix = this.string(f.get('prefix'), `${path}.prefix`);
+    const exact = this.string(f.get('path'), `${path}.path`);
+    const separated = this.string(f.get('path_separated_prefix'), `${path}.path_separated_prefix`);
     if (prefix !== undefined) {
       // An empty prefix matches every path.
       if (prefix !== '') pathMatch = { kind: 'prefix', value: prefix, ignoreCase };
@@ -609,29 +493,29 @@ class Translator {
       pathMatch = { kind: 'exact', value: exact, ignoreCase };
     } else if (f.has('safe_regex')) {
       // case_sensitive does not apply to safe_regex (Envoy).
-      const regex = this.#regex(f.get('safe_regex'), `${path}.safe_regex`);
+      const regex = this.regex(f.get('safe_regex'), `${path}.safe_regex`);
       if (regex !== undefined) pathMatch = { kind: 'regex', value: regex };
     } else if (separated !== undefined) {
       if (separated.endsWith('/') || /[?#]/.test(separated) || !separated.startsWith('/')) {
-        this.#problem(`${path}.path_separated_prefix`, 'must start with "/", not end with "/" and contain no "?" or "#"');
+        this.problem(`${path}.path_separated_prefix`, 'must start with "/", not end with "/" and contain no "?" or "#"');
       } else {
         pathMatch = { kind: 'regex', value: `(?s)${ignoreCase ? '(?i)' : ''}${quoteRe2(separated)}(?:/.*)?` };
       }
     }
-    const headers = this.#list(f.get('headers'), `${path}.headers`).flatMap((h, i) => this.#headerMatch(h, `${path}.headers[${i}]`) ?? []);
+    const headers = this.list(f.get('headers'), `${path}.headers`).flatMap((h, i) => this.#headerMatch(h, `${path}.headers[${i}]`) ?? []);
     if (f.has('grpc')) {
-      this.#message(f.get('grpc'), `${path}.grpc`, { handled: [] });
+      this.message(f.get('grpc'), `${path}.grpc`, { handled: [] });
       // Envoy's isGrpcRequestHeaders: application/grpc, optionally followed by "+…" or ";…".
       headers.push({ name: 'content-type', match: { kind: 'regex', value: 'application/grpc([+;].*)?' }, invert: false, treatMissingAsEmpty: false });
     }
-    const queryParams = this.#list(f.get('query_parameters'), `${path}.query_parameters`).flatMap(
+    const queryParams = this.list(f.get('query_parameters'), `${path}.query_parameters`).flatMap(
       (q, i) => this.#queryMatch(q, `${path}.query_parameters[${i}]`) ?? [],
     );
     if (f.has('runtime_fraction')) {
       const pct = this.#runtimeFraction(f.get('runtime_fraction'), `${path}.runtime_fraction`);
       if (pct === 0) return 'never';
       if (pct !== undefined && pct < 100) {
-        this.#problem(`${path}.runtime_fraction`, `a ${pct}% route match is not supported: the model has no random route match (only 0% and 100% are)`);
+        this.problem(`${path}.runtime_fraction`, `a ${pct}% route match is not supported: the model has no random route match (only 0% and 100% are)`);
       }
     }
     return { ...(pathMatch !== undefined ? { path: pathMatch } : {}), headers, queryParams };
@@ -639,26 +523,23 @@ class Translator {
 
   /** RuntimeFractionalPercent → a percentage 0–100 (capped). */
   #runtimeFraction(v: unknown, path: string): number | undefined {
-    const f = this.#message(v, path, RUNTIME_FRACTION);
-    const d = this.#message(f.get('default_value'), `${path}.default_value`, FRACTIONAL_PERCENT);
-    const numerator = this.#uint(d.get('numerator'), `${path}.default_value.numerator`) ?? 0;
-    const denominator = this.#enum(d.get('denominator'), `${path}.default_value.denominator`, DENOMINATORS) ?? 0;
-    return Math.min(100, (numerator / DENOMINATOR_VALUES[denominator]!) * 100);
+    const f = this.message(v, path, RUNTIME_FRACTION);
+    return this.fractionalPercent(f.get('default_value'), `${path}.default_value`);
   }
 
   #headerMatch(v: unknown, path: string): HeaderMatch | undefined {
-    const f = this.#message(v, path, HEADER_MATCHER);
-    const name = this.#string(f.get('name'), `${path}.name`) ?? '';
-    if (name === '') this.#problem(`${path}.name`, 'required');
-    let invert = this.#bool(f.get('invert_match'), `${path}.invert_match`) ?? false;
-    const treatMissingAsEmpty = this.#bool(f.get('treat_missing_header_as_empty'), `${path}.treat_missing_header_as_empty`) ?? false;
+    const f = this.message(v, path, HEADER_MATCHER);
+    const name = this.string(f.get('name'), `${path}.name`) ?? '';
+    if (name === '') this.problem(`${path}.name`, 'required');
+    let invert = this.bool(f.get('invert_match'), `${path}.invert_match`) ?? false;
+    const treatMissingAsEmpty = this.bool(f.get('treat_missing_header_as_empty'), `${path}.treat_missing_header_as_empty`) ?? false;
     const kinds = ['exact_match', 'safe_regex_match', 'present_match', 'prefix_match', 'suffix_match', 'contains_match', 'string_match'].filter((k) => f.has(k));
-    if (kinds.length > 1) this.#problem(path, `only one of ${kinds.join(', ')} may be set`);
+    if (kinds.length > 1) this.problem(path, `only one of ${kinds.join(', ')} may be set`);
     let match: StringMatch | undefined;
     const literal = (k: 'exact' | 'prefix' | 'suffix' | 'contains'): StringMatch | undefined => {
-      const value = this.#string(f.get(`${k}_match`), `${path}.${k}_match`);
+      const value = this.string(f.get(`${k}_match`), `${path}.${k}_match`);
       if (value === undefined) return undefined;
-      if (value === '' && k !== 'exact') this.#problem(`${path}.${k}_match`, 'must not be empty');
+      if (value === '' && k !== 'exact') this.problem(`${path}.${k}_match`, 'must not be empty');
       return { kind: k, value };
     };
     switch (kinds[0]) {
@@ -667,14 +548,14 @@ class Translator {
       case 'suffix_match': match = literal('suffix'); break;
       case 'contains_match': match = literal('contains'); break;
       case 'safe_regex_match': {
-        const regex = this.#regex(f.get('safe_regex_match'), `${path}.safe_regex_match`);
+        const regex = this.regex(f.get('safe_regex_match'), `${path}.safe_regex_match`);
         if (regex !== undefined) match = { kind: 'regex', value: regex };
         break;
       }
-      case 'string_match': match = this.#stringMatch(f.get('string_match'), `${path}.string_match`); break;
+      case 'string_match': match = this.stringMatcher(f.get('string_match'), `${path}.string_match`); break;
       case 'present_match': {
         // present_match: false matches when the header is absent.
-        if (this.#bool(f.get('present_match'), `${path}.present_match`) === false) invert = !invert;
+        if (this.bool(f.get('present_match'), `${path}.present_match`) === false) invert = !invert;
         break;
       }
       default: break; // no specifier: a presence match
@@ -683,77 +564,62 @@ class Translator {
   }
 
   #queryMatch(v: unknown, path: string): QueryParamMatch | undefined {
-    const f = this.#message(v, path, QUERY_PARAMETER_MATCHER);
-    const name = this.#string(f.get('name'), `${path}.name`) ?? '';
-    if (name === '') this.#problem(`${path}.name`, 'required');
-    if (f.has('string_match') && f.has('present_match')) this.#problem(path, 'string_match and present_match are exclusive');
-    if (this.#bool(f.get('present_match'), `${path}.present_match`) === false) {
-      this.#problem(`${path}.present_match`, 'present_match: false is not supported');
+    const f = this.message(v, path, QUERY_PARAMETER_MATCHER);
+    const name = this.string(f.get('name'), `${path}.name`) ?? '';
+    if (name === '') this.problem(`${path}.name`, 'required');
+    if (f.has('string_match') && f.has('present_match')) this.problem(path, 'string_match and present_match are exclusive');
+    if (this.bool(f.get('present_match'), `${path}.present_match`) === false) {
+      this.problem(`${path}.present_match`, 'present_match: false is not supported');
     }
-    const match = f.has('string_match') ? this.#stringMatch(f.get('string_match'), `${path}.string_match`) : undefined;
+    const match = f.has('string_match') ? this.stringMatcher(f.get('string_match'), `${path}.string_match`) : undefined;
     return { name, ...(match !== undefined ? { match } : {}) };
-  }
-
-  #stringMatch(v: unknown, path: string): StringMatch | undefined {
-    const f = this.#message(v, path, STRING_MATCHER);
-    const ignoreCase = this.#bool(f.get('ignore_case'), `${path}.ignore_case`) ?? false;
-    const kinds = ['exact', 'prefix', 'suffix', 'safe_regex', 'contains'].filter((k) => f.has(k));
-    if (kinds.length !== 1) {
-      this.#problem(path, 'exactly one of exact, prefix, suffix, safe_regex or contains is required');
-      return undefined;
-    }
-    const kind = kinds[0] as 'exact' | 'prefix' | 'suffix' | 'safe_regex' | 'contains';
-    if (kind === 'safe_regex') {
-      // ignore_case has no effect on safe_regex (Envoy).
-      const regex = this.#regex(f.get('safe_regex'), `${path}.safe_regex`);
-      return regex === undefined ? undefined : { kind: 'regex', value: regex };
-    }
-    const value = this.#string(f.get(kind), `${path}.${kind}`);
-    if (value === undefined) return undefined;
-    if (value === '' && kind !== 'exact') this.#problem(`${path}.${kind}`, 'must not be empty');
-    return { kind, value, ...(ignoreCase ? { ignoreCase } : {}) };
   }
 
   // --- actions ---
 
-  #forward(v: unknown, path: string, vh: VhostContext): RouteAction {
-    const f = this.#message(v, path, ROUTE_ACTION);
+  /** The action, and the route's policy from the deprecated RouteAction `cors`. */
+  #forward(v: unknown, path: string, vh: VhostContext): [ForwardAction, CorsPolicy | undefined] {
+    const f = this.message(v, path, ROUTE_ACTION);
     const clusters: WeightedCluster[] = [];
-    const cluster = this.#string(f.get('cluster'), `${path}.cluster`);
-    if (cluster !== undefined && f.has('weighted_clusters')) this.#problem(path, 'cluster and weighted_clusters are exclusive');
+    const cluster = this.string(f.get('cluster'), `${path}.cluster`);
+    if (cluster !== undefined && f.has('weighted_clusters')) this.problem(path, 'cluster and weighted_clusters are exclusive');
     if (cluster !== undefined) {
-      if (cluster === '') this.#problem(`${path}.cluster`, 'must not be empty');
+      if (cluster === '') this.problem(`${path}.cluster`, 'must not be empty');
       clusters.push({ cluster, weight: 1, requestHeaders: NONE, responseHeaders: NONE });
     } else if (f.has('weighted_clusters')) {
       clusters.push(...this.#weightedClusters(f.get('weighted_clusters'), `${path}.weighted_clusters`));
     } else if (!['clusterHeader', 'cluster_header', 'clusterSpecifierPlugin', 'cluster_specifier_plugin', 'inlineClusterSpecifierPlugin', 'inline_cluster_specifier_plugin'].some((k) => isObject(v) && isSet(v[k]))) {
       // (A refused cluster specifier is reported already.)
-      this.#problem(path, 'a cluster is required: cluster or weighted_clusters');
+      this.problem(path, 'a cluster is required: cluster or weighted_clusters');
     }
-    const notFound = this.#enum(f.get('cluster_not_found_response_code'), `${path}.cluster_not_found_response_code`, ['SERVICE_UNAVAILABLE', 'NOT_FOUND', 'INTERNAL_SERVER_ERROR']);
-    if (notFound !== undefined && notFound !== 0) this.#problem(`${path}.cluster_not_found_response_code`, 'only SERVICE_UNAVAILABLE (503) is supported');
-    const priority = this.#enum(f.get('priority'), `${path}.priority`, ['DEFAULT', 'HIGH']);
-    if (priority === 1) this.#problem(`${path}.priority`, 'HIGH priority routing is not supported');
-    const redirectAction = this.#enum(f.get('internal_redirect_action'), `${path}.internal_redirect_action`, ['PASS_THROUGH_INTERNAL_REDIRECT', 'HANDLE_INTERNAL_REDIRECT']);
-    if (redirectAction === 1) this.#problem(`${path}.internal_redirect_action`, 'internal redirects are not supported');
-    const prefixRewrite = this.#string(f.get('prefix_rewrite'), `${path}.prefix_rewrite`);
+    const notFound = this.enum(f.get('cluster_not_found_response_code'), `${path}.cluster_not_found_response_code`, ['SERVICE_UNAVAILABLE', 'NOT_FOUND', 'INTERNAL_SERVER_ERROR']);
+    if (notFound !== undefined && notFound !== 0) this.problem(`${path}.cluster_not_found_response_code`, 'only SERVICE_UNAVAILABLE (503) is supported');
+    const priority = this.enum(f.get('priority'), `${path}.priority`, ['DEFAULT', 'HIGH']);
+    if (priority === 1) this.problem(`${path}.priority`, 'HIGH priority routing is not supported');
+    const redirectAction = this.enum(f.get('internal_redirect_action'), `${path}.internal_redirect_action`, ['PASS_THROUGH_INTERNAL_REDIRECT', 'HANDLE_INTERNAL_REDIRECT']);
+    if (redirectAction === 1) this.problem(`${path}.internal_redirect_action`, 'internal redirects are not supported');
+    const prefixRewrite = this.string(f.get('prefix_rewrite'), `${path}.prefix_rewrite`);
     let regexRewrite: { pattern: string; substitution: string } | undefined;
     if (f.has('regex_rewrite')) {
       const at = `${path}.regex_rewrite`;
-      if (prefixRewrite !== undefined) this.#problem(path, 'prefix_rewrite and regex_rewrite are exclusive');
-      const r = this.#message(f.get('regex_rewrite'), at, REGEX_MATCH_AND_SUBSTITUTE);
-      const pattern = this.#regex(r.get('pattern'), `${at}.pattern`);
-      const substitution = this.#string(r.get('substitution'), `${at}.substitution`) ?? '';
+      if (prefixRewrite !== undefined) this.problem(path, 'prefix_rewrite and regex_rewrite are exclusive');
+      const r = this.message(f.get('regex_rewrite'), at, REGEX_MATCH_AND_SUBSTITUTE);
+      const pattern = this.regex(r.get('pattern'), `${at}.pattern`);
+      const substitution = this.string(r.get('substitution'), `${at}.substitution`) ?? '';
       if (pattern !== undefined) regexRewrite = { pattern, substitution };
     }
-    const hostRewrite = this.#string(f.get('host_rewrite_literal'), `${path}.host_rewrite_literal`);
-    const timeoutMs = this.#duration(f.get('timeout'), `${path}.timeout`);
+    const hostRewrite = this.string(f.get('host_rewrite_literal'), `${path}.host_rewrite_literal`);
+    const timeoutMs = this.duration(f.get('timeout'), `${path}.timeout`);
     // A route retry policy replaces the virtual host's entirely.
     const retryPolicy = f.has('retry_policy') ? this.#retryPolicy(f.get('retry_policy'), `${path}.retry_policy`) : vh.retryPolicy;
-    const mirrors = this.#list(f.get('request_mirror_policies'), `${path}.request_mirror_policies`).flatMap(
-      (m, i) => this.#mirror(m, `${path}.request_mirror_policies[${i}]`) ?? [],
-    );
-    return {
+    // Mirror policies are not merged: the most specific non-empty list wins.
+    const own = this.#mirrors(f.get('request_mirror_policies'), `${path}.request_mirror_policies`);
+    const mirrors = own.length > 0 ? own : vh.mirrors;
+    const grpcTimeout = this.#take(this.#policies.grpcTimeout(f, path));
+    const hashPolicy = this.#take(this.#policies.hashPolicy(f.get('hash_policy'), `${path}.hash_policy`));
+    this.#take(this.#policies.upgradeConfigs(f.get('upgrade_configs'), `${path}.upgrade_configs`));
+    const cors = f.has('cors') ? this.#take(this.#filters.corsPolicy(f.get('cors'), `${path}.cors`)) : undefined;
+    const action: ForwardAction = {
       kind: 'forward',
       clusters,
       ...(prefixRewrite !== undefined ? { prefixRewrite } : {}),
@@ -762,24 +628,32 @@ class Translator {
       ...(timeoutMs !== undefined ? { timeoutMs } : {}),
       ...(retryPolicy !== undefined ? { retryPolicy } : {}),
       ...(mirrors.length > 0 ? { mirrors } : {}),
+      grpcTimeout,
+      ...(hashPolicy !== undefined ? { hashPolicy } : {}),
+      requestAttemptCount: vh.requestAttemptCount,
     };
+    return [action, cors];
+  }
+
+  #mirrors(v: unknown, path: string): MirrorPolicy[] {
+    return this.list(v, path).flatMap((m, i) => this.#mirror(m, `${path}[${i}]`) ?? []);
   }
 
   #weightedClusters(v: unknown, path: string): WeightedCluster[] {
-    const f = this.#message(v, path, WEIGHTED_CLUSTERS);
-    const list = this.#list(f.get('clusters'), `${path}.clusters`);
-    if (list.length === 0) this.#problem(`${path}.clusters`, 'at least one cluster is required');
+    const f = this.message(v, path, WEIGHTED_CLUSTERS);
+    const list = this.list(f.get('clusters'), `${path}.clusters`);
+    if (list.length === 0) this.problem(`${path}.clusters`, 'at least one cluster is required');
     let sum = 0;
     const out: WeightedCluster[] = [];
     list.forEach((c, i) => {
       const at = `${path}.clusters[${i}]`;
-      const cf = this.#message(c, at, CLUSTER_WEIGHT);
-      const name = this.#string(cf.get('name'), `${at}.name`) ?? '';
-      if (name === '') this.#problem(`${at}.name`, 'required');
-      const weight = this.#uint(cf.get('weight'), `${at}.weight`) ?? 0;
+      const cf = this.message(c, at, CLUSTER_WEIGHT);
+      const name = this.string(cf.get('name'), `${at}.name`) ?? '';
+      if (name === '') this.problem(`${at}.name`, 'required');
+      const weight = this.uint(cf.get('weight'), `${at}.weight`) ?? 0;
       sum += weight;
       const m = this.#mutations(cf, at);
-      const hostRewrite = this.#string(cf.get('host_rewrite_literal'), `${at}.host_rewrite_literal`);
+      const hostRewrite = this.string(cf.get('host_rewrite_literal'), `${at}.host_rewrite_literal`);
       // The model drops weight-0 entries; so does Envoy's pick.
       if (weight === 0) return;
       out.push({
@@ -790,44 +664,44 @@ class Translator {
         ...(hostRewrite !== undefined && hostRewrite !== '' ? { hostRewrite } : {}),
       });
     });
-    if (list.length > 0 && sum === 0) this.#problem(`${path}.clusters`, 'the sum of weights must be greater than 0');
-    const total = this.#uint(f.get('total_weight'), `${path}.total_weight`);
+    if (list.length > 0 && sum === 0) this.problem(`${path}.clusters`, 'the sum of weights must be greater than 0');
+    const total = this.uint(f.get('total_weight'), `${path}.total_weight`);
     if (total !== undefined && total !== 0 && total !== sum) {
-      this.#problem(`${path}.total_weight`, `the weights sum to ${sum}, not the total_weight ${total}`);
+      this.problem(`${path}.total_weight`, `the weights sum to ${sum}, not the total_weight ${total}`);
     }
     return out;
   }
 
   /** Envoy RetryPolicy → the model; the defaults are Envoy's (1 retry, 25ms base back-off). */
   #retryPolicy(v: unknown, path: string): RetryPolicy | undefined {
-    const f = this.#message(v, path, RETRY_POLICY);
-    const retryOn = (this.#string(f.get('retry_on'), `${path}.retry_on`) ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
-    const numRetries = this.#uint(f.get('num_retries'), `${path}.num_retries`) ?? DEFAULT_NUM_RETRIES;
-    const perTry = this.#duration(f.get('per_try_timeout'), `${path}.per_try_timeout`);
-    const statuses = this.#list(f.get('retriable_status_codes'), `${path}.retriable_status_codes`).flatMap(
-      (s, i) => this.#uint(s, `${path}.retriable_status_codes[${i}]`) ?? [],
+    const f = this.message(v, path, RETRY_POLICY);
+    const retryOn = (this.string(f.get('retry_on'), `${path}.retry_on`) ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const numRetries = this.uint(f.get('num_retries'), `${path}.num_retries`) ?? DEFAULT_NUM_RETRIES;
+    const perTry = this.duration(f.get('per_try_timeout'), `${path}.per_try_timeout`);
+    const statuses = this.list(f.get('retriable_status_codes'), `${path}.retriable_status_codes`).flatMap(
+      (s, i) => this.uint(s, `${path}.retriable_status_codes[${i}]`) ?? [],
     );
     let avoidPreviousHosts = false;
-    this.#list(f.get('retry_host_predicate'), `${path}.retry_host_predicate`).forEach((p, i) => {
+    this.list(f.get('retry_host_predicate'), `${path}.retry_host_predicate`).forEach((p, i) => {
       const at = `${path}.retry_host_predicate[${i}]`;
-      const pf = this.#message(p, at, RETRY_HOST_PREDICATE);
-      const name = this.#string(pf.get('name'), `${at}.name`);
+      const pf = this.message(p, at, RETRY_HOST_PREDICATE);
+      const name = this.string(pf.get('name'), `${at}.name`);
       const tc = pf.get('typed_config');
       const type = isObject(tc) ? tc['@type'] : undefined;
       if (name === PREVIOUS_HOSTS || type === PREVIOUS_HOSTS_TYPE) avoidPreviousHosts = true;
-      else this.#problem(at, `retry host predicate ${JSON.stringify(name ?? type)} is not supported (only ${PREVIOUS_HOSTS})`);
+      else this.problem(at, `retry host predicate ${JSON.stringify(name ?? type)} is not supported (only ${PREVIOUS_HOSTS})`);
     });
-    const attempts = this.#uint(f.get('host_selection_retry_max_attempts'), `${path}.host_selection_retry_max_attempts`) ?? DEFAULT_HOST_SELECTION_ATTEMPTS;
+    const attempts = this.uint(f.get('host_selection_retry_max_attempts'), `${path}.host_selection_retry_max_attempts`) ?? DEFAULT_HOST_SELECTION_ATTEMPTS;
     let base = DEFAULT_RETRY_BASE_MS;
     let max: number | undefined;
     if (f.has('retry_back_off')) {
       const at = `${path}.retry_back_off`;
-      const b = this.#message(f.get('retry_back_off'), at, RETRY_BACK_OFF);
-      const baseMs = this.#duration(b.get('base_interval'), `${at}.base_interval`);
-      if (baseMs === undefined || baseMs <= 0) this.#problem(`${at}.base_interval`, 'required and greater than 0');
+      const b = this.message(f.get('retry_back_off'), at, RETRY_BACK_OFF);
+      const baseMs = this.duration(b.get('base_interval'), `${at}.base_interval`);
+      if (baseMs === undefined || baseMs <= 0) this.problem(`${at}.base_interval`, 'required and greater than 0');
       else base = baseMs;
-      max = this.#duration(b.get('max_interval'), `${at}.max_interval`);
-      if (max !== undefined && max < base) this.#problem(`${at}.max_interval`, 'must not be less than base_interval');
+      max = this.duration(b.get('max_interval'), `${at}.max_interval`);
+      if (max !== undefined && max < base) this.problem(`${at}.max_interval`, 'must not be less than base_interval');
     }
     return {
       numRetries,
@@ -843,26 +717,26 @@ class Translator {
   }
 
   #mirror(v: unknown, path: string): MirrorPolicy | undefined {
-    const f = this.#message(v, path, MIRROR_POLICY);
-    const cluster = this.#string(f.get('cluster'), `${path}.cluster`) ?? '';
-    if (cluster === '') this.#problem(`${path}.cluster`, 'required');
+    const f = this.message(v, path, MIRROR_POLICY);
+    const cluster = this.string(f.get('cluster'), `${path}.cluster`) ?? '';
+    if (cluster === '') this.problem(`${path}.cluster`, 'required');
     const percentage = f.has('runtime_fraction') ? this.#runtimeFraction(f.get('runtime_fraction'), `${path}.runtime_fraction`) ?? 0 : 100;
     return percentage > 0 ? { cluster, percentage } : undefined;
   }
 
   #redirect(v: unknown, path: string): RouteAction {
-    const f = this.#message(v, path, REDIRECT_ACTION);
-    const hostRedirect = this.#string(f.get('host_redirect'), `${path}.host_redirect`);
-    const port = this.#uint(f.get('port_redirect'), `${path}.port_redirect`);
-    if (port !== undefined && port > 65535) this.#problem(`${path}.port_redirect`, 'must be a port number');
-    if (f.has('scheme_redirect') && f.has('https_redirect')) this.#problem(path, 'scheme_redirect and https_redirect are exclusive');
-    const scheme = this.#bool(f.get('https_redirect'), `${path}.https_redirect`) ? 'https' : this.#string(f.get('scheme_redirect'), `${path}.scheme_redirect`)?.toLowerCase();
-    if (f.has('path_redirect') && f.has('prefix_rewrite')) this.#problem(path, 'path_redirect and prefix_rewrite are exclusive');
-    const pathRedirect = this.#string(f.get('path_redirect'), `${path}.path_redirect`);
-    const prefixRewrite = this.#string(f.get('prefix_rewrite'), `${path}.prefix_rewrite`);
-    const code = this.#enum(f.get('response_code'), `${path}.response_code`, REDIRECT_CODES) ?? 0;
-    if (this.#bool(f.get('strip_query'), `${path}.strip_query`) === true) {
-      this.#problem(`${path}.strip_query`, 'not supported: redirects keep the query string');
+    const f = this.message(v, path, REDIRECT_ACTION);
+    const hostRedirect = this.string(f.get('host_redirect'), `${path}.host_redirect`);
+    const port = this.uint(f.get('port_redirect'), `${path}.port_redirect`);
+    if (port !== undefined && port > 65535) this.problem(`${path}.port_redirect`, 'must be a port number');
+    if (f.has('scheme_redirect') && f.has('https_redirect')) this.problem(path, 'scheme_redirect and https_redirect are exclusive');
+    const scheme = this.bool(f.get('https_redirect'), `${path}.https_redirect`) ? 'https' : this.string(f.get('scheme_redirect'), `${path}.scheme_redirect`)?.toLowerCase();
+    if (f.has('path_redirect') && f.has('prefix_rewrite')) this.problem(path, 'path_redirect and prefix_rewrite are exclusive');
+    const pathRedirect = this.string(f.get('path_redirect'), `${path}.path_redirect`);
+    const prefixRewrite = this.string(f.get('prefix_rewrite'), `${path}.prefix_rewrite`);
+    const code = this.enum(f.get('response_code'), `${path}.response_code`, REDIRECT_CODES) ?? 0;
+    if (this.bool(f.get('strip_query'), `${path}.strip_query`) === true) {
+      this.problem(`${path}.strip_query`, 'not supported: redirects keep the query string');
     }
     return {
       kind: 'redirect',
@@ -876,18 +750,18 @@ class Translator {
   }
 
   #direct(v: unknown, path: string, maxBody: number): RouteAction {
-    const f = this.#message(v, path, DIRECT_RESPONSE);
-    const status = this.#uint(f.get('status'), `${path}.status`);
-    if (status === undefined || status < 200 || status > 599) this.#problem(`${path}.status`, 'required, 200–599');
+    const f = this.message(v, path, DIRECT_RESPONSE);
+    const status = this.uint(f.get('status'), `${path}.status`);
+    if (status === undefined || status < 200 || status > 599) this.problem(`${path}.status`, 'required, 200–599');
     let body: Buffer | undefined;
     if (f.has('body')) {
-      const b = this.#message(f.get('body'), `${path}.body`, DATA_SOURCE);
-      const text = this.#string(b.get('inline_string'), `${path}.body.inline_string`);
-      const bytes = this.#string(b.get('inline_bytes'), `${path}.body.inline_bytes`);
-      if (text !== undefined && bytes !== undefined) this.#problem(`${path}.body`, 'inline_string and inline_bytes are exclusive');
+      const b = this.message(f.get('body'), `${path}.body`, DATA_SOURCE);
+      const text = this.string(b.get('inline_string'), `${path}.body.inline_string`);
+      const bytes = this.string(b.get('inline_bytes'), `${path}.body.inline_bytes`);
+      if (text !== undefined && bytes !== undefined) this.problem(`${path}.body`, 'inline_string and inline_bytes are exclusive');
       body = text !== undefined ? Buffer.from(text) : bytes !== undefined ? Buffer.from(bytes, 'base64') : undefined;
       if (body !== undefined && body.length > maxBody) {
-        this.#problem(`${path}.body`, `the body is ${body.length} bytes, more than max_direct_response_body_size_bytes (${maxBody})`);
+        this.problem(`${path}.body`, `the body is ${body.length} bytes, more than max_direct_response_body_size_bytes (${maxBody})`);
       }
     }
     return { kind: 'direct', status: status ?? 0, ...(body !== undefined ? { body } : {}) };
@@ -895,7 +769,10 @@ class Translator {
 }
 
 interface ConfigContext {
+  readonly name: string;
   readonly mutations: Mutations;
+  readonly filters: FilterPolicies;
+  readonly mirrors: readonly MirrorPolicy[];
   readonly mostSpecificWins: boolean;
   readonly maxBody: number;
   /** Lowercase names. */
@@ -905,6 +782,11 @@ interface ConfigContext {
 interface VhostContext {
   readonly mutations: Mutations;
   readonly retryPolicy?: RetryPolicy | undefined;
+  readonly requestAttemptCount: boolean;
+  /** The virtual host's filter policies over the route configuration's. */
+  readonly filters: FilterPolicies;
+  /** The virtual host's mirror policies, or the route configuration's when it has none. */
+  readonly mirrors: readonly MirrorPolicy[];
 }
 
 /**

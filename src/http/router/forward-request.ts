@@ -12,6 +12,7 @@
  *   breaker full) is answered as it is, flagged URX or UO.
  */
 import type { CompiledRetryPolicy } from '../../compile/policies.js';
+import type { GrpcTimeoutPolicy } from '../../model/route.js';
 import type { Cluster, Destination } from '../../upstream/cluster.js';
 import type { Host } from '../../upstream/host.js';
 import type { PickContext } from '../../upstream/lb/index.js';
@@ -37,6 +38,10 @@ export interface ForwardOptions {
   readonly destination: Destination;
   /** Route timeout; 0 disables it. */
   readonly timeoutMs: number;
+  /** How `grpc-timeout` bounds the request; undefined: Istio's reading. */
+  readonly grpcTimeout?: GrpcTimeoutPolicy | undefined;
+  /** Whether attempts carry x-envoy-attempt-count (the first one's is set by the router). */
+  readonly requestAttemptCount?: boolean;
   readonly retryPolicy: CompiledRetryPolicy | null;
   readonly decoration: ResponseDecoration;
   /** Hosts chosen for the request's mirrors (after their percentages were drawn). */
@@ -207,7 +212,7 @@ export class ForwardRequest implements AttemptOwner, BodySink {
       replyNoHealthyUpstream(this.#stream, this.#replyHeaders());
       return;
     }
-    this.#stream.headers.set('x-envoy-attempt-count', String(this.#attempts + 1));
+    if (this.#options.requestAttemptCount !== false) this.#stream.headers.set('x-envoy-attempt-count', String(this.#attempts + 1));
     this.#startAttempt(host);
   }
 
@@ -246,7 +251,7 @@ export class ForwardRequest implements AttemptOwner, BodySink {
   // === timeouts and endings ===
 
   #startTimer(): void {
-    const ms = routeTimeoutFor(this.#stream, this.#options.timeoutMs);
+    const ms = routeTimeoutFor(this.#stream, this.#options.timeoutMs, this.#options.grpcTimeout);
     if (ms > 0 && this.#timer === null && !this.#finished) {
       this.#timer = setTimeout(() => this.#onTimeout(), ms);
     }

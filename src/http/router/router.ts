@@ -82,7 +82,7 @@ export class Router {
     const view = new RequestView(stream);
     // Redirected sidecar traffic uses the route table of the port it was addressed to.
     const info = stream.info;
-    const resolved = tables.resolve(host, info.localAddressRestored ? info.downstreamLocalPort : port);
+    const resolved = info.localAddressRestored ? tables.resolve(host, info.downstreamLocalPort, info.downstreamLocalAddress) : tables.resolve(host, port);
     const route = resolved.vhost?.select(view);
     if (route === undefined) {
       stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
@@ -121,7 +121,9 @@ export class Router {
     const found = this.#cluster(stream, snapshot, target.name, host, port, () => mutatedHeaders(target.responseHeaders, route.responseHeaders));
     if (found === undefined) return;
     const { spec, cluster } = found;
-    const hashed = spec.hashPolicy === undefined ? undefined : hashRequest(spec.hashPolicy, stream, view.query);
+    // Envoy computes a hash only for a consistent-hash cluster; the route's policy comes first.
+    const hashPolicy = spec.lb.kind === 'RING_HASH' || spec.lb.kind === 'MAGLEV' ? action.hashPolicy ?? spec.hashPolicy : spec.hashPolicy;
+    const hashed = hashPolicy === undefined ? undefined : hashRequest(hashPolicy, stream, view.query);
     const pickContext = { hash: hashed?.hash };
     const destination = destinationOf(stream, host, port);
     const upstream = cluster.pick(pickContext, destination);
@@ -131,6 +133,7 @@ export class Router {
     }
     prepareRequestHeaders(stream);
     const headers = stream.headers;
+    if (!action.requestAttemptCount) headers.remove('x-envoy-attempt-count');
     if (stream.info.trace !== null) injectTrace(headers, stream.info.trace);
     target.requestHeaders?.(headers);
     route.requestHeaders?.(headers);
@@ -150,6 +153,8 @@ export class Router {
       pickContext,
       destination,
       timeoutMs: action.timeoutMs,
+      grpcTimeout: action.grpcTimeout,
+      requestAttemptCount: action.requestAttemptCount,
       retryPolicy: action.retryPolicy,
       decoration: {
         clusterResponseHeaders: target.responseHeaders,
