@@ -42,7 +42,13 @@ Run flags:
                             (Istio's terminationDrainDuration; default 5, or MeshConfig's)
   --xds <address>           take listeners, routes, clusters and endpoints from an ADS server:
                             host:port or a unix socket path (--config then gives MeshConfig only)
-  --xds-auth NONE|MUTUAL_TLS  plaintext (istiod's 15010) or mTLS with --certs (default: mTLS on 15012)
+  --xds-auth NONE|MUTUAL_TLS  plaintext (istiod's 15010) or TLS (default on 15012): mTLS with the
+                            certificate files, else the service-account token as a bearer credential
+  --xds-token <file>        the token (default /var/run/secrets/tokens/istio-token); with it and no
+                            certificate files, the workload certificate comes from Istio's CA
+  --xds-root-cert <file>    the mesh root istiod's certificate is checked with
+                            (default /var/run/secrets/istio/root-cert.pem)
+  --xds-server-name <name>  istiod's TLS name when the address does not carry it
   --xds-service-cluster <s>, --xds-domain <d>   the node's cluster and id domain
 
 Proxy sidecar flags (pilot-agent's; others are accepted and logged):

@@ -11,6 +11,8 @@
  *   --drainDuration, --parentShutdownDuration  (parentShutdown caps the drain, as in Envoy)
  *   --zipkinAddress           spans go to http://ADDRESS/api/v2/spans
  *   --dnsRefreshRate, --connectTimeout
+ * The injected environment is read as pilot-agent reads it: PROXY_CONFIG, TRUST_DOMAIN, CA_ADDR,
+ * POD_NAME, POD_NAMESPACE, INSTANCE_IP, SERVICE_ACCOUNT and the ISTIO_META_* variables.
  * --configPath, --binaryPath and --applicationPorts describe istio-proxy's own files and ports,
  * which skiff does not need: they and any flag not listed are accepted and logged. Flags are
  * `--name value` or `--name=value`, as Go's flag package reads them.
@@ -54,8 +56,10 @@ export async function proxyCommand(argv: string[]): Promise<number> {
     dnsRefresh: goDurationMs(get('dnsRefreshRate'), 'dnsRefreshRate'),
   };
   const zipkin = get('zipkinAddress') ?? proxyConfig.zipkinAddress;
+  const trustDomain = process.env['TRUST_DOMAIN'];
   const override = (mesh: MeshSettings): MeshSettings => ({
     ...mesh,
+    ...(trustDomain !== undefined && trustDomain !== '' ? { trustDomain } : {}),
     ...(durations.drain !== undefined ? { drainDurationMs: durations.drain } : {}),
     ...(durations.terminationDrain !== undefined ? { terminationDrainDurationMs: durations.terminationDrain } : {}),
     ...(durations.connect !== undefined ? { connectTimeoutMs: durations.connect } : {}),

@@ -30,6 +30,9 @@ export const RUN_OPTIONS = {
   'xds-auth': { type: 'string' },
   'xds-service-cluster': { type: 'string' },
   'xds-domain': { type: 'string' },
+  'xds-token': { type: 'string' },
+  'xds-root-cert': { type: 'string' },
+  'xds-server-name': { type: 'string' },
   'log-level': { type: 'string' },
   'log-as-json': { type: 'boolean' },
   'drain-time-s': { type: 'string' },
@@ -47,7 +50,6 @@ export type MeshOverride = (mesh: MeshSettings) => MeshSettings;
 
 export async function runCommand(argv: string[], meshOverride: MeshOverride = (m) => m): Promise<number> {
   const { values } = parse(argv, RUN_OPTIONS);
-  overrideMesh = meshOverride;
   if (values.config === undefined && values.xds === undefined) throw new SkiffError('USAGE', 'run needs --config <file|dir> or --xds <host:port>');
   const mode = values.mode ?? 'standalone';
   if (mode !== 'standalone' && mode !== 'sidecar' && mode !== 'gateway') {
@@ -67,12 +69,12 @@ export async function runCommand(argv: string[], meshOverride: MeshOverride = (m
   } catch (err) {
     throw new SkiffError('USAGE', (err as Error).message);
   }
-  if (concurrency > 1 && cluster.isPrimary) return runPrimary(values, mode, concurrency, status, log);
-  return runProxy(values, mode, concurrency, status, log);
+  if (concurrency > 1 && cluster.isPrimary) return runPrimary(values, meshOverride, mode, concurrency, status, log);
+  return runProxy(values, meshOverride, mode, concurrency, status, log);
 }
 
 /** One proxy process: the whole proxy (`--concurrency 1`), or one worker of several. */
-async function runProxy(values: RunValues, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger): Promise<number> {
+async function runProxy(values: RunValues, meshOverride: MeshOverride, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger): Promise<number> {
   const worker = cluster.isWorker;
   // Listen for signals (and a quit, or a shutdown from the primary) before starting, so one
   // during startup shuts down cleanly too.
@@ -82,7 +84,7 @@ async function runProxy(values: RunValues, mode: ProxyMode, concurrency: number,
   const primary = worker ? connectToPrimary((immediate) => stop(immediate ? 'quit' : 'signal')) : null;
   let proxy: Proxy;
   try {
-    proxy = await startProxy(values, mode, concurrency, status, log, worker ? requestQuit : () => stop('quit'));
+    proxy = await startProxy(values, meshOverride, mode, concurrency, status, log, worker ? requestQuit : () => stop('quit'));
   } catch (err) {
     // A worker that cannot start must exit (its channel to the primary would keep it alive).
     if (worker && process.connected) process.disconnect();
@@ -111,8 +113,10 @@ async function runProxy(values: RunValues, mode: ProxyMode, concurrency: number,
   return 0;
 }
 
-async function startProxy(values: RunValues, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger, onQuit: () => void): Promise<Proxy> {
+async function startProxy(values: RunValues, meshOverride: MeshOverride, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger, onQuit: () => void): Promise<Proxy> {
   const xds = values.xds;
+  // Certificate files: --certs, else the first of Istio's mount points that has them.
+  const certificatesDir = values.certs ?? DEFAULT_CERT_DIRS.find((d) => existsSync(d));
   // gRPC and the protobuf schemas load only when xDS is used.
   const xdsParts =
     xds === undefined
@@ -120,13 +124,14 @@ async function startProxy(values: RunValues, mode: ProxyMode, concurrency: numbe
       : (await import('../lifecycle/xds.js')).openXdsSource({
           address: xds,
           ...(values['xds-auth'] !== undefined ? { auth: values['xds-auth'] as ControlPlaneAuth } : {}),
-          ...(values.certs !== undefined ? { certificatesDir: values.certs } : {}),
-          // Certificates come as files when there are any, else over the stream (SDS).
-          secretsOverXds: values.certs === undefined && !DEFAULT_CERT_DIRS.some((d) => existsSync(d)),
+          ...(certificatesDir !== undefined ? { certificatesDir } : {}),
+          ...(values['xds-token'] !== undefined ? { tokenPath: values['xds-token'] } : {}),
+          ...(values['xds-root-cert'] !== undefined ? { rootCertPath: values['xds-root-cert'] } : {}),
+          ...(values['xds-server-name'] !== undefined ? { serverName: values['xds-server-name'] } : {}),
           type: 'sidecar',
           ...(values['xds-service-cluster'] !== undefined ? { serviceCluster: values['xds-service-cluster'] } : {}),
           ...(values['xds-domain'] !== undefined ? { domain: values['xds-domain'] } : {}),
-          mesh: await meshSettings(values),
+          mesh: await meshSettings(values, meshOverride),
           env: process.env,
           log,
         });
@@ -153,10 +158,10 @@ async function startProxy(values: RunValues, mode: ProxyMode, concurrency: numbe
 }
 
 /** The primary of `--concurrency N`: forks the workers and serves the admin-side ports. */
-async function runPrimary(values: RunValues, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger): Promise<number> {
+async function runPrimary(values: RunValues, meshOverride: MeshOverride, mode: ProxyMode, concurrency: number, status: ReturnType<typeof statusOptionsFromEnv>, log: Logger): Promise<number> {
   // The config is checked once here, so a broken one fails before any worker starts, and its
   // MeshConfig gives the ports the primary serves.
-  const mesh = await meshSettings(values);
+  const mesh = await meshSettings(values, meshOverride);
   const ports = mesh.ports;
   const flag = (name: 'admin-port' | 'readiness-port' | 'status-port' | 'stats-port', fallback: number): number => portFlag(values[name], name) ?? fallback;
   let quit: () => void = () => undefined;
@@ -196,15 +201,14 @@ async function runPrimary(values: RunValues, mode: ProxyMode, concurrency: numbe
  * The mesh settings: those of --config (whose other resources xDS replaces), else defaults.
  * Throws ConfigInvalidError for a broken config.
  */
-async function meshSettings(values: RunValues): Promise<MeshSettings> {
-  if (values.config === undefined) return overrideMesh(DEFAULT_MESH);
+async function meshSettings(values: RunValues, meshOverride: MeshOverride): Promise<MeshSettings> {
+  if (values.config === undefined) return meshOverride(DEFAULT_MESH);
   const loaded = await loadConfigIsolated(values.config);
   if (loaded.model === undefined) throw new ConfigInvalidError(loaded.diagnostics);
-  return overrideMesh(loaded.model.mesh);
+  return meshOverride(loaded.model.mesh);
 }
 
-/** Set once per process by runCommand. */
-let overrideMesh: MeshOverride = (m) => m;
+
 
 /** --concurrency: worker processes; 0 means one per core (Envoy's meaning). */
 function concurrencyFlag(value: string | undefined): number {

@@ -1,5 +1,5 @@
-/** The mTLS mode a destination port of this workload requires (portLevelMtls over the workload mode). */
-import type { MtlsMode, PeerAuthentication } from '../model/index.js';
+/** What the inbound listener requires and does per destination port: the mTLS mode and the protocol. */
+import type { InboundProtocol, Model, MtlsMode, PeerAuthentication } from '../model/index.js';
 
 export function mtlsModeFor(policy: PeerAuthentication, port: number): MtlsMode {
   return policy.portModes[port] ?? policy.mode;
@@ -8,4 +8,10 @@ export function mtlsModeFor(policy: PeerAuthentication, port: number): MtlsMode 
 /** Whether a connection without a verified client certificate is refused on `port` (STRICT). */
 export function plaintextRefused(policy: PeerAuthentication, port: number): boolean {
   return mtlsModeFor(policy, port) === 'STRICT';
+}
+
+/** How an inbound connection to `port` is served (AUTO when the model does not say). */
+export function inboundProtocolFor(model: Model, port: number): InboundProtocol {
+  const p = model.inboundProtocols;
+  return p === undefined ? 'AUTO' : (p.ports[port] ?? p.default);
 }

@@ -97,8 +97,8 @@ export function compileRouteConfig(rc: RouteConfig, buckets: BucketRegistry = ne
 
 export class RouteTables {
   readonly #byPort: ReadonlyMap<number, DomainTable<CompiledVirtualHost>>;
-  /** `address port` → the table for that destination only; empty for Istio YAML config. */
-  readonly #byAddress: ReadonlyMap<string, DomainTable<CompiledVirtualHost>>;
+  /** port → address → the table for that destination only; empty for Istio YAML config. */
+  readonly #byAddress: ReadonlyMap<number, ReadonlyMap<string, DomainTable<CompiledVirtualHost>>>;
   readonly #fallback: DomainTable<CompiledVirtualHost>;
   /**
    * Every domain (exact or wildcard) → the port it is served on, or 0 when it is served on
@@ -127,7 +127,13 @@ export class RouteTables {
     this.#byPort = byPort;
     this.#fallback = compileRouteConfig(fallback, buckets);
     this.#soloPort = solo;
-    this.#byAddress = new Map(byAddress.map((a) => [`${a.address} ${a.port}`, compileRouteConfig(a.routeConfig, buckets)]));
+    const perPort = new Map<number, Map<string, DomainTable<CompiledVirtualHost>>>();
+    for (const a of byAddress) {
+      let addresses = perPort.get(a.port);
+      if (addresses === undefined) perPort.set(a.port, (addresses = new Map()));
+      addresses.set(a.address, compileRouteConfig(a.routeConfig, buckets));
+    }
+    this.#byAddress = perPort;
   }
 
   /**
@@ -138,7 +144,7 @@ export class RouteTables {
    */
   resolve(host: string, port: number | undefined, address?: string): { vhost: CompiledVirtualHost | undefined; port: number } {
     if (address !== undefined && port !== undefined && this.#byAddress.size > 0) {
-      const table = this.#byAddress.get(`${address} ${port}`);
+      const table = this.#byAddress.get(port)?.get(address);
       if (table !== undefined) return { vhost: table.find(host), port };
     }
     if (port === undefined) {

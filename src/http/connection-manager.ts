@@ -6,7 +6,7 @@
  * the route's filters (CORS, fault, rate limit), and the router.
  */
 import { randomUUID } from 'node:crypto';
-import { plaintextRefused } from '../compile/peer-authentication.js';
+import { inboundProtocolFor, plaintextRefused } from '../compile/peer-authentication.js';
 import type { RouteTables } from '../compile/route-table.js';
 import type { Snapshot } from '../compile/snapshot.js';
 import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
@@ -111,8 +111,11 @@ export class HttpConnectionManager implements StreamHandler {
 
   /** Inbound, before routing: the port's mTLS mode, XFCC, JWT authentication, then authorization. */
   #inbound(stream: DownstreamStream, snapshot: Snapshot): void {
-    // A port that became STRICT after this plaintext connection was accepted serves it no more.
-    if (stream.info.downstreamPeer === null && plaintextRefused(snapshot.model.peerAuthentication, stream.info.downstreamLocalPort)) {
+    // A port that became STRICT after this plaintext connection was accepted, or that no longer
+    // serves HTTP (xDS removed its chains or virtualInbound), serves it no more.
+    const port = stream.info.downstreamLocalPort;
+    const protocol = inboundProtocolFor(snapshot.model, port);
+    if (protocol === 'NONE' || protocol === 'TCP' || (stream.info.downstreamPeer === null && plaintextRefused(snapshot.model.peerAuthentication, port))) {
       stream.reset();
       return;
     }

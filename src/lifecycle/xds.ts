@@ -1,20 +1,39 @@
 /**
  * Opening the xDS config source for `skiff run --xds` and `skiff proxy sidecar`: the control
- * plane address, how to authenticate to it, and the node this proxy presents.
+ * plane address, how to authenticate to it, where the workload certificate comes from, and the
+ * node this proxy presents.
+ *
+ * Authentication to the control plane (istiod's 15012 is TLS, 15010 plaintext):
+ * - NONE: plaintext;
+ * - MUTUAL_TLS with certificate files (--certs, or Istio's mount points): mTLS with them;
+ * - MUTUAL_TLS without: TLS verified with the mesh root (`/var/run/secrets/istio/root-cert.pem`)
+ *   and the pod's service-account token (`/var/run/secrets/tokens/istio-token`) as a bearer
+ *   credential, as istio-agent connects.
+ *
+ * The workload certificate: the files when there are any; else, with a token, from Istio's CA
+ * (a CSR to CA_ADDR or the discovery address, as istio-agent does); else as SDS secrets over
+ * the stream.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../core/logger.js';
 import { SkiffError } from '../core/errors.js';
-import type { MeshSettings } from '../model/index.js';
+import type { MeshSettings, WorkloadMetadata } from '../model/index.js';
 import { CERT_FILES, PushedCredentials } from '../security/cert-store.js';
+import { IstioCaClient } from '../security/istio-ca-client.js';
+import { spiffeId } from '../security/spiffe.js';
 import { workloadMetadataFromEnv } from '../telemetry/peer-metadata.js';
 import { buildNode } from '../config/xds/node.js';
+import type { ConfigSource } from '../config/source.js';
 import { XdsConfigSource } from '../config/xds/xds-source.js';
 
 /** istiod's plaintext and mTLS xDS ports. */
 export const ISTIOD_PLAINTEXT_PORT = 15010;
 export const ISTIOD_MTLS_PORT = 15012;
+/** Where an injected pod has its service-account token for istiod and the mesh root. */
+export const ISTIO_TOKEN_PATH = '/var/run/secrets/tokens/istio-token';
+export const ISTIO_ROOT_CERT_PATH = '/var/run/secrets/istio/root-cert.pem';
 
 export type ControlPlaneAuth = 'NONE' | 'MUTUAL_TLS';
 
@@ -23,19 +42,26 @@ export interface XdsStartOptions {
   readonly address: string;
   /** Default: MUTUAL_TLS on istiod's 15012, else NONE. */
   readonly auth?: ControlPlaneAuth;
-  /** Where the workload certificate is (mTLS to the control plane). */
+  /** Where the workload certificate files are, when there are any. */
   readonly certificatesDir?: string;
-  /**
-   * Take the workload certificate and root as SDS secrets over the stream (when there are no
-   * certificate files); they are then the proxy's credentials.
-   */
-  readonly secretsOverXds?: boolean;
+  /** The service-account token and the mesh root for TLS to the control plane (Istio's paths by default). */
+  readonly tokenPath?: string;
+  readonly rootCertPath?: string;
+  /** TLS name of the control plane when the address does not carry it (e.g. an IP). */
+  readonly serverName?: string;
   readonly type: 'sidecar' | 'router';
   readonly domain?: string;
   readonly serviceCluster?: string;
   readonly mesh: MeshSettings;
   readonly env: NodeJS.ProcessEnv;
   readonly log: Logger;
+}
+
+export interface XdsParts {
+  /** The config source; closing it also stops the CA client. */
+  readonly source: ConfigSource;
+  /** The workload credentials when they do not come from files (the CA or SDS over the stream). */
+  readonly credentials?: PushedCredentials;
 }
 
 /** grpc-js target syntax for an address as users write it. */
@@ -46,13 +72,37 @@ export function xdsTarget(address: string): string {
   return address;
 }
 
-export function openXdsSource(options: XdsStartOptions): { source: XdsConfigSource; credentials?: PushedCredentials } {
+const hasCertificateFiles = (dir: string | undefined): dir is string => dir !== undefined && existsSync(join(dir, CERT_FILES.chain));
+
+export function openXdsSource(options: XdsStartOptions): XdsParts {
   const target = xdsTarget(options.address);
   const port = Number(/:(\d+)$/.exec(target)?.[1] ?? 0);
   const auth = options.auth ?? (port === ISTIOD_MTLS_PORT ? 'MUTUAL_TLS' : 'NONE');
-  if (auth === 'MUTUAL_TLS' && options.certificatesDir === undefined) {
-    throw new SkiffError('USAGE', 'mutual TLS to the control plane needs the workload certificate (--certs DIR)');
+  const tokenPath = options.tokenPath ?? ISTIO_TOKEN_PATH;
+  const rootCertPath = options.rootCertPath ?? ISTIO_ROOT_CERT_PATH;
+  const dir = options.certificatesDir;
+  const files = hasCertificateFiles(dir);
+  const token = existsSync(tokenPath) && existsSync(rootCertPath);
+  if (auth === 'MUTUAL_TLS' && !files && !token) {
+    throw new SkiffError('USAGE', `TLS to the control plane needs the workload certificate (--certs DIR) or a service-account token and the mesh root (${tokenPath}, ${rootCertPath})`);
   }
+  // Read at each (re)connect, so rotated certificates and tokens are used from the next stream on.
+  const tokenCredentials = (): grpc.ChannelCredentials =>
+    grpc.credentials.combineChannelCredentials(
+      grpc.credentials.createSsl(readFileSync(rootCertPath)),
+      grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+        const metadata = new grpc.Metadata();
+        metadata.set('authorization', `Bearer ${readFileSync(tokenPath, 'utf8').trim()}`);
+        callback(null, metadata);
+      }),
+    );
+  const controlPlane =
+    auth === 'NONE'
+      ? undefined
+      : files
+        ? () => grpc.credentials.createSsl(readFileSync(join(dir, CERT_FILES.root)), readFileSync(join(dir, CERT_FILES.key)), readFileSync(join(dir, CERT_FILES.chain)))
+        : tokenCredentials;
+
   const workload = workloadMetadataFromEnv(options.env, { namespace: options.mesh.defaultNamespace, labels: options.mesh.workloadLabels });
   let node;
   try {
@@ -60,24 +110,54 @@ export function openXdsSource(options: XdsStartOptions): { source: XdsConfigSour
   } catch (err) {
     throw new SkiffError('USAGE', (err as Error).message);
   }
-  const dir = options.certificatesDir;
-  // Read at each (re)connect, so a rotated certificate is used from the next stream on.
-  const tls =
-    auth === 'MUTUAL_TLS' && dir !== undefined
-      ? () => ({ ca: readFileSync(join(dir, CERT_FILES.root)), key: readFileSync(join(dir, CERT_FILES.key)), cert: readFileSync(join(dir, CERT_FILES.chain)) })
-      : undefined;
-  const credentials =
-    options.secretsOverXds === true
-      ? new PushedCredentials((c) => options.log.info(`workload certificate ${c.identity} received over xDS (SDS), valid until ${c.notAfter.toISOString()}`))
-      : undefined;
-  options.log.info(`xDS: ${target} (${auth === 'MUTUAL_TLS' ? 'mTLS' : 'plaintext'}), node ${String(node['id'])}${credentials !== undefined ? ', certificates over SDS' : ''}`);
+
+  // Certificate files are watched by the proxy itself; otherwise they come from here.
+  const origin = files ? 'files' : token ? 'ca' : 'sds';
+  const credentials = origin === 'files' ? undefined : new PushedCredentials((c) => options.log.info(`workload certificate ${c.identity} from ${origin === 'ca' ? "Istio's CA" : 'SDS over xDS'}, valid until ${c.notAfter.toISOString()}`));
+  let ca: IstioCaClient | undefined;
+  let certificatesReady: Promise<void> | undefined;
+  if (origin === 'ca') {
+    let issued!: () => void;
+    certificatesReady = new Promise((resolve) => (issued = resolve));
+    // istio-agent's CA_ADDR: Istio's CA, when it is not the discovery address.
+    const caAddress = options.env['CA_ADDR'];
+    ca = new IstioCaClient({
+      target: caAddress !== undefined && caAddress !== '' ? xdsTarget(caAddress) : target,
+      credentials: tokenCredentials,
+      ...(options.serverName !== undefined ? { serverName: options.serverName } : {}),
+      spiffeId: spiffeIdOf(workload, options.mesh.trustDomain),
+      clusterId: workload.clusterId,
+      onCertificate: (pem) => {
+        credentials!.update(pem);
+        issued();
+      },
+      onError: (m) => options.log.error(m),
+    });
+  }
+  options.log.info(`xDS: ${target} (${auth === 'NONE' ? 'plaintext' : files ? 'mTLS' : 'TLS with the service-account token'}), node ${String(node['id'])}, workload certificate from ${origin === 'files' ? dir : origin === 'ca' ? "Istio's CA" : 'SDS over xDS'}`);
   const source = new XdsConfigSource({
     target,
     node,
     mesh: options.mesh,
     log: options.log,
-    ...(tls !== undefined ? { tls } : {}),
-    ...(credentials !== undefined ? { onSecrets: (pem: { chain: string; key: string; root: string }) => credentials.update(pem) } : {}),
+    ...(options.serverName !== undefined ? { serverName: options.serverName } : {}),
+    ...(controlPlane !== undefined ? { credentials: controlPlane } : {}),
+    ...(origin === 'sds' ? { onSecrets: (pem: { chain: string; key: string; root: string }) => credentials!.update(pem) } : {}),
+    ...(certificatesReady !== undefined ? { certificatesReady } : {}),
   });
-  return credentials === undefined ? { source } : { source, credentials };
+  ca?.start();
+  const withCa: ConfigSource = {
+    load: () => source.load(),
+    watch: (onChange) => source.watch(onChange),
+    close: () => {
+      source.close();
+      ca?.close();
+    },
+  };
+  return { source: withCa, ...(credentials !== undefined ? { credentials } : {}) };
+}
+
+/** The identity the CA is asked for (istiod issues the token's identity whatever is asked). */
+function spiffeIdOf(workload: WorkloadMetadata, trustDomain: string): string {
+  return spiffeId(trustDomain, workload.namespace, workload.serviceAccount === '' ? 'default' : workload.serviceAccount);
 }

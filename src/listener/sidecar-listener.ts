@@ -14,7 +14,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { HTTP_DECISION, type L4Decision } from '../compile/l4-table.js';
-import { mtlsModeFor, plaintextRefused } from '../compile/peer-authentication.js';
+import { inboundProtocolFor, mtlsModeFor, plaintextRefused } from '../compile/peer-authentication.js';
 import type { Snapshot } from '../compile/snapshot.js';
 import { isLocalCaller, unmappedAddress } from '../core/addresses.js';
 import { ConnectionAuthorizer } from './connection-authorization.js';
@@ -22,6 +22,7 @@ import { listenOn } from '../core/listen.js';
 import type { ServerConnectionOptions, StreamHandler } from '../http/codec/h1/server-connection.js';
 import type { SnapshotSource } from '../http/connection-manager.js';
 import { INBOUND_PASSTHROUGH_CLUSTER } from '../model/cluster.js';
+import type { InboundProtocol } from '../model/index.js';
 import type { WorkloadCredentials } from '../security/cert-store.js';
 import { terminateMtls } from '../security/inbound-mtls.js';
 import { ISTIO_ALPN_VALUES, ISTIO_HTTP_ALPN } from '../security/peer-identity.js';
@@ -45,9 +46,15 @@ export interface SidecarListenerOptions extends ServerConnectionOptions {
 
 const INBOUND_TCP: L4Decision = { kind: 'tcp', cluster: INBOUND_PASSTHROUGH_CLUSTER };
 
-/** Inbound TCP connections are held to the port's PeerAuthentication as well as to AuthorizationPolicy. */
+/**
+ * Inbound TCP connections are held to the port's PeerAuthentication as well as to
+ * AuthorizationPolicy, and to the port still proxying TCP (xDS may remove its chains).
+ */
 const inboundConnections = (): ConnectionAuthorizer =>
-  new ConnectionAuthorizer((attrs, mtls, snapshot) => mtls || !plaintextRefused(snapshot.model.peerAuthentication, attrs.destinationPort));
+  new ConnectionAuthorizer((attrs, mtls, snapshot) => {
+    const protocol = inboundProtocolFor(snapshot.model, attrs.destinationPort);
+    return protocol !== 'NONE' && protocol !== 'HTTP' && (mtls || !plaintextRefused(snapshot.model.peerAuthentication, attrs.destinationPort));
+  });
 
 export class SidecarListener {
   readonly #server: Server;
@@ -117,10 +124,20 @@ export class SidecarListener {
    */
   #inbound(socket: Socket, destination: SocketAddress, bytes: Buffer | null, first: FirstBytes, snapshot: Snapshot): void {
     const mode = mtlsModeFor(snapshot.model.peerAuthentication, destination.port);
+    const protocol = inboundProtocolFor(snapshot.model, destination.port);
+    if (protocol === 'NONE') {
+      socket.destroy();
+      return;
+    }
     if (first.kind === 'tls') {
       const istio = first.alpn.some((a) => ISTIO_ALPN_VALUES.has(a));
       if (mode !== 'DISABLE' && !(mode === 'PERMISSIVE' && !istio)) {
-        this.#terminate(socket, destination, bytes, istio, snapshot);
+        this.#terminate(socket, destination, bytes, istio, protocol, snapshot);
+        return;
+      }
+      // An HTTP-only port has no chain for opaque TLS.
+      if (protocol === 'HTTP') {
+        socket.destroy();
         return;
       }
       // The application's own TLS: authorized as an opaque connection, then passed through.
@@ -133,12 +150,22 @@ export class SidecarListener {
       socket.destroy();
       return;
     }
-    if (first.kind !== 'http' && !this.#authorizer.admit(socket, { remote: socket.remoteAddress ?? '' }, destination, this.#source.current())) return;
-    this.#apply(first.kind === 'http' ? HTTP_DECISION : INBOUND_TCP, socket, destination, bytes, snapshot);
+    // The port's chains decide when they say: a TCP port proxies HTTP bytes too, and an HTTP
+    // port has nothing for other bytes.
+    if (protocol === 'HTTP' && first.kind !== 'http') {
+      socket.destroy();
+      return;
+    }
+    const http = first.kind === 'http' && protocol !== 'TCP';
+    if (!http && !this.#authorizer.admit(socket, { remote: socket.remoteAddress ?? '' }, destination, this.#source.current())) return;
+    this.#apply(http ? HTTP_DECISION : INBOUND_TCP, socket, destination, bytes, snapshot);
   }
 
-  /** Terminates mTLS, then serves HTTP (Istio HTTP ALPN) or proxies TCP to the application. */
-  #terminate(socket: Socket, destination: SocketAddress, bytes: Buffer | null, istioAlpn: boolean, snapshot: Snapshot): void {
+  /**
+   * Terminates mTLS, then serves HTTP (an Istio HTTP ALPN on an AUTO port, or any ALPN on an
+   * HTTP port) or proxies TCP to the application.
+   */
+  #terminate(socket: Socket, destination: SocketAddress, bytes: Buffer | null, istioAlpn: boolean, protocol: InboundProtocol, snapshot: Snapshot): void {
     const credentials = this.#options.credentials?.() ?? null;
     if (credentials === null) {
       // No certificate to answer with: the client cannot be verified, so it is not served.
@@ -149,7 +176,7 @@ export class SidecarListener {
     terminateMtls(socket, bytes, credentials, istioAlpn, (result) => {
       if ('error' in result) return;
       const { socket: secure, peer } = result;
-      if (ISTIO_HTTP_ALPN.has(peer.alpn)) {
+      if (protocol === 'HTTP' || (protocol === 'AUTO' && ISTIO_HTTP_ALPN.has(peer.alpn))) {
         this.#raw.delete(socket);
         this.#http.adopt(secure, { originalDestination: destination, peer, remote, tls: { serverName: peer.serverName } });
         secure.resume();

@@ -22,6 +22,18 @@ export * from './security.js';
 export * from './tcp.js';
 export * from './telemetry.js';
 
+/**
+ * AUTO: HTTP when the bytes are HTTP (or the mTLS ALPN says so), else TCP; HTTP: always served as
+ * HTTP (other bytes are closed); TCP: always proxied as TCP; NONE: closed (no chain accepts it).
+ */
+export type InboundProtocol = 'AUTO' | 'HTTP' | 'TCP' | 'NONE';
+
+export interface InboundProtocols {
+  /** Ports without their own entry. */
+  readonly default: InboundProtocol;
+  readonly ports: Readonly<Record<number, InboundProtocol>>;
+}
+
 export interface AddressRouteConfig {
   /** Canonical IP address. */
   readonly address: string;
@@ -52,6 +64,11 @@ export interface Model {
   readonly addressRouteConfigs?: readonly AddressRouteConfig[];
   /** What the inbound listener requires of clients (mTLS). */
   readonly peerAuthentication: PeerAuthentication;
+  /**
+   * How inbound connections are served, per destination port (xDS: what virtualInbound's chains
+   * for the port do); absent: sniffed (AUTO) everywhere, the Istio YAML behaviour.
+   */
+  readonly inboundProtocols?: InboundProtocols;
   /** The AuthorizationPolicies in force for this proxy's workload (inbound). */
   readonly authorization: Authorization;
   /**

@@ -111,12 +111,46 @@ export function issueWorkloadCert(options: WorkloadCertOptions): WorkloadCert {
     if (!/^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(name)) throw new RangeError(`invalid DNS name "${name}"`);
   }
   const issuer = loadCa(options.ca);
-
   const keys = rsaKeyPair(options.keyBits ?? CA_DEFAULTS.keyBits);
+  const { certPem, notAfter } = signLeaf(issuer, keys.publicKeyPem, [{ type: 6, value: id }, ...dnsNames.map((value) => ({ type: 2, value }))], ttlHours, options.notBefore);
+  return { certChainPem: certPem, keyPem: keys.privateKeyPem, rootCertPem: issuer.certPem, spiffeId: id, notAfter };
+}
+
+/**
+ * A workload key and a PKCS#10 request for `spiffeId` (as istio-agent sends Istio's CA): the
+ * SPIFFE URI as the only SAN, an empty subject.
+ */
+export function createCertificateRequest(spiffeId: string, keyBits: number = CA_DEFAULTS.keyBits): { readonly csrPem: string; readonly keyPem: string } {
+  const keys = rsaKeyPair(keyBits);
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
+  csr.setSubject([]);
+  csr.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: spiffeId }] }] }]);
+  csr.sign(forge.pki.privateKeyFromPem(keys.privateKeyPem), forge.md.sha256.create());
+  return { csrPem: forge.pki.certificationRequestToPem(csr).replace(/\r\n/g, '\n'), keyPem: keys.privateKeyPem };
+}
+
+/**
+ * Signs a PKCS#10 request as a workload certificate with the SANs it asks for (URIs and DNS
+ * names); throws when its signature does not verify. Returns the chain, leaf first, and the root.
+ */
+export function signCertificateRequest(ca: CaKeyPair, csrPem: string, ttlHours: number = CA_DEFAULTS.workloadTtlHours): { readonly certChainPem: string; readonly rootCertPem: string } {
+  const issuer = loadCa(ca);
+  const csr = forge.pki.certificationRequestFromPem(csrPem);
+  if (!csr.verify()) throw new SkiffError('CONFIG_INVALID', 'certificate request: the signature does not verify');
+  const request = csr.getAttribute({ name: 'extensionRequest' }) as { extensions?: Array<{ name: string; altNames?: Array<{ type: number; value: string }> }> } | null;
+  const sans = (request?.extensions?.find((e) => e.name === 'subjectAltName')?.altNames ?? []).filter((a) => a.type === 6 || a.type === 2);
+  if (sans.length === 0) throw new SkiffError('CONFIG_INVALID', 'certificate request: no URI or DNS SAN');
+  const { certPem } = signLeaf(issuer, forge.pki.publicKeyToPem(csr.publicKey!), sans, ttlHours, undefined);
+  return { certChainPem: certPem, rootCertPem: issuer.certPem };
+}
+
+/** A leaf for `publicKeyPem` with the given SANs, signed by `issuer`. */
+function signLeaf(issuer: LoadedCa, publicKeyPem: string, altNames: ReadonlyArray<{ type: number; value: string }>, ttlHours: number, start: Date | undefined): { certPem: string; notAfter: Date } {
   const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
+  cert.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
   cert.serialNumber = randomSerial();
-  const { notBefore, notAfter } = validity(options.notBefore, ttlHours * 3_600_000);
+  const { notBefore, notAfter } = validity(start, ttlHours * 3_600_000);
   cert.validity.notBefore = notBefore;
   cert.validity.notAfter = notAfter;
   cert.setSubject([]);
@@ -125,23 +159,12 @@ export function issueWorkloadCert(options: WorkloadCertOptions): WorkloadCert {
     { name: 'basicConstraints', cA: false, critical: true },
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
     { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
-    {
-      name: 'subjectAltName',
-      critical: true,
-      altNames: [{ type: 6, value: id }, ...dnsNames.map((value) => ({ type: 2, value }))],
-    },
+    { name: 'subjectAltName', critical: true, altNames: [...altNames] },
   ];
   if (issuer.subjectKeyId !== undefined) extensions.push({ name: 'authorityKeyIdentifier', keyIdentifier: issuer.subjectKeyId });
   cert.setExtensions(extensions);
   cert.sign(issuer.key, forge.md.sha256.create());
-
-  return {
-    certChainPem: toPem(cert),
-    keyPem: keys.privateKeyPem,
-    rootCertPem: issuer.certPem,
-    spiffeId: id,
-    notAfter,
-  };
+  return { certPem: toPem(cert), notAfter };
 }
 
 // === impl ===

@@ -15,7 +15,13 @@
  * - a virtualInbound with only mTLS chains for a port (STRICT) refuses plaintext there while A's
  *   sidecar still gets through;
  * - a virtualOutbound whose catch-all is BlackHoleCluster (REGISTRY_ONLY) closes connections to
- *   unknown destinations while services keep working.
+ *   unknown destinations while services keep working;
+ * - RBAC filters on virtualInbound's chains (istiod's AuthorizationPolicy shape) are enforced: an
+ *   HTTP ALLOW policy by A's SPIFFE identity, method and path (Envoy's 403 otherwise), and a
+ *   network deny-all on the TCP chains; pushing the chains without them lifts both;
+ * - virtualInbound's chains decide how a port is served: a port with only tcp_proxy chains
+ *   proxies HTTP bytes as opaque TCP, a port with only HTTP chains closes anything not HTTP;
+ * - without virtualInbound, inbound connections are closed, until it is pushed again.
  *
  * Needs root, iproute2, iptables, curl and setpriv; elsewhere it is skipped with the reason.
  */
@@ -30,9 +36,12 @@ import { assertBuilt, CLI } from '../helpers/cli.js';
 import { netnsUnavailable, PodNetwork, type PodProcess } from '../helpers/netns.js';
 import {
   BLACKHOLE_CLUSTER,
+  httpRbacFilter,
   INBOUND_PASSTHROUGH_CLUSTER_IPV4,
   inboundCluster,
+  istioAllowRule,
   meshEdsCluster,
+  networkRbacFilter,
   PASSTHROUGH_CLUSTER,
   podAssignment,
   vipHttpListener,
@@ -40,6 +49,7 @@ import {
   vipTcpListener,
   virtualInbound,
   virtualOutbound,
+  withInboundRbac,
   type InboundPort,
 } from '../helpers/xds-resources.js';
 import { AdsServer } from '../support/ads-server.js';
@@ -156,6 +166,22 @@ describe.skipIf(SKIP !== undefined)(`sidecars configured over xDS${SKIP === unde
       .map((l) => JSON.parse(l) as { name: string; xfcc?: string });
   };
 
+  /** One curl from A's namespace: the status and the body. */
+  const request = async (args: string[], options: { uid?: number } = {}): Promise<{ status: number; body: string }> => {
+    const r = await curl(['-w', '\\n%{http_code}', ...args], options);
+    expect(r.code, r.stderr).toBe(0);
+    const end = r.stdout.lastIndexOf('\n');
+    return { status: Number(r.stdout.slice(end + 1)), body: r.stdout.slice(0, end) };
+  };
+  /**
+   * From A's namespace as uid 1337 (not captured, so no sidecar on A's side): connects to B's
+   * `port`, sends `message`, half-closes, and returns all it read until the end, then a newline
+   * ("error <code>" when the connection was reset).
+   */
+  const rawToB = async (port: number, message: string): Promise<string> => (await pod().exec('a', NODE, [APPS, 'tcp-client', POD_B, String(port), message, '1'], { uid: PROXY_UID })).stdout;
+  /** A's TCP echo through its sidecar (echo VIP, mTLS to B): what came back. */
+  const echoThroughA = async (): Promise<string> => (await pod().exec('a', NODE, [APPS, 'tcp-client', 'echo', String(ECHO_PORT), 'ping', '1'])).stdout;
+
   beforeAll(async () => {
     assertBuilt();
     dir = mkdtempSync(join(tmpdir(), 'skiff-xds-sidecar-'));
@@ -215,7 +241,9 @@ describe.skipIf(SKIP !== undefined)(`sidecars configured over xDS${SKIP === unde
     sidecars['a'] = net.start(
       'a',
       'sh',
-      ['-c', `cd '${aRoot}' && exec "$0" "$@"`, NODE, CLI, 'proxy', 'sidecar', '--discoveryAddress', join(dir, 'ads-a.sock'), '--controlPlaneAuthPolicy', 'NONE', '--domain', 'default.svc.cluster.local', '--concurrency', '1'],
+      ['-c', `cd '${aRoot}' && exec "$0" "$@"`, NODE, CLI, 'proxy', 'sidecar', '--discoveryAddress', join(dir, 'ads-a.sock'), '--controlPlaneAuthPolicy', 'NONE', '--domain', 'default.svc.cluster.local', '--concurrency', '1',
+        // The rest of Istio's injection template: accepted and logged.
+        '--proxyLogLevel=info', '--proxyComponentLogLevel=misc:error', '--log_output_level=default:info'],
       { uid: PROXY_UID, env: env('productpage', POD_A) },
     );
     sidecars['b'] = net.start('b', NODE, [CLI, 'run', '--mode', 'sidecar', '--xds', join(dir, 'ads-b.sock'), '--certs', join(dir, 'b-certs')], { uid: PROXY_UID, env: env('reviews', POD_B) });
@@ -349,5 +377,101 @@ describe.skipIf(SKIP !== undefined)(`sidecars configured over xDS${SKIP === unde
     expect(JSON.parse(known.stdout)).toMatchObject({ name: 'reviews-v1' });
     const tcp = await pod().exec('a', NODE, [APPS, 'tcp-client', 'echo', String(ECHO_PORT), 'ping', '1']);
     expect(tcp.stdout).toBe('echo:ping\n');
+  });
+
+  it('RBAC over xDS on B’s inbound: an HTTP ALLOW policy for A’s identity on GET /allowed, a network deny-all on TCP; lifted by a push without them', async () => {
+    const inboundOfB = (): object => virtualInbound(inboundPortsOfB('PERMISSIVE'));
+    // Both principal forms istiod has written (filter_state since 1.20, authenticated before),
+    // and both forms of a deny-all network RBAC (istiod's `rules: {}`, and ALLOW spelled out).
+    for (const [principalForm, denyAll] of [
+      ['filter_state', {}],
+      ['authenticated', { action: 'ALLOW' }],
+    ] as const) {
+      // (The policy is named after the form: both forms mean the same, and a push that changes
+      // nothing in skiff's model is not applied again.)
+      const http = httpRbacFilter({ action: 'ALLOW', policies: { [`ns[default]-policy[reviews-${principalForm}]-rule[0]`]: istioAllowRule({ principal: PRODUCTPAGE_ID, method: 'GET', pathPrefix: '/allowed', principalForm }) } });
+      await push('b', TypeUrl.listener, [virtualOutbound(), withInboundRbac(inboundOfB(), { http, tcp: networkRbacFilter(denyAll) })]);
+      // A's identity (over mTLS, through A's sidecar), GET, /allowed: reaches B's application.
+      const allowed = await request(['http://reviews:9080/allowed/x']);
+      expect(allowed.status, `${principalForm}: ${allowed.body}`).toBe(200);
+      expect(JSON.parse(allowed.body)).toMatchObject({ name: 'reviews-v1' });
+      expect((JSON.parse(allowed.body) as { xfcc: string }).xfcc).toMatch(/URI=spiffe:\/\/cluster\.local\/ns\/default\/sa\/productpage$/);
+      // Another path, or another method: Envoy's 403 from B's sidecar.
+      expect(await request(['http://reviews:9080/other']), principalForm).toEqual({ status: 403, body: 'RBAC: access denied' });
+      expect(await request(['-X', 'POST', 'http://reviews:9080/allowed']), principalForm).toEqual({ status: 403, body: 'RBAC: access denied' });
+      // The catch-all HTTP chains carry the policy too: the same path as A's identity, then
+      // without any identity (plaintext from A as uid 1337, not captured), on a port of its own
+      // and on a port only the catch-all serves.
+      expect(await request([`http://${POD_B}:${V1_PORT}/allowed`], { uid: PROXY_UID }), principalForm).toEqual({ status: 403, body: 'RBAC: access denied' });
+      expect(await request([`http://${POD_B}:${OTHER_PORT}/allowed`], { uid: PROXY_UID }), principalForm).toEqual({ status: 403, body: 'RBAC: access denied' });
+      // TCP: A's mTLS connection and a plaintext one are closed without reaching the echo.
+      expect(await echoThroughA(), principalForm).not.toContain('echo:');
+      expect(await rawToB(ECHO_PORT, 'ping'), principalForm).not.toContain('echo:');
+    }
+    // The same chains without RBAC filters: everything is allowed again.
+    await push('b', TypeUrl.listener, [virtualOutbound(), inboundOfB()]);
+    const other = await request(['http://reviews:9080/other']);
+    expect(other.status, other.body).toBe(200);
+    expect(JSON.parse(other.body)).toMatchObject({ name: 'reviews-v1' });
+    expect((await request([`http://${POD_B}:${V1_PORT}/other`], { uid: PROXY_UID })).status).toBe(200);
+    expect(await echoThroughA()).toBe('echo:ping\n');
+    expect(await rawToB(ECHO_PORT, 'ping')).toBe('echo:ping\n');
+  });
+
+  it('inbound protocols by chain: a port with only tcp_proxy chains proxies HTTP bytes as TCP; a port with only HTTP chains closes other bytes', async () => {
+    // 9080: HTTP chains only (mTLS and plaintext); 7000: tcp_proxy chains only; the catch-all
+    // chains (8080) hold both.
+    await push('b', TypeUrl.listener, [
+      virtualOutbound(),
+      virtualInbound([
+        { port: V1_PORT, protocol: 'http', mode: 'PERMISSIVE', host: REVIEWS },
+        { port: ECHO_PORT, protocol: 'tcp', mode: 'PERMISSIVE', host: ECHO },
+      ]),
+    ]);
+    // Plaintext HTTP bytes to the TCP port: proxied as they are (Envoy would not parse them; an
+    // HTTP hop would have rewritten the request and added headers), echoed back verbatim.
+    const get = 'GET / HTTP/1.1\r\nHost: x\r\n\r\n';
+    const echoed = await rawToB(ECHO_PORT, get);
+    expect(echoed.startsWith('echo:GET / HTTP/1.1\r\nHost: x\r\n'), JSON.stringify(echoed)).toBe(true);
+    // (the echo prefixes each chunk it reads; the bytes may arrive in more than one)
+    expect(echoed.replaceAll('echo:', '')).toBe(`${get}\n`);
+    // Bytes that are not HTTP to the HTTP-only port: closed, never reaching the application
+    // (whose HTTP server would have answered 400).
+    const garbage = await rawToB(V1_PORT, 'hello\n');
+    expect(garbage, JSON.stringify(garbage)).toMatch(/^(error \w+)?\n$/);
+    // The same bytes to a port the catch-all serves (HTTP and TCP chains): proxied to its
+    // application, which answers them with a 400.
+    expect(await rawToB(OTHER_PORT, 'hello\n')).toContain('HTTP/1.1 400');
+    // The HTTP port still serves HTTP, plaintext and over mTLS from A's sidecar.
+    const plain = await request([`http://${POD_B}:${V1_PORT}/`], { uid: PROXY_UID });
+    expect(plain.status, plain.body).toBe(200);
+    expect(JSON.parse(plain.body)).toMatchObject({ name: 'reviews-v1' });
+    const meshed = await request(['http://reviews:9080/']);
+    expect(meshed.status, meshed.body).toBe(200);
+    expect(JSON.parse(meshed.body)).toMatchObject({ name: 'reviews-v1' });
+  });
+
+  it('without virtualInbound, inbound connections are closed; pushing it back restores service', async () => {
+    await push('b', TypeUrl.listener, [virtualOutbound()]);
+    // Plaintext from A as uid 1337: closed without an answer (curl 52: empty reply, 56: reset).
+    const direct = await curl([`http://${POD_B}:${V1_PORT}/`], { uid: PROXY_UID });
+    expect([52, 56], `${direct.code} ${direct.stderr}`).toContain(direct.code);
+    expect(direct.stdout).toBe('');
+    expect(await rawToB(ECHO_PORT, 'ping')).not.toContain('echo:');
+    // From A's sidecar too: TCP through the echo VIP (mTLS) is closed, and HTTP gets no answer
+    // from B's app, even over a pooled connection opened before the push (B's sidecar resets
+    // requests on connections whose listener is gone).
+    expect(await echoThroughA()).not.toContain('echo:');
+    const refused = await request(['http://reviews:9080/']);
+    expect(refused.status, refused.body).toBe(503);
+
+    await push('b', TypeUrl.listener, [virtualOutbound(), virtualInbound(inboundPortsOfB('PERMISSIVE'))]);
+    const back = await request([`http://${POD_B}:${V1_PORT}/`], { uid: PROXY_UID });
+    expect(back.status, back.body).toBe(200);
+    expect(JSON.parse(back.body)).toMatchObject({ name: 'reviews-v1' });
+    const viaA = await request(['http://reviews:9080/']);
+    expect(viaA.status, viaA.body).toBe(200);
+    expect((JSON.parse(viaA.body) as { xfcc: string }).xfcc).toMatch(/URI=spiffe:\/\/cluster\.local\/ns\/default\/sa\/productpage$/);
+    expect(await echoThroughA()).toBe('echo:ping\n');
   });
 });

@@ -6,9 +6,10 @@ const T = 'type.googleapis.com/';
 const ADS = { ads: {}, initial_fetch_timeout: '0s', resource_api_version: 'V3' };
 const UNLIMITED = { max_connections: 4294967295, max_pending_requests: 4294967295, max_requests: 4294967295, max_retries: 4294967295, track_remaining: true };
 
-/** `outbound|<port>||<host>`, an EDS cluster as istiod makes it for a service port. */
-export function edsCluster(host: string, port: number): object {
-  const name = `outbound|${port}||${host}`;
+/** `outbound|<port>|<subset>|<host>`, an EDS cluster as istiod makes it for a service port (plaintext). */
+export function edsCluster(host: string, port: number, options: { subset?: string; namespace?: string } = {}): Record<string, unknown> {
+  const subset = options.subset ?? '';
+  const name = `outbound|${port}|${subset}|${host}`;
   return {
     '@type': `${T}envoy.config.cluster.v3.Cluster`,
     name,
@@ -18,7 +19,7 @@ export function edsCluster(host: string, port: number): object {
     lb_policy: 'LEAST_REQUEST',
     circuit_breakers: { thresholds: [UNLIMITED] },
     common_lb_config: { locality_weighted_lb_config: {} },
-    metadata: { filter_metadata: { istio: { services: [{ host, name: host.split('.')[0], namespace: 'default' }] } } },
+    metadata: { filter_metadata: { istio: { services: [{ host, name: host.split('.')[0], namespace: options.namespace ?? 'default' }], ...(subset !== '' ? { subset } : {}) } } },
   };
 }
 
@@ -211,19 +212,9 @@ const INSPECTORS = [
  * plaintext).
  */
 export function meshEdsCluster(host: string, port: number, options: { serviceAccount: string; namespace?: string; subset?: string; trustDomain?: string }): object {
-  const subset = options.subset ?? '';
-  const name = `outbound|${port}|${subset}|${host}`;
   const namespace = options.namespace ?? 'default';
   return {
-    '@type': `${T}envoy.config.cluster.v3.Cluster`,
-    name,
-    type: 'EDS',
-    eds_cluster_config: { eds_config: ADS, service_name: name },
-    connect_timeout: '10s',
-    lb_policy: 'LEAST_REQUEST',
-    circuit_breakers: { thresholds: [UNLIMITED] },
-    metadata: { filter_metadata: { istio: { services: [{ host, name: host.split('.')[0], namespace }], ...(subset !== '' ? { subset } : {}) } } },
-    common_lb_config: { locality_weighted_lb_config: {} },
+    ...edsCluster(host, port, { namespace, ...(options.subset !== undefined ? { subset: options.subset } : {}) }),
     typed_extension_protocol_options: USE_DOWNSTREAM_PROTOCOL,
     filters: [METADATA_EXCHANGE_NETWORK],
     transport_socket_matches: [
@@ -243,7 +234,7 @@ export function meshEdsCluster(host: string, port: number, options: { serviceAcc
                 validation_context_sds_secret_config: sds('ROOTCA'),
               },
             },
-            sni: `outbound_.${port}_.${subset}_.${host}`,
+            sni: `outbound_.${port}_.${options.subset ?? ''}_.${host}`,
           },
         },
       },
@@ -551,4 +542,84 @@ export function virtualInbound(ports: readonly InboundPort[], catchAll: 'PERMISS
     traffic_direction: 'INBOUND',
     continue_on_listener_filters_timeout: true,
   };
+}
+
+// === AuthorizationPolicy on virtualInbound: RBAC filters as istiod emits them ===
+//
+// Shaped as in shared/xds-data/istio__authz__configdump.yaml: the HTTP RBAC filter sits in each
+// inbound connection manager right after istio.metadata_exchange (before the router), the
+// network RBAC filter in each TCP chain right after istio.metadata_exchange (before tcp_proxy).
+
+/** Envoy RBAC `rules`: an action and its policies by name (none: ALLOW with no policies denies all). */
+export interface RbacRules {
+  readonly action?: 'ALLOW' | 'DENY' | 'LOG';
+  readonly policies?: Readonly<Record<string, object>>;
+}
+
+/** `envoy.filters.http.rbac` enforcing `rules`. */
+export function httpRbacFilter(rules: RbacRules): object {
+  return { name: 'envoy.filters.http.rbac', typed_config: { '@type': `${T}envoy.extensions.filters.http.rbac.v3.RBAC`, rules, shadow_rules_stat_prefix: 'istio_dry_run_allow_' } };
+}
+
+/** `envoy.filters.network.rbac` enforcing `rules` (istiod's deny-all: `{}`). */
+export function networkRbacFilter(rules: RbacRules): object {
+  return {
+    name: 'envoy.filters.network.rbac',
+    typed_config: { '@type': `${T}envoy.extensions.filters.network.rbac.v3.RBAC`, rules, stat_prefix: 'tcp.', shadow_rules_stat_prefix: 'istio_dry_run_allow_' },
+  };
+}
+
+/**
+ * istiod's policy for one AuthorizationPolicy rule `from: principals [principal]`, `to: methods
+ * [method], paths [pathPrefix*]`: and_rules/or_rules permissions and and_ids/or_ids principals.
+ * The principal as Istio ≥ 1.20 writes it (`filter_state` io.istio.peer_principal) or as earlier
+ * releases did (`authenticated.principal_name`).
+ */
+export function istioAllowRule(options: { principal: string; method: string; pathPrefix: string; principalForm?: 'filter_state' | 'authenticated' }): object {
+  const principal =
+    (options.principalForm ?? 'filter_state') === 'filter_state'
+      ? { filter_state: { key: 'io.istio.peer_principal', string_match: { exact: options.principal } } }
+      : { authenticated: { principal_name: { exact: options.principal } } };
+  return {
+    permissions: [
+      {
+        and_rules: {
+          rules: [{ or_rules: { rules: [{ header: { name: ':method', exact_match: options.method } }] } }, { or_rules: { rules: [{ url_path: { path: { prefix: options.pathPrefix } } }] } }],
+        },
+      },
+    ],
+    principals: [{ and_ids: { ids: [{ or_ids: { ids: [principal] } }] } }],
+  };
+}
+
+type JsonObject = Record<string, unknown>;
+const isHcm = (f: JsonObject): boolean => f['name'] === 'envoy.filters.network.http_connection_manager';
+const isTcpProxy = (f: JsonObject): boolean => f['name'] === 'envoy.filters.network.tcp_proxy';
+/** Where istiod puts an RBAC filter: right after istio.metadata_exchange (else first). */
+const afterMetadataExchange = (filters: readonly JsonObject[], added: object): JsonObject[] => {
+  const at = filters.findIndex((f) => f['name'] === 'istio.metadata_exchange') + 1;
+  return [...filters.slice(0, at), added as JsonObject, ...filters.slice(at)];
+};
+
+/**
+ * A copy of a virtualInbound listener (from `virtualInbound`) with `http` added to every HTTP
+ * chain's connection manager and `tcp` to every TCP chain, as istiod repeats a workload's
+ * policies on each chain; the loop guard (port 15006) is left alone.
+ */
+export function withInboundRbac(listener: object, filters: { readonly http?: object; readonly tcp?: object }): object {
+  const l = structuredClone(listener) as JsonObject & { filter_chains: JsonObject[] };
+  for (const chain of l.filter_chains) {
+    const match = (chain['filter_chain_match'] ?? {}) as JsonObject;
+    if (match['destination_port'] === 15006) continue;
+    const chainFilters = chain['filters'] as JsonObject[];
+    const hcm = chainFilters.find(isHcm);
+    if (hcm !== undefined) {
+      if (filters.http === undefined) continue;
+      const config = hcm['typed_config'] as JsonObject;
+      config['http_filters'] = afterMetadataExchange(config['http_filters'] as JsonObject[], filters.http);
+    } else if (chainFilters.some(isTcpProxy) && filters.tcp !== undefined) {
+      chain['filters'] = afterMetadataExchange(chainFilters, filters.tcp);
+    }
+  }
+  return l;
 }

@@ -3,6 +3,10 @@
  * upstream servers, real HTTP requests through the proxy. Covers ACK/NACK, readiness, warming,
  * weight pushes under load, disconnect/reconnect and removal.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/core/logger.js';
 import { TypeUrl } from '../../src/config/xds/proto.js';
@@ -10,6 +14,8 @@ import { XdsConfigSource } from '../../src/config/xds/xds-source.js';
 import { Proxy } from '../../src/lifecycle/proxy.js';
 import { createRootCa, issueWorkloadCert } from '../../src/security/ca.js';
 import { PushedCredentials } from '../../src/security/cert-store.js';
+import { openXdsSource } from '../../src/lifecycle/xds.js';
+import type { CaCall } from '../support/istio-ca-service.js';
 import { DEFAULT_MESH } from '../../src/model/index.js';
 import { AdsServer } from '../support/ads-server.js';
 import { get } from '../helpers/client.js';
@@ -112,7 +118,7 @@ describe('xDS: configuration over ADS', () => {
     const h = await start();
     const port = h.proxy.ports.outbound;
     const accepted = h.server.version(TypeUrl.cluster);
-    const broken = { ...(edsCluster('a.test', 80) as Record<string, unknown>), lb_policy: 'LOAD_BALANCING_POLICY_CONFIG', upstream_config: { name: 'custom' } };
+    const broken = { ...edsCluster('a.test', 80), lb_policy: 'LOAD_BALANCING_POLICY_CONFIG', upstream_config: { name: 'custom' } };
     h.server.setResources(TypeUrl.cluster, [broken, edsCluster('b.test', 80), PASSTHROUGH_CLUSTER]);
     const nack = await h.server.waitFor((r) => r.typeUrl === TypeUrl.cluster && r.errorDetail !== undefined);
     expect(nack.versionInfo).toBe(accepted);
@@ -158,12 +164,55 @@ describe('xDS: configuration over ADS', () => {
     await h.server.waitFor((r) => r.typeUrl === TypeUrl.endpoints && r.resourceNames.includes(C));
     await h.server.waitFor((r) => r.typeUrl === TypeUrl.routes && r.versionInfo === h.server.version(TypeUrl.routes));
     const before = h.proxy.snapshot.version;
-    // c.test is still unknown: the allow_any route passes it through to its (unresolvable) name.
-    expect(await serverOf(port, 'c.test')).not.toBe('c');
+    // Nothing of the update is applied while c.test's cluster warms: neither the cluster nor the route.
+    expect(h.proxy.snapshot.clusters.has(C)).toBe(false);
+    expect(h.proxy.snapshot.model.routeConfigs[0]!.virtualHosts.map((v) => v.domains[0])).not.toContain('c.test');
     expect(h.proxy.snapshot.version).toBe(before);
     h.server.setResources(TypeUrl.endpoints, [assignment(A, [h.a.port]), assignment(B, [h.b.port]), assignment(C, [c.port])]);
     await eventually(async () => expect(await serverOf(port, 'c.test')).toBe('c'));
     expect(h.proxy.snapshot.version).toBe(before + 1);
+  });
+
+  it('counts endpoints that never come as none after the timeout, once: later updates do not wait again', async () => {
+    const server = await AdsServer.start();
+    cleanups.push(() => server.close());
+    const a = await startUpstream('a');
+    cleanups.push(() => a.close());
+    const ghost = 'outbound|80||ghost.test';
+    server.setResources(TypeUrl.cluster, [edsCluster('a.test', 80), edsCluster('ghost.test', 80), PASSTHROUGH_CLUSTER]);
+    server.setResources(TypeUrl.endpoints, [assignment(A, [a.port])]); // none for ghost.test
+    server.setResources(TypeUrl.listener, [virtualOutbound(), httpListener(80)]);
+    server.setResources(TypeUrl.routes, [routeConfig('80', { 'a.test': [{ to: A }], 'ghost.test': [{ to: ghost }] })]);
+    const logs: string[] = [];
+    const source = await openSource(server, logs, 1500);
+    const proxy = await Proxy.start({ configPath: 'xds', source, logger: createLogger({ level: 'off' }), ports: { outbound: 0, admin: 0, readiness: 0 }, metadata: EMPTY_METADATA });
+    cleanups.push(() => proxy.close(true));
+    expect(logs.filter((l) => l.includes('no endpoints received for outbound|80||ghost.test'))).toHaveLength(1);
+    expect(await serverOf(proxy.ports.outbound, 'a.test')).toBe('a');
+    expect((await get(proxy.ports.outbound, 'ghost.test')).status).toBe(503); // no healthy upstream
+    // A route change now applies without another 1.5 s wait for ghost.test's endpoints.
+    server.setResources(TypeUrl.routes, [routeConfig('80', { 'ghost.test': [{ to: A }] })]);
+    await eventually(async () => expect(await serverOf(proxy.ports.outbound, 'ghost.test')).toBe('a'), 1000);
+    expect(logs.filter((l) => l.includes('no endpoints received'))).toHaveLength(1);
+  });
+
+  it('announces a snapshot built between load() and watch() (a push during startup is not lost)', async () => {
+    const server = await AdsServer.start();
+    cleanups.push(() => server.close());
+    const a = await startUpstream('a');
+    const b = await startUpstream('b');
+    cleanups.push(() => a.close(), () => b.close());
+    serveMesh(server, { a, b }, { 'a.test': [{ to: A }] });
+    const source = await openSource(server, []);
+    cleanups.push(() => source.close());
+    const first = await source.load();
+    server.setResources(TypeUrl.routes, [routeConfig('80', { 'a.test': [{ to: B }] })]);
+    await server.waitFor((r) => r.typeUrl === TypeUrl.routes && r.versionInfo === server.version(TypeUrl.routes));
+    const told = new Promise<string>((resolve) => void source.watch(() => resolve('told')));
+    expect(await Promise.race([told, new Promise<string>((r) => setTimeout(() => r('not told'), 2000))])).toBe('told');
+    const next = await source.load();
+    expect(next.model).not.toBe(first.model);
+    expect(next.model!.routeConfigs[0]!.virtualHosts[0]!.routes[0]!.action).toMatchObject({ clusters: [{ cluster: B }] });
   });
 
   it('shifts weights under load without a failed request', async () => {
@@ -260,17 +309,66 @@ describe('xDS: configuration over ADS', () => {
     const server = await AdsServer.start({ tls: { key: istiod.keyPem, cert: istiod.certChainPem, ca: ca.certPem } });
     cleanups.push(() => server.close());
     server.setResources(TypeUrl.cluster, [PASSTHROUGH_CLUSTER]);
-    const open = (tls: (() => { ca: Buffer; key: Buffer; cert: Buffer }) | undefined): XdsConfigSource => {
-      const source = new XdsConfigSource({ target: server.target, serverName: 'istiod.istio-system.svc', node: NODE, mesh: DEFAULT_MESH, log: createLogger({ level: 'off' }), backoff: { baseMs: 50, maxMs: 100 }, ...(tls !== undefined ? { tls } : {}) });
+    const open = (credentials: (() => grpc.ChannelCredentials) | undefined): XdsConfigSource => {
+      const source = new XdsConfigSource({ target: server.target, serverName: 'istiod.istio-system.svc', node: NODE, mesh: DEFAULT_MESH, log: createLogger({ level: 'off' }), backoff: { baseMs: 50, maxMs: 100 }, ...(credentials !== undefined ? { credentials } : {}) });
       cleanups.push(() => source.close());
       return source;
     };
-    open(() => ({ ca: Buffer.from(ca.certPem), key: Buffer.from(workload.keyPem), cert: Buffer.from(workload.certChainPem) }));
+    open(() => grpc.credentials.createSsl(Buffer.from(ca.certPem), Buffer.from(workload.keyPem), Buffer.from(workload.certChainPem)));
     await server.waitFor((r) => r.typeUrl === TypeUrl.cluster && r.versionInfo === server.version(TypeUrl.cluster));
     const before = server.requests.length;
     open(undefined); // plaintext to an mTLS server: never gets a stream
     await new Promise((r) => setTimeout(r, 300));
     expect(server.requests.slice(before).filter((r) => r.node !== undefined)).toEqual([]);
+  });
+
+  it("authenticates to istiod with the service-account token over TLS and gets its certificate from Istio's CA", async () => {
+    const ca = createRootCa();
+    const istiod = issueWorkloadCert({ ca, namespace: 'istio-system', serviceAccount: 'istiod', dnsNames: ['istiod.istio-system.svc'] });
+    const calls: CaCall[] = [];
+    const server = await AdsServer.start({ tls: { key: istiod.keyPem, cert: istiod.certChainPem, ca: ca.certPem, clientCertificates: false }, bearerToken: 'sa-token', ca: { root: ca, calls } });
+    cleanups.push(() => server.close());
+    const a = await startUpstream('a');
+    const b = await startUpstream('b');
+    cleanups.push(() => a.close(), () => b.close());
+    serveMesh(server, { a, b }, { 'a.test': [{ to: A }] });
+    const dir = await mkdtemp(join(tmpdir(), 'skiff-token-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'istio-token'), 'sa-token\n');
+    await writeFile(join(dir, 'root-cert.pem'), ca.certPem);
+    const logs: string[] = [];
+    const log = createLogger({ level: 'debug', sink: (l) => logs.push(l) });
+    const parts = openXdsSource({
+      address: server.target,
+      auth: 'MUTUAL_TLS',
+      tokenPath: join(dir, 'istio-token'),
+      rootCertPath: join(dir, 'root-cert.pem'),
+      serverName: 'istiod.istio-system.svc',
+      type: 'sidecar',
+      mesh: DEFAULT_MESH,
+      env: { POD_NAME: 'reviews-1', POD_NAMESPACE: 'shop', SERVICE_ACCOUNT: 'reviews', INSTANCE_IP: '10.0.0.7', ISTIO_META_CLUSTER_ID: 'east' },
+      log,
+    });
+    const proxy = await Proxy.start({ configPath: 'xds', source: parts.source, credentials: parts.credentials!, logger: log, ports: { outbound: 0, admin: 0, readiness: 0 }, metadata: EMPTY_METADATA });
+    cleanups.push(() => proxy.close(true));
+    // Ready only with a certificate: the one the CA issued for the pod's identity.
+    expect(parts.credentials!.current()?.identity).toBe('spiffe://cluster.local/ns/shop/sa/reviews');
+    expect(calls).toHaveLength(1);
+    expect(calls[0]!.clusterId).toBe('east');
+    expect(calls[0]!.ttlSeconds).toBe(86_400);
+    expect(await serverOf(proxy.ports.outbound, 'a.test')).toBe('a');
+    expect(server.requests.find((r) => r.node !== undefined)?.node).toMatchObject({ id: 'sidecar~10.0.0.7~reviews-1.shop~shop.svc.cluster.local' });
+    expect(logs.some((l) => l.includes("workload certificate spiffe://cluster.local/ns/shop/sa/reviews from Istio's CA"))).toBe(true);
+
+    // A wrong token gets neither config nor a certificate.
+    await writeFile(join(dir, 'istio-token'), 'stolen\n');
+    const before = server.requests.length;
+    const denied = openXdsSource({ address: server.target, auth: 'MUTUAL_TLS', tokenPath: join(dir, 'istio-token'), rootCertPath: join(dir, 'root-cert.pem'), serverName: 'istiod.istio-system.svc', type: 'sidecar', mesh: DEFAULT_MESH, env: {}, log: createLogger({ level: 'off' }) });
+    cleanups.push(() => denied.source.close?.());
+    await new Promise((r) => setTimeout(r, 300));
+    expect(server.requests.length).toBe(before);
+    expect(calls).toHaveLength(1);
+    expect(denied.credentials!.current()).toBeNull();
   });
 
   it('removes what the server no longer sends', async () => {

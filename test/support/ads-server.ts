@@ -13,11 +13,14 @@
  * - nonces are unique across the server.
  * DeltaAggregatedResources answers UNIMPLEMENTED (grpc-js' default handler).
  *
- * Real sockets only: 127.0.0.1 on port 0, or a unix socket; plaintext or mTLS.
+ * Real sockets only: 127.0.0.1 on port 0, or a unix socket; plaintext, TLS or mTLS, optionally
+ * behind a bearer token and with Istio's CA service beside it (istiod's 15012).
  */
 import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { decodeMessage, encodeAny, messageType, TypeUrl, type Json } from '../../src/config/xds/proto.js';
+import type { CaKeyPair } from '../../src/security/ca.js';
+import { addIstioCaService, type CaCall } from './istio-ca-service.js';
 
 // === wire ===
 
@@ -130,8 +133,15 @@ export function resourceName(resource: object): string {
 export interface AdsServerOptions {
   /** Listen on this unix socket instead of 127.0.0.1:0. The caller owns the path. */
   readonly socketPath?: string;
-  /** PEM strings; with them the server requires and verifies client certificates (mTLS). */
-  readonly tls?: { readonly key: string; readonly cert: string; readonly ca: string };
+  /**
+   * PEM strings; with them the server speaks TLS and, unless `clientCertificates` is false,
+   * requires and verifies client certificates (mTLS).
+   */
+  readonly tls?: { readonly key: string; readonly cert: string; readonly ca: string; readonly clientCertificates?: boolean };
+  /** Streams must carry `authorization: Bearer <token>` (istiod's service-account token check). */
+  readonly bearerToken?: string;
+  /** Also serve Istio's CA (CreateCertificate) signing with this root, behind `bearerToken`. */
+  readonly ca?: { readonly root: CaKeyPair; readonly calls: CaCall[] };
   /**
    * Answer subscriptions to types never set with an empty response (default true, as a control
    * plane that has nothing of a type does). false holds them until `setResources` (startup tests).
@@ -179,11 +189,20 @@ export class AdsServer {
     const credentials =
       options.tls === undefined
         ? grpc.ServerCredentials.createInsecure()
-        : grpc.ServerCredentials.createSsl(Buffer.from(options.tls.ca), [{ private_key: Buffer.from(options.tls.key), cert_chain: Buffer.from(options.tls.cert) }], true);
+        : grpc.ServerCredentials.createSsl(Buffer.from(options.tls.ca), [{ private_key: Buffer.from(options.tls.key), cert_chain: Buffer.from(options.tls.cert) }], options.tls.clientCertificates !== false);
     const address = options.socketPath === undefined ? '127.0.0.1:0' : `unix:${options.socketPath}`;
     const port = await new Promise<number>((resolve, reject) => server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p))));
     const ads = new AdsServer(server, options.socketPath === undefined ? `127.0.0.1:${port}` : address, options.answerUnset ?? true);
-    server.addService(ADS_SERVICE, { StreamAggregatedResources: (call: OpenStream['call']) => ads.#accept(call) });
+    server.addService(ADS_SERVICE, {
+      StreamAggregatedResources: (call: OpenStream['call']) => {
+        if (options.bearerToken !== undefined && call.metadata.get('authorization')[0] !== `Bearer ${options.bearerToken}`) {
+          call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'authentication failure' });
+          return;
+        }
+        ads.#accept(call);
+      },
+    });
+    if (options.ca !== undefined) addIstioCaService(server, options.ca.root, options.bearerToken ?? '', options.ca.calls);
     return ads;
   }
 

@@ -3,6 +3,7 @@
  * plus the refusals that become NACKs, the node skiff presents, and pilot-agent's flags.
  */
 import { readFileSync } from 'node:fs';
+import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { translateListener, type XdsListener } from '../../src/config/xds/listener.js';
 import { buildNode } from '../../src/config/xds/node.js';
@@ -67,7 +68,11 @@ describe('listeners from istiod', () => {
     expect(model!.addressRouteConfigs!.map((a) => `${a.address}:${a.port}`).sort()).toEqual(['10.96.0.10:9153', '10.96.132.134:15021']);
     // virtualInbound: port 9080 takes mTLS and plaintext (PERMISSIVE), with its own routes.
     expect(model!.peerAuthentication).toEqual({ mode: 'PERMISSIVE', portModes: {} });
+    // 9080 has HTTP chains only (a declared HTTP port); the catch-all serves both.
+    expect(model!.inboundProtocols).toEqual({ default: 'AUTO', ports: { 9080: 'HTTP' } });
     expect(model!.inboundPortRouteConfigs!.map((r) => r.name)).toEqual(['9080']);
+    // The IPv4 and IPv6 catch-all routes are one route to the model's passthrough cluster.
+    expect(model!.inboundRouteConfig.virtualHosts[0]!.routes[0]!.action).toMatchObject({ kind: 'forward', clusters: [{ cluster: 'InboundPassthroughCluster' }] });
     expect(model!.inboundPortRouteConfigs![0]!.virtualHosts[0]!.routes[0]!.action).toMatchObject({ kind: 'forward', clusters: [{ cluster: 'inbound|9080||' }] });
   });
 
@@ -126,9 +131,25 @@ describe('listeners from istiod', () => {
     expect(built.problems.map((p) => p.message)).toContainEqual(expect.stringContaining('per-port policies are not supported'));
   });
 
-  it('takes REGISTRY_ONLY from virtualOutbound', () => {
+  it('takes REGISTRY_ONLY from virtualOutbound; without virtualInbound every inbound connection is closed', () => {
     const listener = translateListener(strip(virtualOutbound('BlackHoleCluster') as Obj)).listener!;
-    expect(buildSidecarModel({ listeners: [listener], routes: new Map(), clusters: [] }, DEFAULT_MESH).model!.mesh.outboundTrafficPolicy).toBe('REGISTRY_ONLY');
+    const model = buildSidecarModel({ listeners: [listener], routes: new Map(), clusters: [] }, DEFAULT_MESH).model!;
+    expect(model.mesh.outboundTrafficPolicy).toBe('REGISTRY_ONLY');
+    expect(model.inboundProtocols).toEqual({ default: 'NONE', ports: {} });
+  });
+
+  it('serves an inbound port as its chains say: TCP-only ports proxy HTTP bytes too', () => {
+    const d = dump('istio__configdump.json');
+    const inbound = activeListeners(d).find((l) => l['name'] === 'virtualInbound')!;
+    // Port 9080 as a TCP port: its HTTP connection managers replaced by TCP proxies.
+    const tcp = { name: 'envoy.filters.network.tcp_proxy', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', statPrefix: 'inbound|9080||', cluster: 'inbound|9080||' } };
+    const asTcp = {
+      ...inbound,
+      filterChains: inbound['filterChains'].map((c: Obj) => (c['filterChainMatch']?.['destinationPort'] === 9080 ? { ...c, filters: [tcp] } : c)),
+    };
+    const model = buildSidecarModel({ listeners: [translateListener(asTcp).listener!], routes: new Map(), clusters: [] }, DEFAULT_MESH).model!;
+    expect(model.inboundProtocols).toEqual({ default: 'AUTO', ports: { 9080: 'TCP' } });
+    expect(model.inboundPortRouteConfigs).toEqual([]);
   });
 });
 
@@ -144,6 +165,45 @@ describe('what becomes a NACK', () => {
     expect(problems(withLua)).toEqual(['filter_chains[0].filters[0].typed_config.http_filters[0].typed_config: HTTP filter envoy.extensions.filters.http.lua.v3.Lua is not supported']);
     const rbac = { name: 'envoy.filters.network.rbac', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz' } };
     expect(problems({ ...l, filter_chains: [{ ...chain, filters: [rbac, ...chain.filters] }] })[0]).toContain('network filter envoy.extensions.filters.network.ext_authz.v3.ExtAuthz is not supported');
+  });
+
+  it('refuses a filter or transport socket given by name only, and a listener-level rate limit', () => {
+    const l = httpListener(80) as Obj;
+    const chain = l['filter_chains'][0];
+    const hcm = chain.filters[0].typed_config;
+    const named = { name: 'envoy.filters.http.ext_authz' };
+    expect(problems({ ...l, filter_chains: [{ ...chain, filters: [{ ...chain.filters[0], typed_config: { ...hcm, http_filters: [named, ...hcm.http_filters] } }] }] })).toEqual([
+      'filter_chains[0].filters[0].typed_config.http_filters[0].typed_config: required (envoy.filters.http.ext_authz has no configuration skiff can check)',
+    ]);
+    // A TLS socket without its context would otherwise read as plaintext.
+    expect(problems({ ...l, filter_chains: [{ ...chain, transport_socket: { name: 'envoy.transport_sockets.tls' } }] })).toEqual([
+      'filter_chains[0].transport_socket.typed_config: required (envoy.transport_sockets.tls has no configuration skiff can check)',
+    ]);
+    expect(problems({ ...l, filter_chains: [{ ...chain, transport_socket: { name: 'envoy.transport_sockets.raw_buffer' } }] })).toEqual([]);
+    const limit = (config: Obj): Obj => ({ name: 'envoy.filters.http.local_ratelimit', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit', stat_prefix: 'http_local_rate_limiter', ...config } });
+    const withLimit = (config: Obj): Obj => ({ ...l, filter_chains: [{ ...chain, filters: [{ ...chain.filters[0], typed_config: { ...hcm, http_filters: [limit(config), ...hcm.http_filters] } }] }] });
+    expect(problems(withLimit({}))).toEqual([]);
+    expect(problems(withLimit({ token_bucket: { max_tokens: 10, fill_interval: '1s' } }))[0]).toContain('only an empty filter config is supported (policies are per route)');
+  });
+
+  it("refuses the legacy authn filter's origin (JWT) authentication", () => {
+    const l = httpListener(80) as Obj;
+    const chain = l['filter_chains'][0];
+    const hcm = chain.filters[0].typed_config;
+    const authn = (policy: Obj): Obj => ({ name: 'istio_authn', typed_config: { '@type': 'type.googleapis.com/istio.envoy.config.filter.http.authn.v2alpha1.FilterConfig', policy } });
+    const withAuthn = (policy: Obj): Obj => ({ ...l, filter_chains: [{ ...chain, filters: [{ ...chain.filters[0], typed_config: { ...hcm, http_filters: [authn(policy), ...hcm.http_filters] } }] }] });
+    expect(problems(withAuthn({ peers: [{ mtls: { mode: 'PERMISSIVE' } }] }))).toEqual([]);
+    expect(problems(withAuthn({ origins: [{ jwt: { issuer: 'x' } }] }))[0]).toContain('origin (JWT) authentication in the legacy authn filter is not supported');
+    // Off the wire the filter's type is unknown to skiff's protos: its raw bytes are checked.
+    const raw = (withOrigins: boolean): string => {
+      const policy = protobuf.Writer.create();
+      policy.uint32((2 << 3) | 2).bytes(protobuf.Writer.create().finish()); // peers: [{}]
+      if (withOrigins) policy.uint32((4 << 3) | 2).bytes(protobuf.Writer.create().uint32((1 << 3) | 2).string('jwt').finish());
+      return Buffer.from(protobuf.Writer.create().uint32((1 << 3) | 2).bytes(policy.finish()).uint32((3 << 3) | 0).bool(true).finish()).toString('base64');
+    };
+    const wire = (withOrigins: boolean): Obj => ({ ...l, filter_chains: [{ ...chain, filters: [{ ...chain.filters[0], typed_config: { ...hcm, http_filters: [{ name: 'istio_authn', typed_config: { '@type': 'type.googleapis.com/istio.envoy.config.filter.http.authn.v2alpha1.FilterConfig', '@value': raw(withOrigins) } }, ...hcm.http_filters] } }] }] });
+    expect(problems(wire(false))).toEqual([]);
+    expect(problems(wire(true))[0]).toContain('origin (JWT) authentication');
   });
 
   it('refuses unknown fields, chains without a terminal filter, and listeners that would bind', () => {

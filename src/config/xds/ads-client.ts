@@ -10,7 +10,8 @@
  * - the node goes on the first request of each stream only (Istio's
  *   set_node_on_first_message_only);
  * - clusters and listeners are wildcard subscriptions; endpoints and route configurations are
- *   subscribed by name, and `subscribe` sends a new request when the names change;
+ *   subscribed by name, and `subscribe` sends a new request when the names change (never an
+ *   empty first request, which a server would read as a wildcard);
  * - on a broken stream it reconnects with jittered exponential backoff (Envoy's 500 ms base,
  *   30 s cap), re-sending each subscription with the last accepted version so the server may
  *   skip what is unchanged. What was accepted stays in force meanwhile: the handler is only
@@ -44,8 +45,11 @@ export interface AdsHandler {
 export interface AdsClientOptions {
   /** `host:port` or `unix:/path` (grpc-js target syntax). */
   readonly target: string;
-  /** PEM material for mTLS (istiod's 15012); plaintext when absent. Read at each (re)connect. */
-  readonly tls?: () => { readonly ca: Buffer; readonly key: Buffer; readonly cert: Buffer } | null;
+  /**
+   * How to authenticate to the server (TLS, mTLS, a bearer token); plaintext when absent. Called
+   * at each (re)connect, so rotated certificates and tokens are used from the next stream on.
+   */
+  readonly credentials?: () => grpc.ChannelCredentials;
   /** TLS name of the server when it differs from the target host (e.g. istiod.istio-system.svc). */
   readonly serverName?: string;
   /** The Envoy Node (proto3 JSON). */
@@ -61,6 +65,8 @@ interface Subscription {
   version: string;
   /** The last response's nonce on this stream ('' before any). */
   nonce: string;
+  /** A request for this type went out on the current stream. */
+  sent: boolean;
 }
 
 type Stream = grpc.ClientDuplexStream<Json, Json>;
@@ -92,7 +98,7 @@ export class AdsClient {
     const sorted = names === null ? null : [...new Set(names)].sort();
     const current = this.#subscriptions.get(typeUrl);
     if (current !== undefined && sameNames(current.names, sorted)) return;
-    const sub = current ?? { names: sorted, version: '', nonce: '' };
+    const sub = current ?? { names: sorted, version: '', nonce: '', sent: false };
     sub.names = sorted;
     this.#subscriptions.set(typeUrl, sub);
     if (this.#stream !== null) this.#send(typeUrl, sub);
@@ -111,8 +117,15 @@ export class AdsClient {
   #connect(): void {
     if (this.#closed) return;
     this.#client?.close();
-    const tls = this.#options.tls?.() ?? null;
-    const credentials = tls === null ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(tls.ca, tls.key, tls.cert);
+    let credentials: grpc.ChannelCredentials;
+    try {
+      credentials = this.#options.credentials?.() ?? grpc.credentials.createInsecure();
+    } catch (err) {
+      // E.g. a certificate file not there yet: try again later.
+      this.#options.handler.onConnection?.('disconnected', `credentials: ${(err as Error).message}`);
+      this.#retryLater();
+      return;
+    }
     const channelOptions: grpc.ChannelOptions = {
       'grpc.keepalive_time_ms': 300_000,
       ...(this.#options.serverName !== undefined ? { 'grpc.ssl_target_name_override': this.#options.serverName, 'grpc.default_authority': this.#options.serverName } : {}),
@@ -143,6 +156,7 @@ export class AdsClient {
     stream.on('end', () => this.#broken(stream, 'the server ended the stream'));
     for (const [typeUrl, sub] of this.#subscriptions) {
       sub.nonce = '';
+      sub.sent = false;
       this.#send(typeUrl, sub);
     }
   }
@@ -153,6 +167,10 @@ export class AdsClient {
     stream.cancel();
     if (this.#closed) return;
     this.#options.handler.onConnection?.('disconnected', detail);
+    this.#retryLater();
+  }
+
+  #retryLater(): void {
     const { baseMs, maxMs } = this.#options.backoff ?? { baseMs: 500, maxMs: 30_000 };
     // Full jitter over an exponentially growing window.
     const window = Math.min(maxMs, baseMs * 2 ** this.#attempt);
@@ -182,6 +200,10 @@ export class AdsClient {
   }
 
   #send(typeUrl: string, sub: Subscription, problems: readonly string[] = []): void {
+    // A stream's first request with no names would be a wildcard (legacy xDS): a named type
+    // waits until it has names. Later, no names unsubscribes from all.
+    if (sub.names !== null && sub.names.length === 0 && !sub.sent) return;
+    sub.sent = true;
     const request: { [key: string]: Json } = {
       type_url: typeUrl,
       version_info: sub.version,

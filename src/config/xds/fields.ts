@@ -8,6 +8,7 @@
  * path. Any problem means the resource is refused (a NACK).
  */
 import { translateRe2 } from '../../core/re2.js';
+import type { HeaderMatch } from '../../model/route.js';
 import type { StringMatch } from '../../model/string-match.js';
 
 export interface XdsProblem {
@@ -42,6 +43,13 @@ const REGEX_MATCHER: Spec = { handled: ['regex', 'google_re2'] };
 const STRING_MATCHER: Spec = {
   handled: ['exact', 'prefix', 'suffix', 'safe_regex', 'contains', 'ignore_case'],
   refused: { custom: 'custom string matchers are not supported' },
+};
+const HEADER_MATCHER: Spec = {
+  handled: [
+    'name', 'exact_match', 'safe_regex_match', 'present_match', 'prefix_match', 'suffix_match', 'contains_match',
+    'string_match', 'invert_match', 'treat_missing_header_as_empty',
+  ],
+  refused: { range_match: 'range matches are not supported' },
 };
 const FRACTIONAL_PERCENT: Spec = { handled: ['numerator', 'denominator'] };
 const DENOMINATORS = ['HUNDRED', 'TEN_THOUSAND', 'MILLION'] as const;
@@ -160,6 +168,59 @@ export class FieldReader {
     return { typeUrl: typeUrl as string, body };
   }
 
+  /**
+   * Envoy HeaderMatcher (every legacy form and string_match) → the model's HeaderMatch, name
+   * lowercased. Undefined (with problems) when it cannot be read: callers refuse the whole
+   * resource then, so nothing half-read is ever enforced.
+   */
+  protected headerMatcher(v: unknown, path: string): HeaderMatch | undefined {
+    const f = this.message(v, path, HEADER_MATCHER);
+    const name = this.string(f.get('name'), `${path}.name`) ?? '';
+    if (name === '') {
+      this.problem(`${path}.name`, 'required');
+      return undefined;
+    }
+    let invert = this.bool(f.get('invert_match'), `${path}.invert_match`) ?? false;
+    const treatMissingAsEmpty = this.bool(f.get('treat_missing_header_as_empty'), `${path}.treat_missing_header_as_empty`) ?? false;
+    const kinds = ['exact_match', 'safe_regex_match', 'present_match', 'prefix_match', 'suffix_match', 'contains_match', 'string_match'].filter((k) => f.has(k));
+    if (kinds.length > 1) {
+      this.problem(path, `only one of ${kinds.join(', ')} may be set`);
+      return undefined;
+    }
+    let match: StringMatch | undefined;
+    const kind = kinds[0];
+    switch (kind) {
+      case 'exact_match':
+      case 'prefix_match':
+      case 'suffix_match':
+      case 'contains_match': {
+        const literal = kind.slice(0, -'_match'.length) as 'exact' | 'prefix' | 'suffix' | 'contains';
+        const value = this.string(f.get(kind), `${path}.${kind}`);
+        if (value === undefined) return undefined;
+        if (value === '' && literal !== 'exact') this.problem(`${path}.${kind}`, 'must not be empty');
+        match = { kind: literal, value };
+        break;
+      }
+      case 'safe_regex_match': {
+        const regex = this.regex(f.get('safe_regex_match'), `${path}.safe_regex_match`);
+        if (regex === undefined) return undefined;
+        match = { kind: 'regex', value: regex };
+        break;
+      }
+      case 'string_match':
+        match = this.stringMatcher(f.get('string_match'), `${path}.string_match`);
+        if (match === undefined) return undefined;
+        break;
+      case 'present_match':
+        // present_match: false matches when the header is absent.
+        if (this.bool(f.get('present_match'), `${path}.present_match`) === false) invert = !invert;
+        break;
+      default:
+        break; // no specifier: a presence match
+    }
+    return { name: name.toLowerCase(), ...(match !== undefined ? { match } : {}), invert, treatMissingAsEmpty };
+  }
+
   /** envoy.type.matcher.v3.StringMatcher → a StringMatch (ignore_case does not apply to safe_regex). */
   protected stringMatcher(v: unknown, path: string): StringMatch | undefined {
     const f = this.message(v, path, STRING_MATCHER);
@@ -216,3 +277,13 @@ export interface AnyMessage {
 
 /** The type name of a type URL: what follows the last `/`. */
 export const typeName = (typeUrl: string): string => typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+
+/** The TypedStruct wrappers (udpa.type.v1 and xds.type.v3), by type name: their `type_url` names the real type. */
+const TYPED_STRUCTS: ReadonlySet<string> = new Set(['udpa.type.v1.TypedStruct', 'xds.type.v3.TypedStruct']);
+const GOOGLE_TYPE_URL_PREFIX = 'type.googleapis.com/';
+
+/** Whether a type name, or a type URL with the `type.googleapis.com/` prefix, is a TypedStruct. */
+export function isTypedStruct(typeUrlOrName: string): boolean {
+  const name = typeUrlOrName.startsWith(GOOGLE_TYPE_URL_PREFIX) ? typeUrlOrName.slice(GOOGLE_TYPE_URL_PREFIX.length) : typeUrlOrName;
+  return TYPED_STRUCTS.has(name);
+}

@@ -1,7 +1,7 @@
 /**
  * Envoy v3 `envoy.config.listener.v3.Listener` → a typed listener: its address, and per filter
  * chain the match and what the chain does (serve HTTP with a route configuration, or proxy TCP
- * to a cluster). Turning the listeners of a sidecar into skiff's model is `sidecar-listeners.ts`.
+ * to a cluster). Turning the listeners of a sidecar into skiff's model is `sidecar-model.ts`.
  *
  * Contract: as for every xDS translator (fields.ts) — each field is translated, accepted with a
  * reason, or refused with its path. Filters are known by their type URL: Envoy's HTTP connection
@@ -15,7 +15,8 @@
 import type { Authorization, L4Destination, RequestAuthentication, RouteConfig } from '../../model/index.js';
 import { translateJwtAuthn, JWT_AUTHN_TYPE } from './jwt-authn.js';
 import { combineRbacFilters, HTTP_RBAC_TYPE, NETWORK_RBAC_TYPE, translateHttpRbac, translateNetworkRbac } from './rbac.js';
-import { FieldReader, typeName, type AnyMessage, type Spec, type XdsProblem } from './fields.js';
+import { FieldReader, isTypedStruct, typeName, type AnyMessage, type Spec, type XdsProblem } from './fields.js';
+import { rawFieldPresent } from './proto.js';
 import { translateRouteConfiguration } from './route-configuration.js';
 
 /** What a filter chain matches on (Envoy FilterChainMatch, the fields istiod uses). */
@@ -193,7 +194,6 @@ const HCM_TYPE = `${T}envoy.extensions.filters.network.http_connection_manager.v
 const TCP_PROXY_TYPE = `${T}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`;
 const DOWNSTREAM_TLS_TYPE = `${T}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`;
 const RAW_BUFFER_TYPE = `${T}envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer`;
-const TYPED_STRUCTS = new Set([`${T}udpa.type.v1.TypedStruct`, `${T}xds.type.v3.TypedStruct`]);
 /** Wasm filter types (HTTP and network), as type names. */
 const WASM_TYPES = new Set(['envoy.extensions.filters.http.wasm.v3.Wasm', 'envoy.extensions.filters.network.wasm.v3.Wasm']);
 
@@ -224,7 +224,10 @@ const EMPTY_CONFIG_FILTERS = new Set([
   'envoy.extensions.filters.http.fault.v3.HTTPFault',
   'envoy.extensions.filters.http.cors.v3.Cors',
   'envoy.extensions.filters.http.router.v3.Router',
+  'envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit',
 ]);
+/** Fields these filters may set without configuring anything (local_ratelimit requires a stat prefix). */
+const INERT_FIELDS = new Set(['stat_prefix', 'statPrefix']);
 /** Istio's null-VM Wasm plugins, by the inline code name their Wasm config runs. */
 const ISTIO_WASM: Readonly<Record<string, string>> = {
   'envoy.wasm.metadata_exchange': 'skiff exchanges x-envoy-peer-metadata itself on mTLS hosts',
@@ -285,7 +288,7 @@ class ListenerTranslator extends FieldReader {
 
   #listenerFilter(v: unknown, path: string): void {
     const f = this.message(v, path, LISTENER_FILTER);
-    const config = this.any(f.get('typed_config'), `${path}.typed_config`);
+    const config = this.#typedConfig(f, path);
     if (config === undefined) return;
     const type = this.#effectiveType(config);
     if (LISTENER_FILTERS[type] === undefined) this.problem(`${path}.typed_config`, `listener filter ${type} is not supported`);
@@ -349,7 +352,9 @@ class ListenerTranslator extends FieldReader {
   #transportSocket(v: unknown, path: string): boolean {
     if (v === undefined) return false;
     const f = this.message(v, path, TRANSPORT_SOCKET);
-    const config = this.any(f.get('typed_config'), `${path}.typed_config`);
+    // A name alone configures nothing, except plaintext.
+    if (f.get('typed_config') === undefined && f.get('name') === 'envoy.transport_sockets.raw_buffer') return false;
+    const config = this.#typedConfig(f, path);
     if (config === undefined) return false;
     if (config.typeUrl === RAW_BUFFER_TYPE) return false;
     if (config.typeUrl !== DOWNSTREAM_TLS_TYPE) {
@@ -417,7 +422,7 @@ class ListenerTranslator extends FieldReader {
    */
   #networkFilter(v: unknown, path: string, policies: ChainPolicies): ChainAction | undefined {
     const f = this.message(v, path, FILTER);
-    const config = this.any(f.get('typed_config'), `${path}.typed_config`);
+    const config = this.#typedConfig(f, path);
     if (config === undefined) return undefined;
     const at = `${path}.typed_config`;
     if (config.typeUrl === HCM_TYPE) return this.#hcm(config.body, at, policies);
@@ -501,7 +506,7 @@ class ListenerTranslator extends FieldReader {
 
   #httpFilter(v: unknown, path: string, policies: ChainPolicies): void {
     const f = this.message(v, path, HTTP_FILTER);
-    const config = this.any(f.get('typed_config'), `${path}.typed_config`);
+    const config = this.#typedConfig(f, path);
     if (config === undefined) return;
     const type = this.#effectiveType(config);
     const at = `${path}.typed_config`;
@@ -524,21 +529,51 @@ class ListenerTranslator extends FieldReader {
       this.problem(at, `HTTP filter ${type} is not supported`);
       return;
     }
-    if (EMPTY_CONFIG_FILTERS.has(type) && Object.keys(config.body).length > 0) this.problem(at, `${type}: only an empty filter config is supported (policies are per route)`);
+    if (type === LEGACY_AUTHN && legacyOrigins(isTypedStruct(config.typeUrl) ? config.body['value'] : config.body)) {
+      this.problem(at, 'origin (JWT) authentication in the legacy authn filter is not supported: skiff takes JWT rules from jwt_authn');
+    }
+    if (EMPTY_CONFIG_FILTERS.has(type) && Object.keys(config.body).some((k) => !INERT_FIELDS.has(k))) {
+      this.problem(at, `${type}: only an empty filter config is supported (policies are per route)`);
+    }
   }
 
   /** A Wasm filter (direct or in a TypedStruct): only Istio's built-in plugins, which skiff replaces. */
   #wasm(config: AnyMessage, path: string): void {
-    const body = TYPED_STRUCTS.has(config.typeUrl) ? config.body['value'] : config.body;
+    const body = isTypedStruct(config.typeUrl) ? config.body['value'] : config.body;
     const code = wasmInlineCode(body);
     if (code === undefined || ISTIO_WASM[code] === undefined) this.problem(path, `Wasm plugin ${code ?? '(remote code)'} is not supported`);
   }
 
+  /** A filter's or socket's typed_config, which is required: a name alone says nothing skiff can check. */
+  #typedConfig(f: ReadonlyMap<string, unknown>, path: string): AnyMessage | undefined {
+    if (f.get('typed_config') === undefined) {
+      this.problem(`${path}.typed_config`, `required (${String(f.get('name') ?? 'unnamed')} has no configuration skiff can check)`);
+      return undefined;
+    }
+    return this.any(f.get('typed_config'), `${path}.typed_config`);
+  }
+
   /** The type an Any configures: a TypedStruct's inner type_url, else its own. */
   #effectiveType(config: AnyMessage): string {
-    if (TYPED_STRUCTS.has(config.typeUrl)) return typeName(String(config.body['type_url'] ?? config.body['typeUrl'] ?? ''));
+    if (isTypedStruct(config.typeUrl)) return typeName(String(config.body['type_url'] ?? config.body['typeUrl'] ?? ''));
     return typeName(config.typeUrl);
   }
+}
+
+/** Istio ≤ 1.17's HTTP authn filter. */
+const LEGACY_AUTHN = 'istio.envoy.config.filter.http.authn.v2alpha1.FilterConfig';
+
+/**
+ * Whether a legacy authn filter config asks for origin (JWT) authentication, which skiff does
+ * not do from it; its peer part only names the mTLS principal, which skiff derives itself.
+ */
+function legacyOrigins(body: unknown): boolean {
+  const raw = typeof body === 'object' && body !== null ? (body as Record<string, unknown>)['@value'] : undefined;
+  // Off the wire the type is unknown to skiff's protos: FilterConfig.policy (1) → Policy.origins (4).
+  if (typeof raw === 'string') return rawFieldPresent(raw, [1, 4]);
+  const policy = typeof body === 'object' && body !== null ? (body as Record<string, unknown>)['policy'] : undefined;
+  const origins = typeof policy === 'object' && policy !== null ? (policy as Record<string, unknown>)['origins'] : undefined;
+  return Array.isArray(origins) && origins.length > 0;
 }
 
 /** The inline code name of a Wasm filter's VM (Istio's null-VM plugins), if any. */

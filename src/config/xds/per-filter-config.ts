@@ -13,7 +13,7 @@
  * The most specific level wins per filter (route, then virtual host, then route configuration).
  */
 import type { CorsPolicy, FaultPolicy, LocalRateLimit } from '../../model/index.js';
-import { FieldReader, typeName, type Spec } from './fields.js';
+import { FieldReader, isTypedStruct, typeName, type Spec } from './fields.js';
 
 /** The filter policies one level (route configuration, virtual host or route) sets. */
 export interface FilterPolicies {
@@ -140,7 +140,7 @@ export class PerFilterConfigReader extends FieldReader {
           break;
         default: {
           // A TypedStruct names the real type inside.
-          const inner = type === 'udpa.type.v1.TypedStruct' || type === 'xds.type.v3.TypedStruct' ? body['type_url'] ?? body['typeUrl'] : undefined;
+          const inner = isTypedStruct(type) ? body['type_url'] ?? body['typeUrl'] : undefined;
           const shown = typeof inner === 'string' ? typeName(inner) : type;
           this.problem(at, `not supported: filter ${JSON.stringify(name)} has no per-route configuration in skiff (type ${shown})`);
         }

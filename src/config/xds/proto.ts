@@ -306,3 +306,30 @@ function jsonToValue(v: unknown): Record<string, unknown> {
   if (Array.isArray(v)) return { listValue: { values: v.map(jsonToValue) } };
   return { structValue: jsonToStruct(v, '') };
 }
+
+/**
+ * Whether an undecoded message (the `@value` of an Any whose type these protos lack) holds a
+ * field at `path` (field numbers, outer first; every field on the way a message). Used to check
+ * Istio's own filter configs for settings skiff must refuse without their .proto files.
+ */
+export function rawFieldPresent(base64: string, path: readonly number[]): boolean {
+  let bytes: Uint8Array = Buffer.from(base64, 'base64');
+  for (const [depth, wanted] of path.entries()) {
+    const reader = protobuf.Reader.create(bytes);
+    let found: Uint8Array | undefined;
+    while (reader.pos < reader.len) {
+      const tag = reader.uint32();
+      const field = tag >>> 3;
+      const wire = tag & 7;
+      if (field === wanted && wire === 2) {
+        found = reader.bytes();
+        break;
+      }
+      reader.skipType(wire);
+    }
+    if (found === undefined) return false;
+    if (depth === path.length - 1) return true;
+    bytes = found;
+  }
+  return false;
+}

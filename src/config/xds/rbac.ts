@@ -28,7 +28,7 @@
  * and refuses a second ALLOW filter (an AND of ORs the model's single allow list cannot hold).
  */
 import { isIP } from 'node:net';
-import type { Authorization, AuthzPolicy, HeaderMatch, RbacMatcher, StringMatch } from '../../model/index.js';
+import type { Authorization, AuthzPolicy, RbacMatcher, StringMatch } from '../../model/index.js';
 import { FieldReader, isObject, typeName, type Fields, type Spec, type XdsProblem } from './fields.js';
 
 export type RbacAction = 'ALLOW' | 'DENY' | 'AUDIT';
@@ -170,14 +170,6 @@ const LIST_MATCHER: Spec = { handled: ['one_of'] };
 const FILTER_STATE: Spec = { handled: ['key', 'string_match'] };
 const TYPED_EXTENSION: Spec = { handled: ['name', 'typed_config'] };
 const URI_TEMPLATE_CONFIG: Spec = { handled: ['path_template'] };
-const HEADER_MATCHER: Spec = {
-  handled: [
-    'name', 'exact_match', 'safe_regex_match', 'present_match', 'prefix_match', 'suffix_match', 'contains_match',
-    'string_match', 'invert_match', 'treat_missing_header_as_empty',
-  ],
-  refused: { range_match: 'range matches are not supported' },
-};
-
 const ACTIONS = ['ALLOW', 'DENY', 'LOG'] as const;
 const URI_TEMPLATE_TYPE = 'envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig';
 /** The dynamic metadata namespace istiod's RBAC reads the request's authentication from. */
@@ -401,7 +393,7 @@ class RbacTranslator extends FieldReader {
         return { kind: 'any' };
       case 'header': {
         this.#httpOnly(path);
-        const header = this.#header(value, path);
+        const header = this.headerMatcher(value, path);
         return header === undefined ? undefined : { kind: 'header', header };
       }
       case 'url_path': {
@@ -500,56 +492,5 @@ class RbacTranslator extends FieldReader {
       return undefined;
     }
     return this.stringMatcher(one.get('string_match'), `${path}.list_match.one_of.string_match`);
-  }
-
-  /** Envoy HeaderMatcher → the model's HeaderMatch (the same reading as route matches). */
-  #header(v: unknown, path: string): HeaderMatch | undefined {
-    const f = this.message(v, path, HEADER_MATCHER);
-    const name = this.string(f.get('name'), `${path}.name`) ?? '';
-    if (name === '') {
-      this.problem(`${path}.name`, 'required');
-      return undefined;
-    }
-    let invert = this.bool(f.get('invert_match'), `${path}.invert_match`) ?? false;
-    const treatMissingAsEmpty = this.bool(f.get('treat_missing_header_as_empty'), `${path}.treat_missing_header_as_empty`) ?? false;
-    const kinds = ['exact_match', 'safe_regex_match', 'present_match', 'prefix_match', 'suffix_match', 'contains_match', 'string_match'].filter((k) => f.has(k));
-    if (kinds.length > 1) {
-      this.problem(path, `only one of ${kinds.join(', ')} may be set`);
-      return undefined;
-    }
-    let match: StringMatch | undefined;
-    const literal = (k: 'exact' | 'prefix' | 'suffix' | 'contains'): StringMatch | undefined => {
-      const value = this.string(f.get(`${k}_match`), `${path}.${k}_match`);
-      if (value === undefined) return undefined;
-      if (value === '' && k !== 'exact') this.problem(`${path}.${k}_match`, 'must not be empty');
-      return { kind: k, value };
-    };
-    const kind = kinds[0];
-    switch (kind) {
-      case 'exact_match':
-      case 'prefix_match':
-      case 'suffix_match':
-      case 'contains_match':
-        match = literal(kind.slice(0, -'_match'.length) as 'exact' | 'prefix' | 'suffix' | 'contains');
-        if (match === undefined) return undefined;
-        break;
-      case 'safe_regex_match': {
-        const regex = this.regex(f.get('safe_regex_match'), `${path}.safe_regex_match`);
-        if (regex === undefined) return undefined;
-        match = { kind: 'regex', value: regex };
-        break;
-      }
-      case 'string_match':
-        match = this.stringMatcher(f.get('string_match'), `${path}.string_match`);
-        if (match === undefined) return undefined;
-        break;
-      case 'present_match':
-        // present_match: false matches when the header is absent.
-        if (this.bool(f.get('present_match'), `${path}.present_match`) === false) invert = !invert;
-        break;
-      default:
-        break; // no specifier: a presence match
-    }
-    return { name: name.toLowerCase(), ...(match !== undefined ? { match } : {}), invert, treatMissingAsEmpty };
   }
 }

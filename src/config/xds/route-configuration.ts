@@ -146,14 +146,6 @@ const ROUTE_MATCH: Spec = {
   },
 };
 
-const HEADER_MATCHER: Spec = {
-  handled: [
-    'name', 'exact_match', 'safe_regex_match', 'present_match', 'prefix_match', 'suffix_match', 'contains_match',
-    'string_match', 'invert_match', 'treat_missing_header_as_empty',
-  ],
-  refused: { range_match: 'range matches are not supported' },
-};
-
 const QUERY_PARAMETER_MATCHER: Spec = { handled: ['name', 'string_match', 'present_match'] };
 const RUNTIME_FRACTION: Spec = { handled: ['default_value'], ignored: { runtime_key: NO_RUNTIME } };
 
@@ -502,7 +494,7 @@ class Translator extends FieldReader {
         pathMatch = { kind: 'regex', value: `(?s)${ignoreCase ? '(?i)' : ''}${quoteRe2(separated)}(?:/.*)?` };
       }
     }
-    const headers = this.list(f.get('headers'), `${path}.headers`).flatMap((h, i) => this.#headerMatch(h, `${path}.headers[${i}]`) ?? []);
+    const headers = this.list(f.get('headers'), `${path}.headers`).flatMap((h, i) => this.headerMatcher(h, `${path}.headers[${i}]`) ?? []);
     if (f.has('grpc')) {
       this.message(f.get('grpc'), `${path}.grpc`, { handled: [] });
       // Envoy's isGrpcRequestHeaders: application/grpc, optionally followed by "+…" or ";…".
@@ -525,42 +517,6 @@ class Translator extends FieldReader {
   #runtimeFraction(v: unknown, path: string): number | undefined {
     const f = this.message(v, path, RUNTIME_FRACTION);
     return this.fractionalPercent(f.get('default_value'), `${path}.default_value`);
-  }
-
-  #headerMatch(v: unknown, path: string): HeaderMatch | undefined {
-    const f = this.message(v, path, HEADER_MATCHER);
-    const name = this.string(f.get('name'), `${path}.name`) ?? '';
-    if (name === '') this.problem(`${path}.name`, 'required');
-    let invert = this.bool(f.get('invert_match'), `${path}.invert_match`) ?? false;
-    const treatMissingAsEmpty = this.bool(f.get('treat_missing_header_as_empty'), `${path}.treat_missing_header_as_empty`) ?? false;
-    const kinds = ['exact_match', 'safe_regex_match', 'present_match', 'prefix_match', 'suffix_match', 'contains_match', 'string_match'].filter((k) => f.has(k));
-    if (kinds.length > 1) this.problem(path, `only one of ${kinds.join(', ')} may be set`);
-    let match: StringMatch | undefined;
-    const literal = (k: 'exact' | 'prefix' | 'suffix' | 'contains'): StringMatch | undefined => {
-      const value = this.string(f.get(`${k}_match`), `${path}.${k}_match`);
-      if (value === undefined) return undefined;
-      if (value === '' && k !== 'exact') this.problem(`${path}.${k}_match`, 'must not be empty');
-      return { kind: k, value };
-    };
-    switch (kinds[0]) {
-      case 'exact_match': match = literal('exact'); break;
-      case 'prefix_match': match = literal('prefix'); break;
-      case 'suffix_match': match = literal('suffix'); break;
-      case 'contains_match': match = literal('contains'); break;
-      case 'safe_regex_match': {
-        const regex = this.regex(f.get('safe_regex_match'), `${path}.safe_regex_match`);
-        if (regex !== undefined) match = { kind: 'regex', value: regex };
-        break;
-      }
-      case 'string_match': match = this.stringMatcher(f.get('string_match'), `${path}.string_match`); break;
-      case 'present_match': {
-        // present_match: false matches when the header is absent.
-        if (this.bool(f.get('present_match'), `${path}.present_match`) === false) invert = !invert;
-        break;
-      }
-      default: break; // no specifier: a presence match
-    }
-    return { name, ...(match !== undefined ? { match } : {}), invert, treatMissingAsEmpty };
   }
 
   #queryMatch(v: unknown, path: string): QueryParamMatch | undefined {

@@ -12,7 +12,8 @@
  *   REGISTRY_ONLY (BlackHoleCluster);
  * - virtualInbound: per destination port, whether plaintext and/or mTLS chains exist (the
  *   PeerAuthentication mode: both PERMISSIVE, mTLS only STRICT, plaintext only DISABLE) and the
- *   port's HTTP route config; the catch-all chains give the default mode and inbound routes.
+ *   port's HTTP route config and whether it serves HTTP, TCP or both; the catch-all chains give
+ *   the defaults (no catch-all chains, or no virtualInbound: other inbound connections close).
  *   Its RBAC and jwt_authn filters become the workload's policies: every HTTP chain must carry
  *   the same ones (istiod repeats the workload's policies on each), and likewise every TCP chain
  *   its network RBAC (skiff's model has one policy set for requests and one for connections).
@@ -28,6 +29,8 @@ import {
   PASSTHROUGH_CLUSTER,
   type AddressRouteConfig,
   type Authorization,
+  type InboundProtocol,
+  type InboundProtocols,
   type Cluster,
   type L4Route,
   type MeshSettings,
@@ -72,6 +75,29 @@ export function buildSidecarModel(resources: SidecarResources, base: MeshSetting
   const model = b.build(base);
   return b.problems.length === 0 ? { model, problems: [] } : { problems: b.problems };
 }
+
+/**
+ * Istio's inbound routes name the passthrough cluster of their chain's family; skiff's one
+ * inbound passthrough cluster serves both families (binding 127.0.0.6 or ::6 by the host's), so
+ * routes that differ only by the family's cluster become the same route.
+ */
+function withModelPassthrough(rc: RouteConfig): RouteConfig {
+  const rename = (name: string): string => (name === INBOUND_PASSTHROUGH_IPV4 || name === INBOUND_PASSTHROUGH_IPV6 ? INBOUND_PASSTHROUGH_CLUSTER : name);
+  return {
+    ...rc,
+    virtualHosts: rc.virtualHosts.map((vh) => ({
+      ...vh,
+      routes: vh.routes.map((r) =>
+        r.action.kind === 'forward'
+          ? { ...r, action: { ...r.action, clusters: r.action.clusters.map((c) => ({ ...c, cluster: rename(c.cluster) })), ...(r.action.mirrors !== undefined ? { mirrors: r.action.mirrors.map((m) => ({ ...m, cluster: rename(m.cluster) })) } : {}) } }
+          : r,
+      ),
+    })),
+  };
+}
+
+/** What a route configuration does, without its descriptive names (Istio names the IPv6 copy apart). */
+const routingKey = (rc: RouteConfig): string => JSON.stringify(rc.virtualHosts.map(({ name: _name, ...vh }) => vh));
 
 const chainsOf = (l: XdsListener): FilterChain[] => [...l.chains, ...(l.defaultChain !== undefined ? [l.defaultChain] : [])];
 const isWildcardAddress = (a: string): boolean => a === '0.0.0.0' || a === '::' || a === '';
@@ -149,6 +175,8 @@ class ModelBuilder {
       inboundRouteConfig: inboundParts?.defaultRoutes ?? inboundRouteConfig(),
       inboundPortRouteConfigs: inboundParts?.portRoutes ?? [],
       peerAuthentication: inboundParts?.peerAuthentication ?? { mode: 'PERMISSIVE', portModes: {} },
+      // No virtualInbound: no inbound listener in Envoy, so every inbound connection is closed.
+      inboundProtocols: inboundParts?.protocols ?? { default: 'NONE', ports: {} },
       authorization: policies?.http ?? NO_AUTHORIZATION,
       tcpAuthorization: policies?.tcp ?? NO_AUTHORIZATION,
       requestAuthentication: policies?.jwt ?? NO_REQUEST_AUTHENTICATION,
@@ -245,32 +273,50 @@ class ModelBuilder {
     return out;
   }
 
-  #inbound(l: XdsListener): { defaultRoutes?: RouteConfig; portRoutes: RouteConfig[]; peerAuthentication: Model['peerAuthentication'] } {
-    /** Per destination port (0: the catch-all chains): which transports are accepted. */
-    const transports = new Map<number, { mtls: boolean; plaintext: boolean }>();
-    const routes = new Map<number, RouteConfig>();
+  #inbound(l: XdsListener): { defaultRoutes?: RouteConfig; portRoutes: RouteConfig[]; peerAuthentication: Model['peerAuthentication']; protocols: InboundProtocols } {
+    /** Per destination port (0: the catch-all chains): which transports are accepted, and what is served. */
+    const ports = new Map<number, { mtls: boolean; plaintext: boolean; http: boolean; tcp: boolean }>();
+    const routes = new Map<number, { chain: string; config: RouteConfig }>();
     for (const c of chainsOf(l)) {
       if (c.match.destinationPort === l.port) continue; // the loop guard (BlackHoleCluster)
       const port = c.match.destinationPort ?? 0;
-      const t = transports.get(port) ?? { mtls: false, plaintext: false };
-      if (c.terminatesMtls) t.mtls = true;
-      else if (c.match.transportProtocol === 'tls') {
-        // A TLS chain that does not terminate: the application's own TLS, passed through (as plaintext to skiff).
-        t.plaintext = true;
-      } else t.plaintext = true;
-      transports.set(port, t);
-      if (c.action.kind === 'http' && !routes.has(port)) {
-        const rc = this.#routeConfig(l, c);
-        if (rc !== undefined) routes.set(port, rc);
+      const p = ports.get(port) ?? { mtls: false, plaintext: false, http: false, tcp: false };
+      // A TLS chain that does not terminate passes the application's own TLS through: to skiff
+      // that is a plaintext (non-mTLS) connection.
+      if (c.terminatesMtls) p.mtls = true;
+      else p.plaintext = true;
+      if (c.action.kind === 'http') p.http = true;
+      else p.tcp = true;
+      ports.set(port, p);
+      if (c.action.kind !== 'http') continue;
+      const found = this.#routeConfig(l, c);
+      if (found === undefined) continue;
+      const rc = withModelPassthrough(found);
+      const seen = routes.get(port);
+      if (seen === undefined) routes.set(port, { chain: c.name, config: rc });
+      else if (routingKey(seen.config) !== routingKey(rc)) {
+        this.#problem(l.name, `chain ${c.name}`, `its routes differ from chain ${seen.chain}'s for the same port: routes chosen by TLS or ALPN are not supported`);
       }
     }
-    const modeOf = (t: { mtls: boolean; plaintext: boolean }): MtlsMode => (t.mtls && t.plaintext ? 'PERMISSIVE' : t.mtls ? 'STRICT' : 'DISABLE');
-    const catchAll = transports.get(0);
+    const modeOf = (p: { mtls: boolean; plaintext: boolean }): MtlsMode => (p.mtls && p.plaintext ? 'PERMISSIVE' : p.mtls ? 'STRICT' : 'DISABLE');
+    const protocolOf = (p: { http: boolean; tcp: boolean } | undefined): InboundProtocol => (p === undefined ? 'NONE' : p.http && p.tcp ? 'AUTO' : p.http ? 'HTTP' : 'TCP');
+    const catchAll = ports.get(0);
     const mode = catchAll === undefined ? 'PERMISSIVE' : modeOf(catchAll);
     const portModes: Record<number, MtlsMode> = {};
-    for (const [port, t] of transports) if (port !== 0 && modeOf(t) !== mode) portModes[port] = modeOf(t);
-    const portRoutes = [...routes].filter(([port]) => port !== 0).map(([port, rc]) => ({ ...rc, name: String(port) }));
-    const defaultRoutes = routes.get(0);
-    return { ...(defaultRoutes !== undefined ? { defaultRoutes } : {}), portRoutes, peerAuthentication: { mode, portModes } };
+    const portProtocols: Record<number, InboundProtocol> = {};
+    for (const [port, p] of ports) {
+      if (port === 0) continue;
+      if (modeOf(p) !== mode) portModes[port] = modeOf(p);
+      portProtocols[port] = protocolOf(p);
+    }
+    const portRoutes = [...routes].filter(([port]) => port !== 0).map(([port, r]) => ({ ...r.config, name: String(port) }));
+    const defaultRoutes = routes.get(0)?.config;
+    return {
+      ...(defaultRoutes !== undefined ? { defaultRoutes } : {}),
+      portRoutes,
+      peerAuthentication: { mode, portModes },
+      // Without catch-all chains, connections to other ports match nothing and are closed.
+      protocols: { default: protocolOf(catchAll), ports: portProtocols },
+    };
   }
 }

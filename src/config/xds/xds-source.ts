@@ -12,8 +12,10 @@
  *   every RDS name its RouteConfiguration, so one swap applies CDS, EDS, LDS and RDS together
  *   (make-before-break). An assignment that has not come after the does-not-exist timeout
  *   (Envoy's 15 s) counts as no endpoints;
- * - `load()` resolves with the first snapshot (the first CDS and LDS accepted and warm: the
- *   proxy is ready only then) and later with the newest one; `watch` is told of each new one.
+ * - `load()` resolves with the first snapshot (the first CDS and LDS accepted and warm, and the
+ *   workload certificate when the config uses Istio mTLS and the certificate comes from the
+ *   stream or the CA: the proxy is ready only then) and later with the newest one; `watch` is
+ *   told of each new one.
  */
 import type { Cluster, Endpoint, MeshSettings, Model, RouteConfig } from '../../model/index.js';
 import type { LoadResult } from '../load.js';
@@ -33,7 +35,7 @@ import { buildSidecarModel, routeNamesOf } from './sidecar-model.js';
 /** Envoy's recommended does-not-exist timeout for a named resource. */
 const DOES_NOT_EXIST_MS = 15_000;
 
-export interface XdsSourceOptions extends Pick<AdsClientOptions, 'target' | 'tls' | 'serverName' | 'node' | 'backoff'> {
+export interface XdsSourceOptions extends Pick<AdsClientOptions, 'target' | 'credentials' | 'serverName' | 'node' | 'backoff'> {
   /** Mesh settings xDS does not carry (ports, telemetry, timeouts). */
   readonly mesh: MeshSettings;
   readonly log: Logger;
@@ -44,6 +46,8 @@ export interface XdsSourceOptions extends Pick<AdsClientOptions, 'target' | 'tls
    * `ROOTCA`, and each complete pair is handed here; a throw (an unusable pair) NACKs it.
    */
   readonly onSecrets?: (pem: { readonly chain: string; readonly key: string; readonly root: string }) => void;
+  /** Given, the first snapshot also waits for this (the workload certificate from elsewhere, e.g. Istio's CA). */
+  readonly certificatesReady?: Promise<void>;
 }
 
 /** A resource's name, as SotW keys it. */
@@ -73,6 +77,11 @@ export class XdsConfigSource implements ConfigSource {
   #modelJson = '';
   #first: { promise: Promise<void>; resolve: () => void };
   readonly #watchers = new Set<() => void>();
+  /** `stats.snapshots` as of the last `load()`. */
+  #loaded = 0;
+  /** With SDS over the stream, the first certificate and root have been taken. */
+  #hasSecrets = false;
+  #secretsWarning: NodeJS.Timeout | null = null;
   /** Counts for /config_status and tests. */
   readonly stats = { acks: 0, nacks: 0, snapshots: 0 };
 
@@ -83,7 +92,7 @@ export class XdsConfigSource implements ConfigSource {
     this.#client = new AdsClient({
       target: options.target,
       node: options.node,
-      ...(options.tls !== undefined ? { tls: options.tls } : {}),
+      ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
       ...(options.serverName !== undefined ? { serverName: options.serverName } : {}),
       ...(options.backoff !== undefined ? { backoff: options.backoff } : {}),
       handler: {
@@ -98,21 +107,29 @@ export class XdsConfigSource implements ConfigSource {
     this.#client.subscribe(TypeUrl.cluster, null);
     this.#client.subscribe(TypeUrl.listener, null);
     if (options.onSecrets !== undefined) this.#client.subscribe(TypeUrl.secret, [WORKLOAD_SECRET, ROOT_SECRET]);
+    options.certificatesReady?.then(() => {
+      this.#hasSecrets = true;
+      this.#tryBuild();
+    });
     this.#client.start();
   }
 
   async load(): Promise<LoadResult> {
     await this.#first.promise;
+    this.#loaded = this.stats.snapshots;
     return { model: this.#model!, diagnostics: [], files: [] };
   }
 
+  /** A snapshot built after the last `load()` but before this call is announced at once. */
   watch(onChange: () => void): Promise<{ close(): void }> {
     this.#watchers.add(onChange);
+    if (this.stats.snapshots > this.#loaded) queueMicrotask(onChange);
     return Promise.resolve({ close: () => void this.#watchers.delete(onChange) });
   }
 
   close(): void {
     if (this.#warmingTimer !== null) clearTimeout(this.#warmingTimer);
+    if (this.#secretsWarning !== null) clearTimeout(this.#secretsWarning);
     this.#client.close();
   }
 
@@ -159,15 +176,23 @@ export class XdsConfigSource implements ConfigSource {
     }
     if (problems.length > 0) return problems;
     this.#clusters = clusters;
-    const wanted = new Set([...clusters.values()].flatMap((c) => (c.eds !== undefined ? [c.eds.serviceName] : [])));
+    const wanted = this.#wantedEndpoints();
     for (const name of this.#endpoints.keys()) if (!wanted.has(name)) this.#endpoints.delete(name);
     this.#client.subscribe(TypeUrl.endpoints, [...wanted]);
     return [];
   }
 
+  /** The assignment names the accepted clusters use. */
+  #wantedEndpoints(): Set<string> {
+    return new Set([...(this.#clusters?.values() ?? [])].flatMap((c) => (c.eds !== undefined ? [c.eds.serviceName] : [])));
+  }
+
   #takeEndpoints(resources: readonly Json[]): XdsProblem[] {
     const problems: XdsProblem[] = [];
     const taken = new Map<string, readonly Endpoint[]>();
+    // A response may still hold an assignment of a cluster just removed: it is not kept, so a
+    // cluster added back later warms again.
+    const wanted = this.#wantedEndpoints();
     // Locality weights count only in clusters that balance by locality (Envoy's rule).
     const localityWeighted = new Set([...(this.#clusters?.values() ?? [])].flatMap((c) => (c.eds?.localityWeighted === true ? [c.eds.serviceName] : [])));
     for (const r of resources) {
@@ -176,7 +201,7 @@ export class XdsConfigSource implements ConfigSource {
       taken.set(t.clusterName, t.endpoints);
     }
     if (problems.length > 0) return problems;
-    for (const [name, endpoints] of taken) this.#endpoints.set(name, endpoints);
+    for (const [name, endpoints] of taken) if (wanted.has(name)) this.#endpoints.set(name, endpoints);
     return [];
   }
 
@@ -210,7 +235,8 @@ export class XdsConfigSource implements ConfigSource {
       taken.set(name, t.config);
     }
     if (problems.length > 0) return problems;
-    for (const [name, config] of taken) this.#routes.set(name, config);
+    const wanted = new Set(routeNamesOf(this.#listeners?.values() ?? []));
+    for (const [name, config] of taken) if (wanted.has(name)) this.#routes.set(name, config);
     return [];
   }
 
@@ -229,6 +255,7 @@ export class XdsConfigSource implements ConfigSource {
     if (certificate !== undefined && root !== undefined) {
       try {
         this.#options.onSecrets!({ chain: certificate.chain, key: certificate.key, root });
+        this.#hasSecrets = true;
       } catch (err) {
         return [{ path: `secret ${WORKLOAD_SECRET}`, message: `unusable with ${ROOT_SECRET}: ${(err as Error).message}` }];
       }
@@ -255,8 +282,28 @@ export class XdsConfigSource implements ConfigSource {
         return;
       }
       this.#options.log.warn(`xDS: no endpoints received for ${missingEndpoints.join(', ')} after ${timeoutMs / 1000}s: they have none`);
+      // Declared absent once (as Envoy does): later updates do not wait for them again, and an
+      // assignment that comes after all still replaces the empty one.
+      for (const name of missingEndpoints) this.#endpoints.set(name, []);
     }
     if (missingRoutes.length > 0) return; // listeners warm until their routes arrive
+    // Listeners and clusters that use the workload certificate (Istio mTLS) warm until it comes
+    // (Envoy waits for SDS without limit); plaintext-only config does not wait.
+    const awaitsCertificate = (this.#options.onSecrets !== undefined || this.#options.certificatesReady !== undefined) && !this.#hasSecrets;
+    if (awaitsCertificate && usesWorkloadCertificate(clusters.values(), listeners.values())) {
+      this.#secretsWarning ??= setTimeout(() => {
+        if (!this.#hasSecrets) {
+          this.#options.log.error(
+            this.#options.onSecrets !== undefined
+              ? `xDS: no workload certificate after ${timeoutMs / 1000}s: the control plane does not send the SDS secrets "default" and "ROOTCA" ` +
+                  '(istiod leaves them to istio-agent); not ready until it does, or give skiff the certificate files (--certs) or a service-account token'
+              : `xDS: no workload certificate after ${timeoutMs / 1000}s: not ready until the CA issues one`,
+          );
+        }
+      }, timeoutMs);
+      this.#secretsWarning.unref();
+      return;
+    }
     this.#warmingSince = null;
     if (this.#warmingTimer !== null) clearTimeout(this.#warmingTimer);
     this.#warmingTimer = null;
@@ -274,6 +321,13 @@ export class XdsConfigSource implements ConfigSource {
     this.#first.resolve();
     for (const w of this.#watchers) w();
   }
+}
+
+/** Whether any cluster originates Istio mTLS or any listener chain terminates it. */
+function usesWorkloadCertificate(clusters: Iterable<XdsCluster>, listeners: Iterable<XdsListener>): boolean {
+  for (const c of clusters) if (c.tls?.mode === 'ISTIO_MUTUAL') return true;
+  for (const l of listeners) if ([...l.chains, ...(l.defaultChain !== undefined ? [l.defaultChain] : [])].some((c) => c.terminatesMtls)) return true;
+  return false;
 }
 
 function prefixed(prefix: string, problems: readonly XdsProblem[]): XdsProblem[] {
