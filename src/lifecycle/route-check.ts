@@ -19,6 +19,7 @@ import { compileRouteConfig, RouteTables } from '../compile/route-table.js';
 import type { CompiledRoute, CompiledVirtualHost } from '../compile/route-table.js';
 import type { CompiledForward, CompiledWeightedCluster } from '../compile/route-action.js';
 import type { MutableHeaders, RouteRequest } from '../compile/request-view.js';
+import type { HeaderContext } from '../compile/header-mutation.js';
 import { compileStringMatch, type StringPredicate } from '../compile/string-matcher.js';
 import type { DomainTable } from '../compile/domain-table.js';
 import type { Model } from '../model/index.js';
@@ -262,7 +263,6 @@ export function compileHeaderCheck(raw: unknown, at: string, problems: XdsProble
 export class HeaderBag implements MutableHeaders {
   readonly #map = new Map<string, string[]>();
 
-  /** Entries are taken verbatim; values set later by header mutations expand formatters. */
   constructor(entries: readonly (readonly [string, string])[] = []) {
     for (const [n, v] of entries) {
       const name = n.toLowerCase();
@@ -279,13 +279,13 @@ export class HeaderBag implements MutableHeaders {
     return this.#map.get(name.toLowerCase())?.join(',');
   }
   set(name: string, value: string): void {
-    this.#map.set(name.toLowerCase(), [expandFormatters(value)]);
+    this.#map.set(name.toLowerCase(), [value]);
   }
   addValue(name: string, value: string): void {
     const n = name.toLowerCase();
     const list = this.#map.get(n);
-    if (list === undefined) this.#map.set(n, [expandFormatters(value)]);
-    else list.push(expandFormatters(value));
+    if (list === undefined) this.#map.set(n, [value]);
+    else list.push(value);
   }
   remove(name: string): void {
     this.#map.delete(name.toLowerCase());
@@ -293,18 +293,11 @@ export class HeaderBag implements MutableHeaders {
 }
 
 /**
- * The tool's stand-in stream info: the downstream peer is 127.0.0.1 (as Envoy's tool). Only
- * address operators are known; anything else stays literal.
+ * The tool's stand-in for a request's record, what header values' %COMMAND%s read: the
+ * downstream peer and the listener are 127.0.0.1, as in Envoy's tool.
  */
-const FORMATTERS: Readonly<Record<string, string>> = {
-  DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT: '127.0.0.1',
-  DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT: '127.0.0.1',
-  DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT: '127.0.0.1',
-};
-
-function expandFormatters(value: string): string {
-  if (!value.includes('%')) return value;
-  return value.replace(/%%|%([A-Z_]+)%/g, (all, op: string | undefined) => (op === undefined ? '%' : (FORMATTERS[op] ?? all)));
+function checkContext(req: CheckRequest): HeaderContext {
+  return { downstreamRemoteAddress: '127.0.0.1', downstreamRemotePort: 0, downstreamLocalAddress: '127.0.0.1', downstreamLocalPort: 0, request: { httpVersion: '1.1', headers: req.headers } };
 }
 
 class CheckRequest implements RouteRequest {
@@ -424,7 +417,7 @@ export class RouteChecker {
     if (action.kind === 'redirect') {
       const location = action.location(req, port ?? (req.scheme === 'https' ? 443 : 80));
       const response = new HeaderBag([[':status', String(action.status)]]);
-      route.responseHeaders?.(response);
+      route.responseHeaders?.(response, checkContext(req));
       return { ...none, route, pathRedirect: location, codeRedirect: action.status, responseHeaders: response };
     }
     if (action.kind === 'direct') {
@@ -435,7 +428,7 @@ export class RouteChecker {
         response.set('content-length', String(action.body.length));
       }
       if (action.location !== null) response.set('location', action.location(req));
-      route.responseHeaders?.(response);
+      route.responseHeaders?.(response, checkContext(req));
       return {
         ...none,
         route,
@@ -460,11 +453,12 @@ export class RouteChecker {
     // As the router: the route's host rewrite wins over the weighted cluster's.
     const authority = action.hostRewrite ?? target.hostRewrite ?? req.authority;
     const headers = requestHeadersOf(req, authority, path);
-    target.requestHeaders?.(headers);
-    route.requestHeaders?.(headers);
+    const context = checkContext(req);
+    target.requestHeaders?.(headers, context);
+    route.requestHeaders?.(headers, context);
     const response = new HeaderBag([[':status', '200']]);
-    target.responseHeaders?.(response);
-    route.responseHeaders?.(response);
+    target.responseHeaders?.(response, context);
+    route.responseHeaders?.(response, context);
     let virtualClusterName = '';
     if (extras !== undefined && extras.virtualClusters.length > 0) {
       // Envoy matches virtual clusters on the request as received; unmatched is "other".

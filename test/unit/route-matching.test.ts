@@ -408,7 +408,7 @@ describe('non-ASCII: wire values are bytes, config values are text', () => {
 
   it('configured header values go out as UTF-8 bytes', () => {
     const headers = new HeaderMap();
-    compileHeaderMutation({ remove: [], add: [{ name: 'X-Greeting', value: 'grüß dich', append: false }] })!(headers);
+    compileHeaderMutation({ remove: [], add: [{ name: 'X-Greeting', value: 'grüß dich', append: false }] })!(headers, { downstreamRemoteAddress: '127.0.0.1', downstreamRemotePort: 1, downstreamLocalAddress: '127.0.0.1', downstreamLocalPort: 2, request: null });
     expect(headers.get('x-greeting')).toBe(wire('grüß dich'));
   });
 

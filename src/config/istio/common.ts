@@ -1,4 +1,5 @@
 /** Schema pieces shared by the Istio kinds (istio/api networking/v1alpha3 messages). */
+import { parseHeaderFormat } from '../../core/header-format.js';
 import {
   array,
   boolean,
@@ -76,9 +77,19 @@ export type IstioDestination = Infer<typeof destinationSchema>;
 
 const HEADER_NAME = { pattern: /^[!#$%&'*+\-.^_`|~0-9A-Za-z:]+$/, hint: 'not a valid HTTP header name' };
 
+/** A header value: Envoy's %COMMAND%s are expanded per request, and a stray `%` is refused as Envoy does. */
+const headerValueSchema = refine(string(), (v, path, issues) => {
+  const parsed = parseHeaderFormat(v);
+  if ('error' in parsed) {
+    issues.error(path, `invalid header value ${JSON.stringify(v)}: ${parsed.error}`);
+    return undefined;
+  }
+  return v;
+});
+
 const headerOperationsSchema = object({
-  set: record(string(), { key: HEADER_NAME }),
-  add: record(string(), { key: HEADER_NAME }),
+  set: record(headerValueSchema, { key: HEADER_NAME }),
+  add: record(headerValueSchema, { key: HEADER_NAME }),
   remove: array(string({ nonEmpty: true })),
 });
 

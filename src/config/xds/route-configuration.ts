@@ -47,6 +47,7 @@ import type {
   VirtualHost,
   WeightedCluster,
 } from '../../model/index.js';
+import { parseHeaderFormat } from '../../core/header-format.js';
 import { FieldReader, isObject, isSet, type Fields, type Spec, type XdsProblem } from './fields.js';
 import { PerFilterConfigReader, type FilterPolicies } from './per-filter-config.js';
 import { RouteActionPolicyReader } from './route-action-policies.js';
@@ -365,6 +366,8 @@ class Translator extends FieldReader {
         }
         append = action === 0;
       }
+      const format = value === undefined ? undefined : parseHeaderFormat(value);
+      if (format !== undefined && 'error' in format) this.problem(`${at}.header.${raw !== undefined ? 'raw_value' : 'value'}`, format.error);
       // Envoy drops headers whose value is empty unless keep_empty_value.
       const keepEmpty = this.bool(f.get('keep_empty_value'), `${at}.keep_empty_value`) ?? false;
       if ((value ?? '') === '' && !keepEmpty) return;

@@ -280,7 +280,7 @@ export class ForwardRequest implements AttemptOwner, BodySink {
   /** The route's (and destination's) response header operations, for a local reply. */
   #replyHeaders(): Array<[string, string]> {
     const d = this.#options.decoration;
-    return mutatedHeaders(d.clusterResponseHeaders, d.routeResponseHeaders);
+    return mutatedHeaders(this.#stream.info, d.clusterResponseHeaders, d.routeResponseHeaders);
   }
 
   #finish(): void {

@@ -170,8 +170,8 @@ export class H2UpstreamRequest implements Attempt {
     this.#stopPerTryTimer();
     prepareResponseHeaders(map, performance.now() - this.#startMs, this.#stream.info);
     const d = this.#decoration;
-    d.clusterResponseHeaders?.(map);
-    d.routeResponseHeaders?.(map);
+    d.clusterResponseHeaders?.(map, this.#stream.info);
+    d.routeResponseHeaders?.(map, this.#stream.info);
     if (d.setCookie !== undefined) map.append('set-cookie', d.setCookie);
     // A response that ends with its head (gRPC trailers-only) is sent whole.
     const endStream = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;

@@ -5,7 +5,7 @@
  * direction is one pass over the header list.
  */
 import { randomUUID } from 'node:crypto';
-import type { HeaderMutator } from '../../compile/header-mutation.js';
+import type { HeaderContext, HeaderMutator } from '../../compile/header-mutation.js';
 import { HeaderMap } from '../headers.js';
 import type { DownstreamStream, StreamInfo } from '../stream.js';
 
@@ -162,9 +162,9 @@ export function prepareResponseHeaders(headers: HeaderMap, upstreamServiceTimeMs
  * Response header operations applied to an empty header list, in order: the extra headers of a
  * local reply made after a route (and, for weighted routes, a destination) was chosen.
  */
-export function mutatedHeaders(...mutators: Array<HeaderMutator | null>): Array<[string, string]> {
+export function mutatedHeaders(context: HeaderContext, ...mutators: Array<HeaderMutator | null>): Array<[string, string]> {
   if (mutators.every((m) => m === null)) return [];
   const headers = new HeaderMap();
-  for (const m of mutators) m?.(headers);
+  for (const m of mutators) m?.(headers, context);
   return headers.names.map((n, i) => [n, headers.values[i]!]);
 }

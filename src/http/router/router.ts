@@ -98,7 +98,7 @@ export class Router {
     const action = route.action;
     switch (action.kind) {
       case 'direct': {
-        const headers = mutatedHeaders(route.responseHeaders);
+        const headers = mutatedHeaders(stream.info, route.responseHeaders);
         if (action.location !== null) headers.unshift(['location', action.location(view)]);
         stream.sendLocalReply(action.status, action.body, { details: 'direct_response', headers });
         return;
@@ -106,7 +106,7 @@ export class Router {
       case 'redirect': {
         stream.sendLocalReply(action.status, '', {
           details: 'direct_response',
-          headers: [['location', action.location(view, selection.port)], ...mutatedHeaders(route.responseHeaders)],
+          headers: [['location', action.location(view, selection.port)], ...mutatedHeaders(stream.info, route.responseHeaders)],
         });
         return;
       }
@@ -118,7 +118,7 @@ export class Router {
   #forward(stream: DownstreamStream, snapshot: Snapshot, route: CompiledRoute, action: CompiledForward, selection: RouteSelection): void {
     const { view, host, port } = selection;
     const target = action.pick();
-    const found = this.#cluster(stream, snapshot, target.name, host, port, () => mutatedHeaders(target.responseHeaders, route.responseHeaders));
+    const found = this.#cluster(stream, snapshot, target.name, host, port, () => mutatedHeaders(stream.info, target.responseHeaders, route.responseHeaders));
     if (found === undefined) return;
     const { spec, cluster } = found;
     // Envoy computes a hash only for a consistent-hash cluster; the route's policy comes first.
@@ -128,15 +128,15 @@ export class Router {
     const destination = destinationOf(stream, host, port);
     const upstream = cluster.pick(pickContext, destination);
     if (upstream === undefined) {
-      replyNoHealthyUpstream(stream, mutatedHeaders(target.responseHeaders, route.responseHeaders));
+      replyNoHealthyUpstream(stream, mutatedHeaders(stream.info, target.responseHeaders, route.responseHeaders));
       return;
     }
     prepareRequestHeaders(stream);
     const headers = stream.headers;
     if (!action.requestAttemptCount) headers.remove('x-envoy-attempt-count');
     if (stream.info.trace !== null) injectTrace(headers, stream.info.trace);
-    target.requestHeaders?.(headers);
-    route.requestHeaders?.(headers);
+    target.requestHeaders?.(headers, stream.info);
+    route.requestHeaders?.(headers, stream.info);
     if (action.rewritePath !== null) {
       // Envoy records the original path whenever the route has a path rewrite, even one that
       // leaves this path unchanged.

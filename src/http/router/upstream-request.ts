@@ -284,8 +284,8 @@ export class UpstreamRequest implements Attempt, ConnectionUser, DecoderCallback
     const headers = head.headers;
     const d = this.#decoration;
     prepareResponseHeaders(headers, performance.now() - this.#startMs, this.#stream.info);
-    d.clusterResponseHeaders?.(headers);
-    d.routeResponseHeaders?.(headers);
+    d.clusterResponseHeaders?.(headers, this.#stream.info);
+    d.routeResponseHeaders?.(headers, this.#stream.info);
     if (d.setCookie !== undefined) headers.append('set-cookie', d.setCookie);
     if (head.status === 101) {
       appendUpgrade(headers, head.headers.get('upgrade')?.toLowerCase() ?? this.#stream.upgrade!);
