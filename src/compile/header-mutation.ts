@@ -19,7 +19,14 @@ export interface HeaderContext {
   readonly downstreamRemotePort: number;
   readonly downstreamLocalAddress: string;
   readonly downstreamLocalPort: number;
-  readonly request: { readonly httpVersion: '1.0' | '1.1' | '2'; readonly headers: { get(name: string): string | undefined } } | null;
+  readonly request: {
+    readonly method: string;
+    readonly path: string;
+    readonly authority: string;
+    readonly scheme: string;
+    readonly httpVersion: '1.0' | '1.1' | '2';
+    readonly headers: { get(name: string): string | undefined };
+  } | null;
 }
 
 export type HeaderMutator = (headers: MutableHeaders, context: HeaderContext) => void;
@@ -33,15 +40,27 @@ export function compileHeaderMutation(m: HeaderMutation): HeaderMutator | null {
   if (m.add.length === 0 && m.remove.length === 0) return null;
   const remove = m.remove.map((n) => n.toLowerCase());
   const add = m.add.map((h) => ({ name: h.name.toLowerCase(), value: compileValue(h.value), append: h.append }));
-  // Envoy removes first, then adds in list order.
+  if (add.every((h) => typeof h.value === 'string')) {
+    // Envoy removes first, then adds in list order.
+    return (headers) => {
+      for (const n of remove) headers.remove(n);
+      for (const h of add) {
+        if (h.append) headers.addValue(h.name, h.value as string);
+        else headers.set(h.name, h.value as string);
+      }
+    };
+  }
+  // With commands, as Envoy: remove, then evaluate every value (against the headers as they are
+  // after the removals, before any of this list's additions), then add.
   return (headers, context) => {
     for (const n of remove) headers.remove(n);
-    for (const h of add) {
-      const value = typeof h.value === 'string' ? h.value : h.value(context);
-      if (value === '' && typeof h.value !== 'string') continue;
+    const values = add.map((h) => (typeof h.value === 'string' ? h.value : h.value(context)));
+    add.forEach((h, i) => {
+      const value = values[i]!;
+      if (value === '' && typeof h.value !== 'string') return;
       if (h.append) headers.addValue(h.name, value);
       else headers.set(h.name, value);
-    }
+    });
   };
 }
 
@@ -81,10 +100,28 @@ function evaluate(part: Exclude<HeaderFormatPart, string>, c: HeaderContext): st
       return HOSTNAME;
     case 'REQ':
       for (const name of part.names) {
-        const v = c.request?.headers.get(name);
-        if (v !== undefined) return v;
+        const v = requestHeader(c, name);
+        if (v !== undefined && v !== '') return v;
       }
       return '';
+  }
+}
+
+/** A request header by name; the pseudo-headers read the request line. */
+function requestHeader(c: HeaderContext, name: string): string | undefined {
+  const r = c.request;
+  if (r === null) return undefined;
+  switch (name) {
+    case ':authority':
+      return r.authority;
+    case ':path':
+      return r.path;
+    case ':method':
+      return r.method;
+    case ':scheme':
+      return r.scheme;
+    default:
+      return r.headers.get(name);
   }
 }
 

@@ -40,7 +40,7 @@ export type HeaderFormatPart =
   /** `%REQ(name)%` or `%REQ(name?alternative)%`: the first present, lowercase; `:authority` style names allowed. */
   | { readonly op: 'REQ'; readonly names: readonly string[] };
 
-const COMMAND = /%([A-Z][A-Z0-9_]*)(?:\(([^)]*)\))?(?::\d+)?%/y;
+const COMMAND = /%([A-Z][A-Z0-9_]*)(?:\(([^)]*)\))?(:\d+)?%/y;
 
 /** The value as literal text and commands, or the first problem. Plain values are one string part. */
 export function parseHeaderFormat(value: string): { readonly parts: readonly HeaderFormatPart[] } | { readonly error: string } {
@@ -65,6 +65,7 @@ export function parseHeaderFormat(value: string): { readonly parts: readonly Hea
     if (m === null) return { error: `the "%" at position ${i} starts no command (write "%%" for a percent sign)` };
     const op = m[1]!;
     if (!OPERATORS.has(op)) return { error: `%${op}% is not supported in header values` };
+    if (m[3] !== undefined) return { error: `%${op}…${m[3]}%: truncating a value to a length is not supported` };
     if (text !== '') parts.push(text);
     text = '';
     if (op === 'REQ') {

@@ -296,8 +296,14 @@ export class HeaderBag implements MutableHeaders {
  * The tool's stand-in for a request's record, what header values' %COMMAND%s read: the
  * downstream peer and the listener are 127.0.0.1, as in Envoy's tool.
  */
-function checkContext(req: CheckRequest): HeaderContext {
-  return { downstreamRemoteAddress: '127.0.0.1', downstreamRemotePort: 0, downstreamLocalAddress: '127.0.0.1', downstreamLocalPort: 0, request: { httpVersion: '1.1', headers: req.headers } };
+function checkContext(req: CheckRequest, headers: HeaderBag = req.headers): HeaderContext {
+  return {
+    downstreamRemoteAddress: '127.0.0.1',
+    downstreamRemotePort: 0,
+    downstreamLocalAddress: '127.0.0.1',
+    downstreamLocalPort: 0,
+    request: { method: req.method, path: req.path, authority: req.authority, scheme: req.scheme, httpVersion: '1.1', headers },
+  };
 }
 
 class CheckRequest implements RouteRequest {
@@ -453,7 +459,8 @@ export class RouteChecker {
     // As the router: the route's host rewrite wins over the weighted cluster's.
     const authority = action.hostRewrite ?? target.hostRewrite ?? req.authority;
     const headers = requestHeadersOf(req, authority, path);
-    const context = checkContext(req);
+    // As the router: commands read the request headers being sent.
+    const context = checkContext(req, headers);
     target.requestHeaders?.(headers, context);
     route.requestHeaders?.(headers, context);
     const response = new HeaderBag([[':status', '200']]);

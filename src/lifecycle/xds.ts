@@ -5,14 +5,15 @@
  *
  * Authentication to the control plane (istiod's 15012 is TLS, 15010 plaintext):
  * - NONE: plaintext;
- * - MUTUAL_TLS with certificate files (--certs, or Istio's mount points): mTLS with them;
+ * - MUTUAL_TLS with a certificate directory (--certs, or Istio's mount points): mTLS with its
+ *   files;
  * - MUTUAL_TLS without: TLS verified with the mesh root (`/var/run/secrets/istio/root-cert.pem`)
  *   and the pod's service-account token (`/var/run/secrets/tokens/istio-token`) as a bearer
  *   credential, as istio-agent connects.
  *
- * The workload certificate: the files when there are any; else, with a token, from Istio's CA
- * (a CSR to CA_ADDR or the discovery address, as istio-agent does); else as SDS secrets over
- * the stream.
+ * The workload certificate: the directory's files when there is one; else, with a token, from
+ * Istio's CA (a CSR over TLS to CA_ADDR, or to the discovery address unless that is plaintext),
+ * as istio-agent does; else as SDS secrets over the stream.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -72,8 +73,6 @@ export function xdsTarget(address: string): string {
   return address;
 }
 
-const hasCertificateFiles = (dir: string | undefined): dir is string => dir !== undefined && existsSync(join(dir, CERT_FILES.chain));
-
 export function openXdsSource(options: XdsStartOptions): XdsParts {
   const target = xdsTarget(options.address);
   const port = Number(/:(\d+)$/.exec(target)?.[1] ?? 0);
@@ -81,8 +80,12 @@ export function openXdsSource(options: XdsStartOptions): XdsParts {
   const tokenPath = options.tokenPath ?? ISTIO_TOKEN_PATH;
   const rootCertPath = options.rootCertPath ?? ISTIO_ROOT_CERT_PATH;
   const dir = options.certificatesDir;
-  const files = hasCertificateFiles(dir);
+  // A certificate directory, once given, is the certificate's source (files may come later).
+  const files = dir !== undefined;
   const token = existsSync(tokenPath) && existsSync(rootCertPath);
+  // Istio's CA is reached over TLS: the discovery address when that is TLS, or CA_ADDR.
+  const caAddress = options.env['CA_ADDR'];
+  const caReachable = token && (auth !== 'NONE' || (caAddress !== undefined && caAddress !== ''));
   if (auth === 'MUTUAL_TLS' && !files && !token) {
     throw new SkiffError('USAGE', `TLS to the control plane needs the workload certificate (--certs DIR) or a service-account token and the mesh root (${tokenPath}, ${rootCertPath})`);
   }
@@ -100,7 +103,8 @@ export function openXdsSource(options: XdsStartOptions): XdsParts {
     auth === 'NONE'
       ? undefined
       : files
-        ? () => grpc.credentials.createSsl(readFileSync(join(dir, CERT_FILES.root)), readFileSync(join(dir, CERT_FILES.key)), readFileSync(join(dir, CERT_FILES.chain)))
+        ? // Read at each (re)connect; files not written yet make the client retry later.
+          () => grpc.credentials.createSsl(readFileSync(join(dir, CERT_FILES.root)), readFileSync(join(dir, CERT_FILES.key)), readFileSync(join(dir, CERT_FILES.chain)))
         : tokenCredentials;
 
   const workload = workloadMetadataFromEnv(options.env, { namespace: options.mesh.defaultNamespace, labels: options.mesh.workloadLabels });
@@ -112,15 +116,13 @@ export function openXdsSource(options: XdsStartOptions): XdsParts {
   }
 
   // Certificate files are watched by the proxy itself; otherwise they come from here.
-  const origin = files ? 'files' : token ? 'ca' : 'sds';
+  const origin = files ? 'files' : caReachable ? 'ca' : 'sds';
   const credentials = origin === 'files' ? undefined : new PushedCredentials((c) => options.log.info(`workload certificate ${c.identity} from ${origin === 'ca' ? "Istio's CA" : 'SDS over xDS'}, valid until ${c.notAfter.toISOString()}`));
   let ca: IstioCaClient | undefined;
   let certificatesReady: Promise<void> | undefined;
   if (origin === 'ca') {
     let issued!: () => void;
     certificatesReady = new Promise((resolve) => (issued = resolve));
-    // istio-agent's CA_ADDR: Istio's CA, when it is not the discovery address.
-    const caAddress = options.env['CA_ADDR'];
     ca = new IstioCaClient({
       target: caAddress !== undefined && caAddress !== '' ? xdsTarget(caAddress) : target,
       credentials: tokenCredentials,

@@ -19,7 +19,7 @@
  * SkiffError('CONFIG_INVALID'); bad arguments (identity parts, durations, key sizes) throw
  * RangeError.
  */
-import { X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { X509Certificate, createPrivateKey, generateKeyPair, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { SkiffError } from '../core/errors.js';
 import { DEFAULT_TRUST_DOMAIN, spiffeId as formatSpiffeId } from './spiffe.js';
@@ -118,10 +118,10 @@ export function issueWorkloadCert(options: WorkloadCertOptions): WorkloadCert {
 
 /**
  * A workload key and a PKCS#10 request for `spiffeId` (as istio-agent sends Istio's CA): the
- * SPIFFE URI as the only SAN, an empty subject.
+ * SPIFFE URI as the only SAN, an empty subject. The key is made off the event loop.
  */
-export function createCertificateRequest(spiffeId: string, keyBits: number = CA_DEFAULTS.keyBits): { readonly csrPem: string; readonly keyPem: string } {
-  const keys = rsaKeyPair(keyBits);
+export async function createCertificateRequest(spiffeId: string, keyBits: number = CA_DEFAULTS.keyBits): Promise<{ readonly csrPem: string; readonly keyPem: string }> {
+  const keys = await rsaKeyPairAsync(keyBits);
   const csr = forge.pki.createCertificationRequest();
   csr.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
   csr.setSubject([]);
@@ -133,6 +133,8 @@ export function createCertificateRequest(spiffeId: string, keyBits: number = CA_
 /**
  * Signs a PKCS#10 request as a workload certificate with the SANs it asks for (URIs and DNS
  * names); throws when its signature does not verify. Returns the chain, leaf first, and the root.
+ * It checks no identity: a CA built on it must decide who may ask for what (the tests' Istio CA
+ * checks a bearer token).
  */
 export function signCertificateRequest(ca: CaKeyPair, csrPem: string, ttlHours: number = CA_DEFAULTS.workloadTtlHours): { readonly certChainPem: string; readonly rootCertPem: string } {
   const issuer = loadCa(ca);
@@ -227,6 +229,15 @@ function rsaKeyPair(bits: number): { publicKeyPem: string; privateKeyPem: string
     privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
   });
   return { publicKeyPem: publicKey, privateKeyPem: privateKey };
+}
+
+function rsaKeyPairAsync(bits: number): Promise<{ publicKeyPem: string; privateKeyPem: string }> {
+  if (!Number.isInteger(bits) || bits < 2048 || bits > 8192) throw new RangeError(`keyBits must be an integer from 2048 to 8192, got ${bits}`);
+  return new Promise((resolve, reject) =>
+    generateKeyPair('rsa', { modulusLength: bits, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs1', format: 'pem' } }, (err, publicKey, privateKey) =>
+      err !== null ? reject(err) : resolve({ publicKeyPem: publicKey, privateKeyPem: privateKey }),
+    ),
+  );
 }
 
 /** 128 random bits as a positive, minimally encoded DER INTEGER (hex), as Istio's genSerialNum. */

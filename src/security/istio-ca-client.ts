@@ -6,9 +6,12 @@
  * which becomes the trust root (ROOTCA).
  *
  * Contract: `onCertificate` gets each new set (it may throw to refuse it: the request is then
- * retried). A set is renewed at half its lifetime (Istio's SECRET_GRACE_PERIOD_RATIO); a failed
- * request is retried with jittered backoff while the old set stays in use.
+ * retried). A set is renewed at half the lifetime of the certificate issued (Istio's
+ * SECRET_GRACE_PERIOD_RATIO), whatever TTL was asked for; a failed request is retried with
+ * jittered backoff (with the same key) while the old set stays in use. Keys are made off the
+ * event loop.
  */
+import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { createCertificateRequest } from './ca.js';
@@ -16,6 +19,7 @@ import { createCertificateRequest } from './ca.js';
 export const CREATE_CERTIFICATE = '/istio.v1.auth.IstioCertificateService/CreateCertificate';
 /** Istio's default workload certificate TTL (SECRET_TTL). */
 const DEFAULT_TTL_SECONDS = 24 * 3600;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Istio's security/proto/istioca.proto, the two messages the call uses. */
 const root = protobuf.Root.fromJSON({
@@ -67,18 +71,28 @@ export class IstioCaClient {
     this.#client?.close();
   }
 
+  /** The key and request of the current renewal, kept across its retries. */
+  #pending: { readonly csrPem: string; readonly keyPem: string } | null = null;
+
   async #request(): Promise<void> {
     if (this.#closed) return;
     try {
-      const { csrPem, keyPem } = createCertificateRequest(this.#options.spiffeId);
+      this.#pending ??= await createCertificateRequest(this.#options.spiffeId);
+      const { csrPem, keyPem } = this.#pending;
       const chain = await this.#call(csrPem);
+      if (this.#closed) return;
       if (chain.length < 2) throw new Error(`the CA answered ${chain.length} certificate(s); a leaf and its root are needed`);
       const joined = chain.map((c) => (c.endsWith('\n') ? c : `${c}\n`));
+      const leaf = new X509Certificate(joined[0]!);
       this.#options.onCertificate({ chain: joined.slice(0, -1).join(''), key: keyPem, root: joined.at(-1)! });
+      this.#pending = null;
       this.#attempt = 0;
-      const ttl = this.#options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
-      this.#schedule((ttl * 1000) / 2);
+      const from = Date.parse(leaf.validFrom);
+      const to = Date.parse(leaf.validTo);
+      // Renew at half-life, with a little jitter so workers and pods do not renew in step.
+      this.#schedule(from + (to - from) * (0.5 - Math.random() * 0.05) - Date.now());
     } catch (err) {
+      if (this.#closed) return;
       this.#options.onError(`workload certificate from ${this.#options.target}: ${(err as Error).message}`);
       const { baseMs, maxMs } = this.#options.backoff ?? { baseMs: 1000, maxMs: 60_000 };
       this.#schedule(Math.random() * Math.min(maxMs, baseMs * 2 ** this.#attempt++));
@@ -87,12 +101,14 @@ export class IstioCaClient {
 
   #schedule(ms: number): void {
     if (this.#closed) return;
-    this.#timer = setTimeout(() => void this.#request(), ms);
+    // setTimeout fires at once past 2^31 − 1 ms; a longer wait is taken in steps.
+    const step = Math.min(Math.max(0, ms), MAX_TIMER_MS);
+    this.#timer = setTimeout(() => (step < ms ? this.#schedule(ms - step) : void this.#request()), step);
     this.#timer.unref();
   }
 
+  /** One CreateCertificate call on a channel opened for it and closed after it. */
   #call(csrPem: string): Promise<string[]> {
-    this.#client?.close();
     const serverName = this.#options.serverName;
     const client = new grpc.Client(this.#options.target, this.#options.credentials(), serverName === undefined ? {} : { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName });
     this.#client = client;
@@ -107,7 +123,12 @@ export class IstioCaClient {
         request,
         metadata,
         { deadline: Date.now() + 10_000 },
-        (err, chain) => (err !== null ? reject(new Error(err.details || err.message)) : resolve(chain ?? [])),
+        (err, chain) => {
+          client.close();
+          if (this.#client === client) this.#client = null;
+          if (err !== null) reject(new Error(err.details || err.message));
+          else resolve(chain ?? []);
+        },
       );
     });
   }

@@ -36,6 +36,10 @@ describe('header value formatters', () => {
                     'x-fallback': '%REQ(x-missing?end-user)%',
                     'x-absent': '%REQ(x-missing)%',
                     'x-share': '100%%',
+                    'x-host': '%REQ(:authority)%%REQ(:path)%',
+                    // Istio lists set entries by name: x-order-a is set before x-order-b reads it.
+                    'x-order-a': 'new',
+                    'x-order-b': '%REQ(x-order-a)%',
                   },
                 },
                 response: { set: { 'x-served-for': '%DOWNSTREAM_REMOTE_ADDRESS%' } },
@@ -53,7 +57,7 @@ describe('header value formatters', () => {
   });
 
   it('expands commands per request and sends the rest as written', async () => {
-    const res = await get(proxy.port, 'fmt', '/', { 'end-user': 'jason' });
+    const res = await get(proxy.port, 'fmt', '/p?q=1', { 'end-user': 'jason', 'x-order-a': 'orig' });
     expect(res.status).toBe(200);
     const h = (res.json() as { headers: Record<string, string> }).headers;
     expect(h['x-client']).toBe('127.0.0.1');
@@ -64,6 +68,11 @@ describe('header value formatters', () => {
     // A command that yields nothing adds no header (Envoy without keep_empty_value).
     expect(h['x-absent']).toBeUndefined();
     expect(h['x-share']).toBe('100%');
+    // Pseudo-headers read the request line.
+    expect(h['x-host']).toBe('fmt/p?q=1');
+    // Every value is computed before any is added (Envoy's order): x-order-b saw the original.
+    expect(h['x-order-a']).toBe('new');
+    expect(h['x-order-b']).toBe('orig');
     expect(res.headers['x-served-for']).toBe(`127.0.0.1:${h['x-client-port']}`);
   });
 
@@ -85,5 +94,6 @@ describe('header value formatters', () => {
     expect(parseHeaderFormat('%REQ()%')).toEqual({ error: '%REQ(…)% needs a header name, or two separated by "?"' });
     expect(parseHeaderFormat('%PROTOCOL(x)%')).toEqual({ error: '%PROTOCOL% takes no argument' });
     expect(parseHeaderFormat('a%%b')).toEqual({ parts: ['a%b'] });
+    expect(parseHeaderFormat('%REQ(user-agent):10%')).toEqual({ error: '%REQ…:10%: truncating a value to a length is not supported' });
   });
 });

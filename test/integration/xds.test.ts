@@ -21,7 +21,7 @@ import { AdsServer } from '../support/ads-server.js';
 import { get } from '../helpers/client.js';
 import { EMPTY_METADATA } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
-import { assignment, edsCluster, httpListener, PASSTHROUGH_CLUSTER, routeConfig, virtualOutbound, type TestRoute } from '../helpers/xds-resources.js';
+import { assignment, edsCluster, httpListener, meshEdsCluster, PASSTHROUGH_CLUSTER, routeConfig, virtualOutbound, type TestRoute } from '../helpers/xds-resources.js';
 
 const A = 'outbound|80||a.test';
 const B = 'outbound|80||b.test';
@@ -326,12 +326,17 @@ describe('xDS: configuration over ADS', () => {
     const ca = createRootCa();
     const istiod = issueWorkloadCert({ ca, namespace: 'istio-system', serviceAccount: 'istiod', dnsNames: ['istiod.istio-system.svc'] });
     const calls: CaCall[] = [];
-    const server = await AdsServer.start({ tls: { key: istiod.keyPem, cert: istiod.certChainPem, ca: ca.certPem, clientCertificates: false }, bearerToken: 'sa-token', ca: { root: ca, calls } });
+    // A CA that issues 4 s certificates, whatever is asked: skiff renews at half of that.
+    const server = await AdsServer.start({ tls: { key: istiod.keyPem, cert: istiod.certChainPem, ca: ca.certPem, clientCertificates: false }, bearerToken: 'sa-token', ca: { root: ca, calls, ttlSeconds: 4 } });
     cleanups.push(() => server.close());
     const a = await startUpstream('a');
     const b = await startUpstream('b');
     cleanups.push(() => a.close(), () => b.close());
     serveMesh(server, { a, b }, { 'a.test': [{ to: A }] });
+    // A cluster with Istio mTLS: the proxy is not ready before it has a certificate.
+    const M = 'outbound|80||m.test';
+    server.setResources(TypeUrl.cluster, [edsCluster('a.test', 80), edsCluster('b.test', 80), meshEdsCluster('m.test', 80, { serviceAccount: 'm' }), PASSTHROUGH_CLUSTER]);
+    server.setResources(TypeUrl.endpoints, [assignment(A, [a.port]), assignment(B, [b.port]), assignment(M, [a.port])]);
     const dir = await mkdtemp(join(tmpdir(), 'skiff-token-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     await writeFile(join(dir, 'istio-token'), 'sa-token\n');
@@ -351,7 +356,7 @@ describe('xDS: configuration over ADS', () => {
     });
     const proxy = await Proxy.start({ configPath: 'xds', source: parts.source, credentials: parts.credentials!, logger: log, ports: { outbound: 0, admin: 0, readiness: 0 }, metadata: EMPTY_METADATA });
     cleanups.push(() => proxy.close(true));
-    // Ready only with a certificate: the one the CA issued for the pod's identity.
+    // Ready only with the certificate the CA issued for the pod's identity.
     expect(parts.credentials!.current()?.identity).toBe('spiffe://cluster.local/ns/shop/sa/reviews');
     expect(calls).toHaveLength(1);
     expect(calls[0]!.clusterId).toBe('east');
@@ -359,6 +364,11 @@ describe('xDS: configuration over ADS', () => {
     expect(await serverOf(proxy.ports.outbound, 'a.test')).toBe('a');
     expect(server.requests.find((r) => r.node !== undefined)?.node).toMatchObject({ id: 'sidecar~10.0.0.7~reviews-1.shop~shop.svc.cluster.local' });
     expect(logs.some((l) => l.includes("workload certificate spiffe://cluster.local/ns/shop/sa/reviews from Istio's CA"))).toBe(true);
+    // Renewed from the certificate's own lifetime (not the 24 h asked for): a new key and certificate.
+    const first = parts.credentials!.current()!;
+    await eventually(() => expect(calls).toHaveLength(2), 5000);
+    await eventually(() => expect(parts.credentials!.current()).not.toBe(first));
+    expect(calls[1]!.csr).not.toBe(calls[0]!.csr);
 
     // A wrong token gets neither config nor a certificate.
     await writeFile(join(dir, 'istio-token'), 'stolen\n');
@@ -367,8 +377,22 @@ describe('xDS: configuration over ADS', () => {
     cleanups.push(() => denied.source.close?.());
     await new Promise((r) => setTimeout(r, 300));
     expect(server.requests.length).toBe(before);
-    expect(calls).toHaveLength(1);
+    expect(calls.length).toBeLessThanOrEqual(3);
     expect(denied.credentials!.current()).toBeNull();
+  });
+
+  it('asks no CA over a plaintext control plane: with a token but auth NONE the certificate comes over SDS', async () => {
+    const server = await AdsServer.start();
+    cleanups.push(() => server.close());
+    const dir = await mkdtemp(join(tmpdir(), 'skiff-token-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'istio-token'), 'sa-token\n');
+    await writeFile(join(dir, 'root-cert.pem'), createRootCa().certPem);
+    const logs: string[] = [];
+    const parts = openXdsSource({ address: server.target, auth: 'NONE', tokenPath: join(dir, 'istio-token'), rootCertPath: join(dir, 'root-cert.pem'), type: 'sidecar', mesh: DEFAULT_MESH, env: {}, log: createLogger({ level: 'info', sink: (l) => logs.push(l) }) });
+    cleanups.push(() => parts.source.close?.());
+    expect(logs.some((l) => l.includes('workload certificate from SDS over xDS'))).toBe(true);
+    await server.waitFor((r) => r.typeUrl === TypeUrl.secret);
   });
 
   it('removes what the server no longer sends', async () => {

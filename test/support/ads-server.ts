@@ -141,7 +141,7 @@ export interface AdsServerOptions {
   /** Streams must carry `authorization: Bearer <token>` (istiod's service-account token check). */
   readonly bearerToken?: string;
   /** Also serve Istio's CA (CreateCertificate) signing with this root, behind `bearerToken`. */
-  readonly ca?: { readonly root: CaKeyPair; readonly calls: CaCall[] };
+  readonly ca?: { readonly root: CaKeyPair; readonly calls: CaCall[]; readonly ttlSeconds?: number };
   /**
    * Answer subscriptions to types never set with an empty response (default true, as a control
    * plane that has nothing of a type does). false holds them until `setResources` (startup tests).
@@ -202,7 +202,7 @@ export class AdsServer {
         ads.#accept(call);
       },
     });
-    if (options.ca !== undefined) addIstioCaService(server, options.ca.root, options.bearerToken ?? '', options.ca.calls);
+    if (options.ca !== undefined) addIstioCaService(server, options.ca.root, options.bearerToken ?? '', options.ca.calls, options.ca.ttlSeconds);
     return ads;
   }
 

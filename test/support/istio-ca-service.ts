@@ -16,8 +16,11 @@ export interface CaCall {
   readonly ttlSeconds: number;
 }
 
-/** Adds the CA service; `calls` records each accepted request. */
-export function addIstioCaService(server: grpc.Server, ca: CaKeyPair, token: string, calls: CaCall[]): void {
+/**
+ * Adds the CA service; `calls` records each accepted request. `ttlSeconds` overrides the
+ * lifetime asked for, as a CA with a shorter maximum does.
+ */
+export function addIstioCaService(server: grpc.Server, ca: CaKeyPair, token: string, calls: CaCall[], ttlSeconds?: number): void {
   const service: grpc.ServiceDefinition = {
     CreateCertificate: {
       path: CREATE_CERTIFICATE,
@@ -36,7 +39,7 @@ export function addIstioCaService(server: grpc.Server, ca: CaKeyPair, token: str
         return;
       }
       try {
-        const signed = signCertificateRequest(ca, call.request.csr, (call.request.validity_duration || 86_400) / 3600);
+        const signed = signCertificateRequest(ca, call.request.csr, (ttlSeconds ?? (call.request.validity_duration || 86_400)) / 3600);
         calls.push({ clusterId: String(call.metadata.get('clusterid')[0] ?? ''), csr: call.request.csr, ttlSeconds: call.request.validity_duration });
         callback(null, { cert_chain: [signed.certChainPem, signed.rootCertPem] });
       } catch (err) {

@@ -79,10 +79,11 @@ export class XdsConfigSource implements ConfigSource {
   readonly #watchers = new Set<() => void>();
   /** `stats.snapshots` as of the last `load()`. */
   #loaded = 0;
-  /** With SDS over the stream, the first certificate and root have been taken. */
-  #hasSecrets = false;
+  /** The first workload certificate and root came (SDS over the stream, or the CA). */
+  #hasCertificate = false;
   #secretsWarning: NodeJS.Timeout | null = null;
-  /** Counts for /config_status and tests. */
+  #closed = false;
+  /** What the stream has done so far (tests and diagnostics). */
   readonly stats = { acks: 0, nacks: 0, snapshots: 0 };
 
   constructor(options: XdsSourceOptions) {
@@ -108,7 +109,8 @@ export class XdsConfigSource implements ConfigSource {
     this.#client.subscribe(TypeUrl.listener, null);
     if (options.onSecrets !== undefined) this.#client.subscribe(TypeUrl.secret, [WORKLOAD_SECRET, ROOT_SECRET]);
     options.certificatesReady?.then(() => {
-      this.#hasSecrets = true;
+      if (this.#closed) return;
+      this.#hasCertificate = true;
       this.#tryBuild();
     });
     this.#client.start();
@@ -128,6 +130,7 @@ export class XdsConfigSource implements ConfigSource {
   }
 
   close(): void {
+    this.#closed = true;
     if (this.#warmingTimer !== null) clearTimeout(this.#warmingTimer);
     if (this.#secretsWarning !== null) clearTimeout(this.#secretsWarning);
     this.#client.close();
@@ -255,7 +258,7 @@ export class XdsConfigSource implements ConfigSource {
     if (certificate !== undefined && root !== undefined) {
       try {
         this.#options.onSecrets!({ chain: certificate.chain, key: certificate.key, root });
-        this.#hasSecrets = true;
+        this.#hasCertificate = true;
       } catch (err) {
         return [{ path: `secret ${WORKLOAD_SECRET}`, message: `unusable with ${ROOT_SECRET}: ${(err as Error).message}` }];
       }
@@ -289,10 +292,10 @@ export class XdsConfigSource implements ConfigSource {
     if (missingRoutes.length > 0) return; // listeners warm until their routes arrive
     // Listeners and clusters that use the workload certificate (Istio mTLS) warm until it comes
     // (Envoy waits for SDS without limit); plaintext-only config does not wait.
-    const awaitsCertificate = (this.#options.onSecrets !== undefined || this.#options.certificatesReady !== undefined) && !this.#hasSecrets;
+    const awaitsCertificate = (this.#options.onSecrets !== undefined || this.#options.certificatesReady !== undefined) && !this.#hasCertificate;
     if (awaitsCertificate && usesWorkloadCertificate(clusters.values(), listeners.values())) {
       this.#secretsWarning ??= setTimeout(() => {
-        if (!this.#hasSecrets) {
+        if (!this.#hasCertificate) {
           this.#options.log.error(
             this.#options.onSecrets !== undefined
               ? `xDS: no workload certificate after ${timeoutMs / 1000}s: the control plane does not send the SDS secrets "default" and "ROOTCA" ` +
