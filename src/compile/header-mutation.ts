@@ -7,7 +7,7 @@
 import { hostname } from 'node:os';
 import { parseHeaderFormat, type HeaderFormatPart } from '../core/header-format.js';
 import type { HeaderMutation } from '../model/route.js';
-import type { MutableHeaders } from './request-view.js';
+import { pseudoHeaderValue, type MutableHeaders } from './request-view.js';
 import { utf8ByteString } from './string-matcher.js';
 
 /**
@@ -110,19 +110,7 @@ function evaluate(part: Exclude<HeaderFormatPart, string>, c: HeaderContext): st
 /** A request header by name; the pseudo-headers read the request line. */
 function requestHeader(c: HeaderContext, name: string): string | undefined {
   const r = c.request;
-  if (r === null) return undefined;
-  switch (name) {
-    case ':authority':
-      return r.authority;
-    case ':path':
-      return r.path;
-    case ':method':
-      return r.method;
-    case ':scheme':
-      return r.scheme;
-    default:
-      return r.headers.get(name);
-  }
+  return r === null ? undefined : (pseudoHeaderValue(r, name) ?? r.headers.get(name));
 }
 
 const withPort = (address: string, port: number): string => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);

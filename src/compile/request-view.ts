@@ -15,6 +15,32 @@ export interface MutableHeaders extends HeaderLookup {
   remove(name: string): void;
 }
 
+/** The request line: what the pseudo-headers name. */
+export interface RequestLine {
+  readonly method: string;
+  readonly authority: string;
+  readonly scheme: string;
+  /** Full `:path`, with query. */
+  readonly path: string;
+}
+
+/** A pseudo-header's value from the request line (`host` is `:authority`); undefined for other names. */
+export function pseudoHeaderValue(req: RequestLine, name: string): string | undefined {
+  switch (name) {
+    case ':method':
+      return req.method;
+    case ':authority':
+    case 'host':
+      return req.authority;
+    case ':scheme':
+      return req.scheme;
+    case ':path':
+      return req.path;
+    default:
+      return undefined;
+  }
+}
+
 export interface RouteRequest {
   readonly method: string;
   readonly authority: string;

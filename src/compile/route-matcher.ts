@@ -4,7 +4,7 @@
  * treat_missing_header_as_empty for absent headers.
  */
 import type { HeaderMatch, QueryParamMatch, RouteMatch } from '../model/route.js';
-import type { RouteRequest } from './request-view.js';
+import { pseudoHeaderValue, type RouteRequest } from './request-view.js';
 import { compileStringMatch, type StringPredicate } from './string-matcher.js';
 
 export type RoutePredicate = (req: RouteRequest) => boolean;
@@ -12,19 +12,7 @@ export type RoutePredicate = (req: RouteRequest) => boolean;
 const always: RoutePredicate = () => true;
 
 function headerValue(req: RouteRequest, name: string): string | undefined {
-  switch (name) {
-    case ':method':
-      return req.method;
-    case ':authority':
-    case 'host':
-      return req.authority;
-    case ':scheme':
-      return req.scheme;
-    case ':path':
-      return req.path;
-    default:
-      return req.headers.getJoined(name);
-  }
+  return pseudoHeaderValue(req, name) ?? req.headers.getJoined(name);
 }
 
 function compileHeaderMatch(h: HeaderMatch): RoutePredicate {

@@ -5,23 +5,8 @@
  */
 import type { AuthzAttributes, CompiledAuthorization } from '../compile/authorization.js';
 import type { JwtResult } from '../compile/request-authentication.js';
+import { pseudoHeaderValue } from '../compile/request-view.js';
 import type { DownstreamStream } from './stream.js';
-
-/** HTTP/2-style pseudo-headers, which policies may name in `request.headers[...]` as with Envoy. */
-function pseudoHeader(stream: DownstreamStream, name: string): string | undefined {
-  switch (name) {
-    case ':path':
-      return stream.path;
-    case ':authority':
-      return stream.authority;
-    case ':method':
-      return stream.method;
-    case ':scheme':
-      return stream.scheme;
-    default:
-      return undefined;
-  }
-}
 
 /** The attributes of an inbound HTTP request. */
 export function requestAttributes(stream: DownstreamStream, jwt: JwtResult): AuthzAttributes {
@@ -40,7 +25,7 @@ export function requestAttributes(stream: DownstreamStream, jwt: JwtResult): Aut
       method: stream.method,
       path: query < 0 ? stream.path : stream.path.slice(0, query),
       host: stream.authority,
-      header: (name) => pseudoHeader(stream, name) ?? stream.headers.getJoined(name),
+      header: (name) => pseudoHeaderValue(stream, name) ?? stream.headers.getJoined(name),
     },
   };
 }
