@@ -7,6 +7,7 @@
  */
 import type { AddressRouteConfig } from '../model/index.js';
 import type { Route, RouteConfig, VirtualHost } from '../model/route.js';
+import { compileAuthorization, type CompiledAuthorization } from './authorization.js';
 import { compileHeaderMutation, type HeaderMutator } from './header-mutation.js';
 import { DomainTable } from './domain-table.js';
 import type { RouteRequest } from './request-view.js';
@@ -22,6 +23,8 @@ export interface CompiledRoute {
   readonly responseHeaders: HeaderMutator | null;
   /** The request filters this route needs (CORS, fault, local rate limit); null when none. */
   readonly filters: RouteFilters | null;
+  /** Policies replacing the listener's for this route (RBACPerRoute); null: none apply; undefined: the listener's. */
+  readonly authorization?: CompiledAuthorization | null;
 }
 
 /** Per-route configs of the HTTP filters, in the order the filter chain runs them. */
@@ -71,6 +74,7 @@ function compileVirtualHost(vh: VirtualHost, buckets: BucketRegistry): CompiledV
       requestHeaders: compileHeaderMutation(r.requestHeaders),
       responseHeaders: compileHeaderMutation(r.responseHeaders),
       filters: compileFilters(r, buckets),
+      ...(r.authorization === undefined ? {} : { authorization: r.authorization === null ? null : compileAuthorization(r.authorization) }),
     };
   });
   return {
@@ -96,6 +100,8 @@ export function compileRouteConfig(rc: RouteConfig, buckets: BucketRegistry = ne
 }
 
 export class RouteTables {
+  /** Some route replaces the listener's authorization (RBACPerRoute): routes are chosen before it is checked. */
+  readonly routeAuthorization: boolean;
   readonly #byPort: ReadonlyMap<number, DomainTable<CompiledVirtualHost>>;
   /** port → address → the table for that destination only; empty for Istio YAML config. */
   readonly #byAddress: ReadonlyMap<number, ReadonlyMap<string, DomainTable<CompiledVirtualHost>>>;
@@ -134,6 +140,9 @@ export class RouteTables {
       addresses.set(a.address, compileRouteConfig(a.routeConfig, buckets));
     }
     this.#byAddress = perPort;
+    this.routeAuthorization = [...routeConfigs, fallback, ...byAddress.map((a) => a.routeConfig)].some((rc) =>
+      rc.virtualHosts.some((vh) => vh.routes.some((r) => r.authorization !== undefined)),
+    );
   }
 
   /**

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { inboundProtocolFor, plaintextRefused } from '../compile/peer-authentication.js';
 import type { RouteTables } from '../compile/route-table.js';
 import type { Snapshot } from '../compile/snapshot.js';
+import type { JwtResult } from '../compile/request-authentication.js';
 import type { H1ServerStream, StreamHandler } from './codec/h1/server-connection.js';
 import type { DownstreamStream, TrafficDirection } from './stream.js';
 import { authorizeRequest } from './authorization-check.js';
@@ -17,8 +18,7 @@ import { setClientCertHeader, setGatewayClientCertHeader } from './client-cert-h
 import { normalizePath } from './path-normalization.js';
 import { startTrace, TRACE_B3, TRACE_W3C } from './trace-context.js';
 import { runRouteFilters } from './filter-chain.js';
-import { ResponseFlag } from '../core/response-flags.js';
-import type { Router } from './router/router.js';
+import { replyNoRoute, type RouteSelection, type Router } from './router/router.js';
 import { appendPeerMetadata, PEER_METADATA, PEER_METADATA_ID, type PeerMetadataHeaders } from './router/headers.js';
 
 /** Where the current snapshot comes from; read once per request. */
@@ -86,7 +86,7 @@ export class HttpConnectionManager implements StreamHandler {
     if (tracing.enabled) stream.info.trace = startTrace(stream.headers, tracing.samplingPercent, tracing.exporter?.kind === 'zipkin' ? TRACE_B3 : TRACE_W3C);
     if (stream.method === 'CONNECT') {
       // CONNECT is served on HTTP/1.1 outbound only; elsewhere no route takes it (Envoy's 404).
-      stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
+      replyNoRoute(stream);
       return;
     }
     // Policies and routes see the path the application will act on (Istio's BASE normalization).
@@ -121,9 +121,7 @@ export class HttpConnectionManager implements StreamHandler {
     }
     takePeerMetadata(stream, this.#router.peerMetadata);
     setClientCertHeader(stream);
-    authenticateRequest(stream, snapshot.requestAuthentication, (jwt) => {
-      if (authorizeRequest(stream, snapshot.authorization, jwt)) this.#route(stream, snapshot, snapshot.inboundRoutes);
-    });
+    authenticateRequest(stream, snapshot.requestAuthentication, (jwt) => this.#authorizeAndRoute(stream, snapshot, snapshot.inboundRoutes, jwt));
   }
 
   /**
@@ -134,21 +132,42 @@ export class HttpConnectionManager implements StreamHandler {
   #gateway(stream: DownstreamStream, snapshot: Snapshot): void {
     const tables = this.#gatewayRoutes?.(snapshot);
     if (tables === undefined) {
-      stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
+      replyNoRoute(stream);
       return;
     }
     // From the connection, never from an absolute-form request line a plaintext client wrote.
     stream.headers.set('x-forwarded-proto', stream.info.connection.tls ? 'https' : 'http');
     setGatewayClientCertHeader(stream);
-    authenticateRequest(stream, snapshot.requestAuthentication, (jwt) => {
+    authenticateRequest(stream, snapshot.requestAuthentication, (jwt) => this.#authorizeAndRoute(stream, snapshot, tables, jwt));
+  }
+
+  /**
+   * Authorization, then routing. When some route replaces the policies (xDS RBACPerRoute), the
+   * route is chosen first (after JWT authentication, which may add headers routes match on) and
+   * its policies are checked, as Envoy's RBAC filter reads the route's config; a request no
+   * route matches is held to the listener's policies before its 404.
+   */
+  #authorizeAndRoute(stream: DownstreamStream, snapshot: Snapshot, tables: RouteTables, jwt: JwtResult): void {
+    if (!tables.routeAuthorization) {
       if (authorizeRequest(stream, snapshot.authorization, jwt)) this.#route(stream, snapshot, tables);
-    });
+      return;
+    }
+    const selection = this.#router.match(stream, tables);
+    const own = selection?.route.authorization;
+    const policies = own === undefined ? snapshot.authorization : own;
+    if (policies !== null && !authorizeRequest(stream, policies, jwt)) return;
+    if (selection === undefined) replyNoRoute(stream);
+    else this.#dispatch(stream, snapshot, selection);
   }
 
   /** Route selection (404 NR), the route's filters, then the router. */
   #route(stream: DownstreamStream, snapshot: Snapshot, tables: RouteTables): void {
     const selection = this.#router.select(stream, tables);
-    if (selection === undefined) return;
+    if (selection !== undefined) this.#dispatch(stream, snapshot, selection);
+  }
+
+  /** The route's filters, then the router. */
+  #dispatch(stream: DownstreamStream, snapshot: Snapshot, selection: RouteSelection): void {
     const filters = selection.route.filters;
     if (filters === null) this.#router.dispatch(stream, snapshot, selection);
     else runRouteFilters(stream, filters, () => this.#router.dispatch(stream, snapshot, selection));

@@ -3,8 +3,7 @@
  * workload, grouped by action, with rules normalised (CIDRs canonical, service accounts as
  * `ns/sa`, condition keys as written). CUSTOM never reaches the model (refused at load).
  */
-import type { HeaderMatch } from './route.js';
-import type { StringMatch } from './string-match.js';
+import type { HeaderMatch, StringMatch } from './string-match.js';
 
 /** `values` ORed; the field matches when one value matches and no `notValues` does. */
 export interface AuthzField {

@@ -3,22 +3,11 @@
  * config sources produce these; `compile/` turns them into matchers.
  */
 import type { HashPolicy } from './cluster.js';
+import type { Authorization } from './authorization.js';
 import type { CorsPolicy, FaultPolicy, LocalRateLimit, MirrorPolicy, RetryPolicy } from './policies.js';
-import type { StringMatch } from './string-match.js';
+import type { HeaderMatch, StringMatch } from './string-match.js';
 
-export type { StringMatch } from './string-match.js';
-
-/**
- * Envoy HeaderMatcher. Pseudo-headers `:method`, `:authority`, `:scheme` and `:path` are
- * matchable. `match` absent means presence. `invert` negates the result; with
- * `treatMissingAsEmpty` an absent header is matched as the empty string.
- */
-export interface HeaderMatch {
-  readonly name: string;
-  readonly match?: StringMatch;
-  readonly invert: boolean;
-  readonly treatMissingAsEmpty: boolean;
-}
+export type { HeaderMatch, StringMatch } from './string-match.js';
 
 /** Envoy QueryParameterMatcher. `match` absent means presence. */
 export interface QueryParamMatch {
@@ -131,6 +120,11 @@ export interface Route {
   readonly fault?: FaultPolicy;
   readonly cors?: CorsPolicy;
   readonly rateLimit?: LocalRateLimit;
+  /**
+   * xDS RBACPerRoute: policies that replace the listener's HTTP RBAC policies for this route, or
+   * null when the route turns them off. Absent: the listener's apply.
+   */
+  readonly authorization?: Authorization | null;
 }
 
 export interface VirtualHost {

@@ -418,6 +418,37 @@ describe.skipIf(SKIP !== undefined)(`sidecars configured over xDS${SKIP === unde
     expect(await rawToB(ECHO_PORT, 'ping')).toBe('echo:ping\n');
   });
 
+  it('per-route RBAC (RBACPerRoute) on B’s inbound routes: one route turns the policies off, another replaces them', async () => {
+    const T = 'type.googleapis.com/';
+    const perRoute = (rbac?: object): object => ({ 'envoy.filters.http.rbac': { '@type': `${T}envoy.extensions.filters.http.rbac.v3.RBACPerRoute`, ...(rbac !== undefined ? { rbac } : {}) } });
+    const postOnly = { rules: { action: 'ALLOW', policies: { 'post-only': { permissions: [{ header: { name: ':method', string_match: { exact: 'POST' } } }], principals: [{ any: true }] } } } };
+    const extraRoutes = [
+      { match: { prefix: '/open' }, route: { cluster: `inbound|${V1_PORT}||`, timeout: '0s' }, name: 'open', typed_per_filter_config: perRoute() },
+      { match: { prefix: '/post-only' }, route: { cluster: `inbound|${V1_PORT}||`, timeout: '0s' }, name: 'post-only', typed_per_filter_config: perRoute(postOnly) },
+    ];
+    // Port 9080's chains get the two routes first; the listener denies everything else.
+    const listener = JSON.parse(JSON.stringify(withInboundRbac(virtualInbound(inboundPortsOfB('PERMISSIVE')), { http: httpRbacFilter({ action: 'ALLOW' }) }))) as {
+      filter_chains: Array<{ filter_chain_match?: { destination_port?: number }; filters: Array<{ typed_config: { route_config?: { virtual_hosts: Array<{ routes: object[] }> } } }> }>;
+    };
+    for (const chain of listener.filter_chains) {
+      if (chain.filter_chain_match?.destination_port !== V1_PORT) continue;
+      for (const f of chain.filters) {
+        const vh = f.typed_config.route_config?.virtual_hosts[0];
+        if (vh !== undefined) vh.routes = [...extraRoutes, ...vh.routes];
+      }
+    }
+    await push('b', TypeUrl.listener, [virtualOutbound(), listener]);
+    const open = await request(['http://reviews:9080/open']);
+    expect(open.status, open.body).toBe(200);
+    expect(JSON.parse(open.body)).toMatchObject({ name: 'reviews-v1' });
+    expect(await request(['http://reviews:9080/post-only'])).toEqual({ status: 403, body: 'RBAC: access denied' });
+    expect((await request(['-X', 'POST', 'http://reviews:9080/post-only'])).status).toBe(200);
+    expect(await request(['http://reviews:9080/other'])).toEqual({ status: 403, body: 'RBAC: access denied' });
+    // Without a route of its own, plaintext to the catch-all is held to the listener's policies.
+    expect(await request([`http://${POD_B}:${OTHER_PORT}/open`], { uid: PROXY_UID })).toEqual({ status: 403, body: 'RBAC: access denied' });
+    await push('b', TypeUrl.listener, [virtualOutbound(), virtualInbound(inboundPortsOfB('PERMISSIVE'))]);
+  });
+
   it('inbound protocols by chain: a port with only tcp_proxy chains proxies HTTP bytes as TCP; a port with only HTTP chains closes other bytes', async () => {
     // 9080: HTTP chains only (mTLS and plaintext); 7000: tcp_proxy chains only; the catch-all
     // chains (8080) hold both.

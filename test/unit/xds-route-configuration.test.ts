@@ -300,6 +300,31 @@ describe('routes', () => {
   });
 });
 
+describe('per-route RBAC (RBACPerRoute)', () => {
+  const RBAC_PER_ROUTE = 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute';
+  const rbacOn = (perRoute: Record<string, unknown>, where: 'route' | 'vhost'): unknown =>
+    where === 'route'
+      ? cfg({ ...fwd(), typed_per_filter_config: { 'envoy.filters.http.rbac': { '@type': RBAC_PER_ROUTE, ...perRoute } } })
+      : cfg(fwd(), { typed_per_filter_config: { 'envoy.filters.http.rbac': { '@type': RBAC_PER_ROUTE, ...perRoute } } });
+
+  it('without rbac turns the listener’s policies off for the route (Envoy’s meaning)', () => {
+    const r = translateRouteConfiguration(rbacOn({}, 'route'), 'x');
+    expect(r.problems).toEqual([]);
+    expect(r.config.virtualHosts[0]!.routes[0]!.authorization).toBeNull();
+  });
+
+  it('with rbac replaces them, and a virtual host’s applies to its routes', () => {
+    const rbac = { rules: { action: 'DENY', policies: { 'deny-delete': { permissions: [{ header: { name: ':method', string_match: { exact: 'DELETE' } } }], principals: [{ any: true }] } } } };
+    for (const where of ['route', 'vhost'] as const) {
+      const r = translateRouteConfiguration(rbacOn({ rbac }, where), 'x');
+      expect(r.problems, where).toEqual([]);
+      const authz = r.config.virtualHosts[0]!.routes[0]!.authorization!;
+      expect(authz.deny.map((p) => p.name), where).toEqual(['deny-delete']);
+      expect(authz.allow, where).toEqual([]);
+    }
+  });
+});
+
 describe('refusals name the field', () => {
   const r0 = 'virtual_hosts[0].routes[0]';
   const cases: Array<[string, unknown, string, string]> = [
@@ -313,7 +338,7 @@ describe('refusals name the field', () => {
     ['source_ip: false', cfg(fwd({ hash_policy: [{ connection_properties: {} }] })), `${r0}.route.hash_policy[0].connection_properties.source_ip`, 'only source_ip: true'],
     ['unknown per-filter config', cfg({ ...fwd(), typed_per_filter_config: { 'envoy.filters.http.lua': { '@type': 'type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute', disabled: true } } }), `${r0}.typed_per_filter_config.envoy.filters.http.lua`, 'has no per-route configuration in skiff (type envoy.extensions.filters.http.lua.v3.LuaPerRoute)'],
     ['per-filter config without @type', cfg({ ...fwd(), typed_per_filter_config: { 'envoy.filters.http.fault': {} } }), `${r0}.typed_per_filter_config.envoy.filters.http.fault`, 'must be an Any'],
-    ['RBACPerRoute', cfg(fwd(), { typed_per_filter_config: { 'envoy.filters.http.rbac': { '@type': 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute' } } }), 'virtual_hosts[0].typed_per_filter_config.envoy.filters.http.rbac', 'per-route RBAC'],
+    ['RBACPerRoute with a CEL condition', cfg(fwd(), { typed_per_filter_config: { 'envoy.filters.http.rbac': { '@type': 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute', rbac: { rules: { policies: { p: { permissions: [{ any: true }], principals: [{ any: true }], condition: { id: '1' } } } } } } } }), 'virtual_hosts[0].typed_per_filter_config.envoy.filters.http.rbac.rbac.rules.policies["p"].condition', 'CEL conditions are not supported'],
     ['fault limited by headers', cfg({ ...fwd(), typed_per_filter_config: { f: { '@type': FAULT, abort: { http_status: 503, percentage: { numerator: 100 } }, headers: [{ name: 'x' }] } } }), `${r0}.typed_per_filter_config.f.headers`, 'not supported'],
     ['local rate limit at 50%', cfg({ ...fwd(), typed_per_filter_config: { rl: { '@type': RATE_LIMIT, stat_prefix: 's', token_bucket: { max_tokens: 1, fill_interval: '1s' }, filter_enabled: { default_value: { numerator: 50 } } } } }), `${r0}.typed_per_filter_config.rl.filter_enabled`, 'a 50% fraction is not supported'],
     ['CORS private network access', cfg(fwd(), { cors: { allow_origin_string_match: [{ exact: 'x' }], allow_private_network_access: true } }), 'virtual_hosts[0].cors.allow_private_network_access', 'not supported'],

@@ -8,11 +8,14 @@
  * - HTTPFault → FaultPolicy; LocalRateLimit → LocalRateLimit (one token bucket per place it is
  *   configured, shared by the routes that inherit it, as Envoy's per-route config object is);
  *   CorsPolicy → CorsPolicy;
- * - RBACPerRoute is refused: whatever it holds, it replaces or disables the listener's RBAC
- *   policy for the route, which the model cannot express; every other filter is refused too.
+ * - RBACPerRoute → the route's authorization: its `rbac` replaces the listener's HTTP RBAC
+ *   policies for the route, and an absent `rbac` turns them off (Envoy's meaning). The override
+ *   applies to every RBAC filter of the listener, as Istio names them all alike
+ *   (envoy.filters.http.rbac); every other filter is refused.
  * The most specific level wins per filter (route, then virtual host, then route configuration).
  */
-import type { CorsPolicy, FaultPolicy, LocalRateLimit } from '../../model/index.js';
+import type { Authorization, CorsPolicy, FaultPolicy, LocalRateLimit } from '../../model/index.js';
+import { translateHttpRbac } from './rbac.js';
 import { FieldReader, isTypedStruct, typeName, type Spec } from './fields.js';
 
 /** The filter policies one level (route configuration, virtual host or route) sets. */
@@ -20,6 +23,8 @@ export interface FilterPolicies {
   readonly fault?: FaultPolicy;
   readonly cors?: CorsPolicy;
   readonly rateLimit?: LocalRateLimit;
+  /** RBACPerRoute: replacing policies, or null (RBAC off for the route). */
+  readonly authorization?: Authorization | null;
 }
 
 const NO_RUNTIME = 'skiff has no runtime: the configured default applies';
@@ -135,9 +140,11 @@ export class PerFilterConfigReader extends FieldReader {
           if (cors !== undefined) out = { ...out, cors };
           break;
         }
-        case RBAC_PER_ROUTE:
-          this.problem(at, 'not supported: per-route RBAC (RBACPerRoute) replaces or disables the listener\'s RBAC policy for the route, which skiff cannot do');
+        case RBAC_PER_ROUTE: {
+          const authorization = this.#rbacPerRoute(body, at);
+          if (authorization !== undefined) out = { ...out, authorization };
           break;
+        }
         default: {
           // A TypedStruct names the real type inside.
           const inner = isTypedStruct(type) ? body['type_url'] ?? body['typeUrl'] : undefined;
@@ -147,6 +154,15 @@ export class PerFilterConfigReader extends FieldReader {
       }
     }
     return out;
+  }
+
+  /** RBACPerRoute: the replacing policies, null to turn RBAC off, undefined (and problems) when unreadable. */
+  #rbacPerRoute(v: unknown, path: string): Authorization | null | undefined {
+    const f = this.message(v, path, { handled: ['rbac'] });
+    if (!f.has('rbac')) return null;
+    const t = translateHttpRbac(f.get('rbac'));
+    for (const p of t.problems) this.problem(`${path}.rbac${p.path === '' ? '' : `.${p.path}`}`, p.message);
+    return t.authorization;
   }
 
   /**

@@ -450,6 +450,7 @@ class Translator extends FieldReader {
       ...(filters.fault !== undefined ? { fault: filters.fault } : {}),
       ...(filters.cors !== undefined ? { cors: filters.cors } : {}),
       ...(filters.rateLimit !== undefined ? { rateLimit: filters.rateLimit } : {}),
+      ...(filters.authorization !== undefined ? { authorization: filters.authorization } : {}),
     };
     if (ctx.internalOnly.length === 0) return [route];
     // Envoy removes internal-only headers from external requests before routing.

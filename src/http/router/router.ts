@@ -59,6 +59,11 @@ function destinationOf(stream: DownstreamStream, host: string, port: number): De
   return info.localAddressRestored ? { host: info.downstreamLocalAddress, port: info.downstreamLocalPort } : { host, port };
 }
 
+/** Envoy's 404 when no route matches (NR). */
+export function replyNoRoute(stream: DownstreamStream): void {
+  stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
+}
+
 export class Router {
   readonly #clusters: ClusterManager;
   readonly #options: RouterOptions;
@@ -78,16 +83,20 @@ export class Router {
    * 404 NR when none matches.
    */
   select(stream: DownstreamStream, tables: RouteTables): RouteSelection | undefined {
+    const selection = this.match(stream, tables);
+    if (selection === undefined) replyNoRoute(stream);
+    return selection;
+  }
+
+  /** The route for a request, or undefined when none matches; answers nothing. */
+  match(stream: DownstreamStream, tables: RouteTables): RouteSelection | undefined {
     const { host, port } = splitAuthority(stream.authority);
     const view = new RequestView(stream);
     // Redirected sidecar traffic uses the route table of the port it was addressed to.
     const info = stream.info;
     const resolved = info.localAddressRestored ? tables.resolve(host, info.downstreamLocalPort, info.downstreamLocalAddress) : tables.resolve(host, port);
     const route = resolved.vhost?.select(view);
-    if (route === undefined) {
-      stream.sendLocalReply(404, '', { details: 'route_not_found', flag: ResponseFlag.NoRouteFound });
-      return undefined;
-    }
+    if (route === undefined) return undefined;
     stream.info.routeName = route.name;
     return { route, view, host, port: resolved.port };
   }
