@@ -17,6 +17,7 @@
  * which skiff does not need: they and any flag not listed are accepted and logged. Flags are
  * `--name value` or `--name=value`, as Go's flag package reads them.
  */
+import { parseDuration } from '../core/duration.js';
 import { SkiffError } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
 import type { MeshSettings } from '../model/index.js';
@@ -87,17 +88,9 @@ export function parseGoFlags(argv: readonly string[]): Map<string, string> {
 /** Go durations as pilot-agent takes them: "45s", "1m30s", "500ms", "2h". */
 export function goDurationMs(value: string | undefined, name: string): number | undefined {
   if (value === undefined || value === '') return undefined;
-  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let total = 0;
-  let rest = value.trim();
-  if (rest === '0') return 0;
-  while (rest !== '') {
-    const m = /^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/.exec(rest);
-    if (m === null) throw new SkiffError('USAGE', `--${name}: invalid duration "${value}" (e.g. 45s, 1m30s)`);
-    total += Number(m[1]) * units[m[2]!]!;
-    rest = rest.slice(m[0].length);
-  }
-  return total;
+  const d = parseDuration(value);
+  if ('error' in d) throw new SkiffError('USAGE', `--${name}: ${d.error}`);
+  return d.ms;
 }
 
 /** Envoy log levels as pilot-agent passes them → skiff's. */

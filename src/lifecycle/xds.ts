@@ -84,8 +84,8 @@ export function openXdsSource(options: XdsStartOptions): XdsParts {
   const files = dir !== undefined;
   const token = existsSync(tokenPath) && existsSync(rootCertPath);
   // Istio's CA is reached over TLS: the discovery address when that is TLS, or CA_ADDR.
-  const caAddress = options.env['CA_ADDR'];
-  const caReachable = token && (auth !== 'NONE' || (caAddress !== undefined && caAddress !== ''));
+  const caAddress = options.env['CA_ADDR'] || undefined;
+  const caReachable = token && (auth !== 'NONE' || caAddress !== undefined);
   if (auth === 'MUTUAL_TLS' && !files && !token) {
     throw new SkiffError('USAGE', `TLS to the control plane needs the workload certificate (--certs DIR) or a service-account token and the mesh root (${tokenPath}, ${rootCertPath})`);
   }
@@ -124,7 +124,7 @@ export function openXdsSource(options: XdsStartOptions): XdsParts {
     let issued!: () => void;
     certificatesReady = new Promise((resolve) => (issued = resolve));
     ca = new IstioCaClient({
-      target: caAddress !== undefined && caAddress !== '' ? xdsTarget(caAddress) : target,
+      target: caAddress !== undefined ? xdsTarget(caAddress) : target,
       credentials: tokenCredentials,
       ...(options.serverName !== undefined ? { serverName: options.serverName } : {}),
       spiffeId: spiffeIdOf(workload, options.mesh.trustDomain),

@@ -13,6 +13,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
+import { JitteredBackoff } from '../core/backoff.js';
 import protobuf from 'protobufjs';
 import { createCertificateRequest } from './ca.js';
 
@@ -53,12 +54,14 @@ export interface IstioCaClientOptions {
 export class IstioCaClient {
   readonly #options: IstioCaClientOptions;
   #timer: NodeJS.Timeout | null = null;
-  #attempt = 0;
+  readonly #backoff: JitteredBackoff;
   #closed = false;
   #client: grpc.Client | null = null;
 
   constructor(options: IstioCaClientOptions) {
     this.#options = options;
+    const { baseMs, maxMs } = options.backoff ?? { baseMs: 1000, maxMs: 60_000 };
+    this.#backoff = new JitteredBackoff(baseMs, maxMs);
   }
 
   start(): void {
@@ -86,7 +89,7 @@ export class IstioCaClient {
       const leaf = new X509Certificate(joined[0]!);
       this.#options.onCertificate({ chain: joined.slice(0, -1).join(''), key: keyPem, root: joined.at(-1)! });
       this.#pending = null;
-      this.#attempt = 0;
+      this.#backoff.reset();
       const from = Date.parse(leaf.validFrom);
       const to = Date.parse(leaf.validTo);
       // Renew at half-life, with a little jitter so workers and pods do not renew in step.
@@ -94,8 +97,7 @@ export class IstioCaClient {
     } catch (err) {
       if (this.#closed) return;
       this.#options.onError(`workload certificate from ${this.#options.target}: ${(err as Error).message}`);
-      const { baseMs, maxMs } = this.#options.backoff ?? { baseMs: 1000, maxMs: 60_000 };
-      this.#schedule(Math.random() * Math.min(maxMs, baseMs * 2 ** this.#attempt++));
+      this.#schedule(this.#backoff.next());
     }
   }
 

@@ -18,6 +18,7 @@
  *   called with new responses.
  */
 import * as grpc from '@grpc/grpc-js';
+import { JitteredBackoff } from '../../core/backoff.js';
 import { decodeMessage, encodeMessage, type Json } from './proto.js';
 
 const ADS_METHOD = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
@@ -79,11 +80,13 @@ export class AdsClient {
   /** The node has been sent on the current stream. */
   #nodeSent = false;
   #retryTimer: NodeJS.Timeout | null = null;
-  #attempt = 0;
+  readonly #backoff: JitteredBackoff;
   #closed = false;
 
   constructor(options: AdsClientOptions) {
     this.#options = options;
+    const { baseMs, maxMs } = options.backoff ?? { baseMs: 500, maxMs: 30_000 };
+    this.#backoff = new JitteredBackoff(baseMs, maxMs);
   }
 
   start(): void {
@@ -149,7 +152,7 @@ export class AdsClient {
         connected = true;
         this.#options.handler.onConnection?.('connected');
       }
-      this.#attempt = 0;
+      this.#backoff.reset();
       this.#onResponse(stream, response as { [key: string]: Json });
     });
     stream.on('error', (err: grpc.ServiceError) => this.#broken(stream, err.details || err.message));
@@ -171,14 +174,10 @@ export class AdsClient {
   }
 
   #retryLater(): void {
-    const { baseMs, maxMs } = this.#options.backoff ?? { baseMs: 500, maxMs: 30_000 };
-    // Full jitter over an exponentially growing window.
-    const window = Math.min(maxMs, baseMs * 2 ** this.#attempt);
-    this.#attempt++;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null;
       this.#connect();
-    }, Math.random() * window);
+    }, this.#backoff.next());
   }
 
   #onResponse(stream: Stream, response: { [key: string]: Json }): void {

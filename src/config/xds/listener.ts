@@ -62,6 +62,9 @@ export interface XdsListener {
   readonly defaultChain?: FilterChain;
 }
 
+/** A listener's chains, its default chain last. */
+export const chainsOf = (l: XdsListener): FilterChain[] => [...l.chains, ...(l.defaultChain !== undefined ? [l.defaultChain] : [])];
+
 export type ListenerResult = { readonly listener?: XdsListener; readonly problems: readonly XdsProblem[] };
 
 export function translateListener(json: unknown): ListenerResult {

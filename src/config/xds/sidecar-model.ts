@@ -43,7 +43,7 @@ import {
 } from '../../model/index.js';
 import { catchAllVirtualHost, inboundRouteConfig } from '../istio/routes.js';
 import type { XdsProblem } from './fields.js';
-import type { FilterChain, XdsListener } from './listener.js';
+import { chainsOf, type FilterChain, type XdsListener } from './listener.js';
 
 export const VIRTUAL_OUTBOUND = 'virtualOutbound';
 export const VIRTUAL_INBOUND = 'virtualInbound';
@@ -99,7 +99,6 @@ function withModelPassthrough(rc: RouteConfig): RouteConfig {
 /** What a route configuration does, without its descriptive names (Istio names the IPv6 copy apart). */
 const routingKey = (rc: RouteConfig): string => JSON.stringify(rc.virtualHosts.map(({ name: _name, ...vh }) => vh));
 
-const chainsOf = (l: XdsListener): FilterChain[] => [...l.chains, ...(l.defaultChain !== undefined ? [l.defaultChain] : [])];
 const isWildcardAddress = (a: string): boolean => a === '0.0.0.0' || a === '::' || a === '';
 /** `outbound|9080|v1|reviews.default.svc.cluster.local` → the host. */
 const hostOfCluster = (name: string): string | undefined => {

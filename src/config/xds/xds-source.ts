@@ -25,7 +25,7 @@ import { AdsClient, type AdsClientOptions, type AdsResponse } from './ads-client
 import { translateCluster, type XdsCluster } from './cluster.js';
 import { translateClusterLoadAssignment } from './endpoints.js';
 import type { XdsProblem } from './fields.js';
-import { translateListener, type XdsListener } from './listener.js';
+import { chainsOf, translateListener, type XdsListener } from './listener.js';
 import type { Json } from './proto.js';
 import { TypeUrl } from './proto.js';
 import { translateRouteConfiguration } from './route-configuration.js';
@@ -329,7 +329,7 @@ export class XdsConfigSource implements ConfigSource {
 /** Whether any cluster originates Istio mTLS or any listener chain terminates it. */
 function usesWorkloadCertificate(clusters: Iterable<XdsCluster>, listeners: Iterable<XdsListener>): boolean {
   for (const c of clusters) if (c.tls?.mode === 'ISTIO_MUTUAL') return true;
-  for (const l of listeners) if ([...l.chains, ...(l.defaultChain !== undefined ? [l.defaultChain] : [])].some((c) => c.terminatesMtls)) return true;
+  for (const l of listeners) if (chainsOf(l).some((c) => c.terminatesMtls)) return true;
   return false;
 }
 
